@@ -1,0 +1,184 @@
+// hubflow's configuration: the YAML file, validated against
+// schemas/hubflow.schema.json, turned into immutable structs that the actors
+// are built from. Every error names file:line:column and the key path.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <yaml-cpp/yaml.h>
+
+namespace hubflow {
+
+using std::chrono::milliseconds;
+
+/// Where a value sits in the config file, for error messages.
+struct source_position {
+  std::string file;
+  int line = 0;   // 1-based, 0 when unknown
+  int column = 0; // 1-based, 0 when unknown
+};
+
+/// A config problem: `what()` is `file:line:col: key.path: message`.
+class config_error : public std::runtime_error {
+public:
+  config_error(const source_position& where, const std::string& key_path,
+               const std::string& message);
+  /// All problems found in one load, one per line.
+  explicit config_error(const std::vector<std::string>& messages);
+  const std::vector<std::string>& messages() const noexcept {
+    return messages_;
+  }
+
+private:
+  std::vector<std::string> messages_;
+};
+
+/// A username with its password (plain or mosquitto_passwd hash) and the
+/// topic filters it may publish to and subscribe to.
+struct principal_config {
+  std::string username;
+  std::string password;
+  std::vector<std::string> pub;
+  std::vector<std::string> sub;
+};
+
+/// Baetyl's hub `subscriptions`: what arrives on `source` is also published
+/// on `target`.
+struct remap_config {
+  std::string source_topic;
+  std::uint8_t source_qos = 0;
+  std::string target_topic;
+  std::uint8_t target_qos = 0;
+};
+
+/// The hub rules talk to: embedded (`listen`) or external (`address`).
+struct hub_config {
+  bool embedded = true;
+  // Embedded hub (Baetyl's hub service form).
+  std::vector<std::string> listen{"tcp://127.0.0.1:1883"};
+  bool allow_anonymous = true;     // the embedded default allows loopback only
+  bool anonymous_loopback_only = true;
+  std::vector<principal_config> principals;
+  std::vector<remap_config> subscriptions;
+  // External hub (Baetyl's function-manager form).
+  std::string address;
+  std::string username;
+  std::string password;
+  // Both.
+  std::size_t max_message_size = 4 * 1024 * 1024; // Baetyl's default 4 MiB
+  std::size_t max_inflight = 20;
+  std::size_t max_queued_messages = 1000; // per offline persistent session
+  source_position where;
+};
+
+/// One end of a rule: a hub topic (filter for `from`) or an endpoint topic.
+struct rule_end {
+  std::string endpoint; // empty: the hub
+  std::string topic;
+  std::uint8_t qos = 0;
+  bool retain = false;
+};
+
+struct rule_config {
+  std::string name; // defaults to the clientid, else "rule-<index>"
+  std::string clientid;
+  rule_end from;
+  std::string function; // empty: forward unchanged
+  rule_end to;
+  std::string error_topic; // empty: errors go to `to.topic`
+  int retry_max = 3;
+  source_position where;
+};
+
+struct instance_config {
+  std::size_t min = 0;
+  std::size_t max = 1;
+  milliseconds idletime = std::chrono::minutes(10);
+  milliseconds timeout = std::chrono::seconds(30);
+  std::size_t queue = 1000; // invocations waiting when all `max` are busy
+  std::size_t message_size = 4 * 1024 * 1024;
+};
+
+struct function_config {
+  std::string name;
+  std::string runtime = "native"; // native | sql | python | node
+  std::string plugin;             // native: plugin name or .so path
+  std::string handler;            // sql: the statement; python/node: mod.fn
+  std::string codedir;            // python/node
+  std::string interpreter;        // python/node: overrides the default
+  std::vector<std::pair<std::string, std::string>> env;
+  instance_config instance;
+  source_position where;
+};
+
+/// An endpoint's settings stay a YAML node: each endpoint type parses its own
+/// (endpoints/<type>/) after the schema has validated the shape.
+struct endpoint_config {
+  std::string name;
+  std::string type; // kafka | redis | mqtt
+  YAML::Node settings;
+  source_position where;
+};
+
+struct stats_config {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 9105;
+  milliseconds report_interval = std::chrono::milliseconds(500);
+};
+
+struct http_config {
+  bool enabled = false;
+  std::string listen = "127.0.0.1:3500";
+  std::size_t max_body = 4 * 1024 * 1024;
+};
+
+struct log_config {
+  std::string level = "info";
+  std::string path; // empty: stderr
+};
+
+/// Where to find things at run time (command line, not the YAML file).
+struct runtime_options {
+  std::vector<std::string> plugin_dirs;
+  std::string python = "/usr/bin/python3";
+  std::string node = "node";
+  std::string workers_dir; // where hubflow's own worker scripts live
+};
+
+struct config {
+  std::string file; // "<embedded default>" for the built-in config
+  hub_config hub;
+  std::vector<rule_config> rules;
+  std::vector<function_config> functions;
+  std::vector<endpoint_config> endpoints;
+  stats_config stats;
+  http_config http;
+  log_config logger;
+
+  const function_config* find_function(const std::string& name) const;
+  const endpoint_config* find_endpoint(const std::string& name) const;
+};
+
+/// Parses and validates YAML text; `file` names it in errors. Throws
+/// config_error with every problem found.
+config load_config_text(const std::string& text, const std::string& file);
+
+/// Reads and validates a file. Throws config_error.
+config load_config_file(const std::string& path);
+
+/// The embedded default config (config/hubflow.yaml, compiled in).
+config default_config();
+const char* default_config_text();
+
+/// Parses durations such as `30s`, `10m`, `500ms`, `1h`; nullopt if invalid.
+std::optional<milliseconds> parse_duration(const std::string& text);
+
+/// Position of a YAML node (1-based line and column).
+source_position position_of(const YAML::Node& node, const std::string& file);
+
+} // namespace hubflow

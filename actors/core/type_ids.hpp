@@ -1,0 +1,49 @@
+// Every atom and message type hubflow's actors exchange, in one place.
+//
+// The protocols, by role:
+// - Sink (embedded router, external hub link, Kafka producer, Redis writer):
+//     (publish_atom, message) -> ok_atom once the message is as delivered as
+//     the destination promises (e.g. after the Kafka ack), or a caf::error.
+// - Source (a hub, a Kafka consumer): (subscribe_atom, filter, qos, actor) ->
+//     ok_atom; the subscriber then gets (deliver_atom, message) requests and
+//     answers ok_atom when it has handled them, which lets the source ack or
+//     commit upstream. (unsubscribe_atom, filter, actor) undoes a subscription.
+// - Function supervisor: (invoke_atom, message) -> function_result.
+// - Stats actor: (report_atom, component_stats) from every component;
+//     (caf::get_atom) -> std::string holding the JSON snapshot.
+#pragma once
+
+#include <caf/all.hpp>
+
+#include "core/component_stats.hpp"
+#include "core/message.hpp"
+#include "functions/function_result.hpp"
+
+CAF_BEGIN_TYPE_ID_BLOCK(hubflow, caf::first_custom_type_id)
+
+  CAF_ADD_TYPE_ID(hubflow, (hubflow::payload))
+  CAF_ADD_TYPE_ID(hubflow, (hubflow::mqtt_properties))
+  CAF_ADD_TYPE_ID(hubflow, (hubflow::message))
+  CAF_ADD_TYPE_ID(hubflow, (hubflow::function_result))
+  CAF_ADD_TYPE_ID(hubflow, (hubflow::component_stats))
+
+CAF_END_TYPE_ID_BLOCK(hubflow)
+
+namespace hubflow {
+
+using publish_atom = caf::atom_constant<caf::atom("publish")>;
+using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
+using unsubscribe_atom = caf::atom_constant<caf::atom("unsub")>;
+using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
+using invoke_atom = caf::atom_constant<caf::atom("invoke")>;
+using report_atom = caf::atom_constant<caf::atom("report")>;
+using tick_atom = caf::atom_constant<caf::atom("tick")>;
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
+using connect_atom = caf::atom_constant<caf::atom("connect")>;
+using ok_atom = caf::ok_atom;
+using get_atom = caf::get_atom;
+
+/// Registry name of the stats actor, so any actor can find it.
+inline constexpr const char* stats_registry_name = "hubflow.stats";
+
+} // namespace hubflow
