@@ -1,0 +1,24 @@
+// The function runtimes hubflow knows, by the `runtime:` name of a function.
+#include "functions/runtime.hpp"
+
+namespace hubflow {
+
+std::map<std::string, runtime_factory>& runtime_registry() {
+  // One line per runtime.
+  static std::map<std::string, runtime_factory> registry = {};
+  return registry;
+}
+
+std::unique_ptr<function_runtime> make_runtime(const function_config& cfg,
+                                               const runtime_options& opts,
+                                               std::string& error) {
+  auto& registry = runtime_registry();
+  auto i = registry.find(cfg.runtime);
+  if (i == registry.end()) {
+    error = "unknown runtime '" + cfg.runtime + "'";
+    return nullptr;
+  }
+  return i->second(cfg, opts, error);
+}
+
+} // namespace hubflow
