@@ -49,5 +49,10 @@ if(NOT benchmark_FOUND)
   message(FATAL_ERROR "hubflow: missing Google Benchmark; install it with: apt-get install libbenchmark-dev")
 endif()
 find_package(spdlog REQUIRED)
+# OpenSSL's libcrypto: PBKDF2 and random salts for hub password hashes.
+find_package(OpenSSL)
+if(NOT OpenSSL_FOUND)
+  message(FATAL_ERROR "hubflow: missing OpenSSL; install it with: apt-get install libssl-dev")
+endif()
 
 set(CAF_LIBS ${CAF_IO_LIB} ${CAF_CORE_LIB} Threads::Threads)

@@ -1,0 +1,306 @@
+#include "hub/auth.hpp"
+
+#include <array>
+#include <charconv>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+namespace hubflow {
+
+namespace {
+
+// What mosquitto_passwd 2.0 writes: 12 random salt bytes, 101 PBKDF2
+// iterations, a 64-byte SHA-512 result. Reading takes any iteration count.
+constexpr std::size_t salt_bytes = 12;
+constexpr int default_iterations = 101;
+constexpr std::size_t sha512_bytes = 64;
+
+// ---- base64 (standard alphabet, '=' padding; OpenSSL's BIO framing adds
+// newlines and EVP_DecodeBlock miscounts padding, so a few lines of our own)
+
+constexpr std::string_view b64_alphabet =
+  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64_encode(const unsigned char* data, std::size_t size) {
+  std::string out;
+  out.reserve((size + 2) / 3 * 4);
+  for (std::size_t i = 0; i < size; i += 3) {
+    std::uint32_t chunk = std::uint32_t{data[i]} << 16;
+    if (i + 1 < size)
+      chunk |= std::uint32_t{data[i + 1]} << 8;
+    if (i + 2 < size)
+      chunk |= data[i + 2];
+    out += b64_alphabet[(chunk >> 18) & 63];
+    out += b64_alphabet[(chunk >> 12) & 63];
+    out += i + 1 < size ? b64_alphabet[(chunk >> 6) & 63] : '=';
+    out += i + 2 < size ? b64_alphabet[chunk & 63] : '=';
+  }
+  return out;
+}
+
+std::optional<std::vector<unsigned char>> base64_decode(std::string_view text) {
+  while (!text.empty() && text.back() == '=')
+    text.remove_suffix(1);
+  if (text.size() % 4 == 1)
+    return std::nullopt;
+  std::vector<unsigned char> out;
+  out.reserve(text.size() * 3 / 4);
+  std::uint32_t bits = 0;
+  int bit_count = 0;
+  for (char c : text) {
+    auto index = b64_alphabet.find(c);
+    if (index == std::string_view::npos)
+      return std::nullopt;
+    bits = (bits << 6) | static_cast<std::uint32_t>(index);
+    bit_count += 6;
+    if (bit_count >= 8) {
+      bit_count -= 8;
+      out.push_back(static_cast<unsigned char>((bits >> bit_count) & 0xff));
+    }
+  }
+  return out;
+}
+
+// ---- the two mosquitto_passwd formats
+
+struct parsed_hash {
+  enum kind { sha512, pbkdf2_sha512 } type;
+  int iterations = 0;
+  std::vector<unsigned char> salt;
+  std::vector<unsigned char> digest;
+};
+
+std::vector<std::string_view> split(std::string_view text, char separator) {
+  std::vector<std::string_view> parts;
+  std::size_t start = 0;
+  for (;;) {
+    auto end = text.find(separator, start);
+    parts.push_back(text.substr(start, end - start));
+    if (end == std::string_view::npos)
+      return parts;
+    start = end + 1;
+  }
+}
+
+// $6$<salt>$<sha512(password + salt)> or $7$<iterations>$<salt>$<pbkdf2>.
+std::optional<parsed_hash> parse_hash(std::string_view stored) {
+  auto parts = split(stored, '$'); // leading '$' gives an empty first part
+  parsed_hash result;
+  std::string_view salt_text;
+  std::string_view digest_text;
+  if (parts.size() == 4 && parts[0].empty() && parts[1] == "6") {
+    result.type = parsed_hash::sha512;
+    salt_text = parts[2];
+    digest_text = parts[3];
+  } else if (parts.size() == 5 && parts[0].empty() && parts[1] == "7") {
+    result.type = parsed_hash::pbkdf2_sha512;
+    auto [end, error] = std::from_chars(
+      parts[2].data(), parts[2].data() + parts[2].size(), result.iterations);
+    if (error != std::errc{} || end != parts[2].data() + parts[2].size()
+        || result.iterations <= 0)
+      return std::nullopt;
+    salt_text = parts[3];
+    digest_text = parts[4];
+  } else {
+    return std::nullopt;
+  }
+  auto salt = base64_decode(salt_text);
+  auto digest = base64_decode(digest_text);
+  if (!salt || salt->empty() || !digest || digest->size() != sha512_bytes)
+    return std::nullopt;
+  result.salt = std::move(*salt);
+  result.digest = std::move(*digest);
+  return result;
+}
+
+std::array<unsigned char, sha512_bytes>
+pbkdf2_sha512(std::string_view password, const std::vector<unsigned char>& salt,
+              int iterations) {
+  std::array<unsigned char, sha512_bytes> out{};
+  if (PKCS5_PBKDF2_HMAC(password.data(), static_cast<int>(password.size()),
+                        salt.data(), static_cast<int>(salt.size()), iterations,
+                        EVP_sha512(), static_cast<int>(out.size()), out.data())
+      != 1)
+    throw std::runtime_error("PKCS5_PBKDF2_HMAC failed");
+  return out;
+}
+
+std::array<unsigned char, sha512_bytes>
+salted_sha512(std::string_view password,
+              const std::vector<unsigned char>& salt) {
+  std::array<unsigned char, sha512_bytes> out{};
+  unsigned int size = 0;
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx{EVP_MD_CTX_new(),
+                                                              EVP_MD_CTX_free};
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha512(), nullptr) != 1
+      || EVP_DigestUpdate(ctx.get(), password.data(), password.size()) != 1
+      || EVP_DigestUpdate(ctx.get(), salt.data(), salt.size()) != 1
+      || EVP_DigestFinal_ex(ctx.get(), out.data(), &size) != 1)
+    throw std::runtime_error("SHA-512 digest failed");
+  return out;
+}
+
+bool equal_constant_time(const void* a, std::size_t a_size, const void* b,
+                         std::size_t b_size) {
+  // Sizes are not secret (hash sizes are fixed; a plain password's length
+  // leaks at most its length), the bytes are.
+  return a_size == b_size && CRYPTO_memcmp(a, b, a_size) == 0;
+}
+
+// ---- topic filters
+
+// Until the hub's topic tree exports its matcher, the rules of MQTT 3.1.1
+// section 4.7 are applied here level by level.
+bool is_dollar_topic(std::string_view name) {
+  return !name.empty() && name.front() == '$';
+}
+
+bool filter_matches_topic(std::string_view filter, std::string_view topic) {
+  if (topic.find_first_of("+#") != std::string_view::npos)
+    return false; // a topic name never contains wildcards
+  auto f = split(filter, '/');
+  auto t = split(topic, '/');
+  // `#` and `+` in the first level do not match `$SYS/...` and friends.
+  if (is_dollar_topic(topic) && (f[0] == "#" || f[0] == "+"))
+    return false;
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    if (f[i] == "#")
+      return true; // also matches the parent level: `a/#` matches `a`
+    if (i >= t.size())
+      return false;
+    if (f[i] != "+" && f[i] != t[i])
+      return false;
+  }
+  return f.size() == t.size();
+}
+
+// `$share/<group>/<filter>` subscribes to <filter>.
+std::string_view strip_share_prefix(std::string_view filter) {
+  constexpr std::string_view prefix = "$share/";
+  if (filter.substr(0, prefix.size()) != prefix)
+    return filter;
+  auto rest = filter.substr(prefix.size());
+  auto slash = rest.find('/');
+  return slash == std::string_view::npos ? std::string_view{}
+                                         : rest.substr(slash + 1);
+}
+
+} // namespace
+
+bool filter_covers(std::string_view permit, std::string_view filter) {
+  auto p = split(permit, '/');
+  auto f = split(filter, '/');
+  // A wildcard in the permit's first level covers no `$` topic, so a filter
+  // naming a `$` first level needs a permit that names it too.
+  if (is_dollar_topic(f[0]) && (p[0] == "#" || p[0] == "+"))
+    return false;
+  for (std::size_t i = 0;; ++i) {
+    if (i < p.size() && p[i] == "#")
+      return true; // covers this level and everything below (and the parent)
+    if (i >= f.size())
+      return i >= p.size(); // the filter ended: so must the permit
+    if (i >= p.size())
+      return false; // the filter reaches deeper than the permit
+    if (f[i] == "#")
+      return false; // any depth below, and the permit is not `#` here
+    if (p[i] == "+")
+      continue; // covers any single level, literal or `+`
+    if (f[i] == "+" || f[i] != p[i])
+      return false;
+  }
+}
+
+authenticator::authenticator(const hub_config& cfg)
+  : allow_anonymous_(cfg.allow_anonymous),
+    anonymous_loopback_only_(cfg.anonymous_loopback_only),
+    principals_(cfg.principals) {
+  for (const auto& p : principals_) {
+    if (!is_password_hash(p.password))
+      spdlog::warn("hub principal '{}' has a plain-text password in the "
+                   "config; store a hash instead (hubflowctl passwd)",
+                   p.username);
+    else if (!parse_hash(p.password))
+      spdlog::warn("hub principal '{}' has a password hash that is not in "
+                   "mosquitto_passwd's $6$/$7$ format; it will never match",
+                   p.username);
+  }
+}
+
+const principal_config* authenticator::authenticate(std::string_view user,
+                                                    std::string_view password,
+                                                    bool has_password,
+                                                    bool from_loopback) const {
+  // Principals are not tied to an address; only anonymous access is.
+  (void) from_loopback;
+  if (!has_password)
+    return nullptr;
+  for (const auto& p : principals_)
+    if (p.username == user)
+      return password_matches(p.password, password) ? &p : nullptr;
+  return nullptr;
+}
+
+bool authenticator::anonymous_allowed(bool from_loopback) const {
+  return allow_anonymous_ && (from_loopback || !anonymous_loopback_only_);
+}
+
+bool authenticator::may_publish(const principal_config* p,
+                                std::string_view topic) const {
+  if (p == nullptr)
+    return allow_anonymous_;
+  for (const auto& permit : p->pub)
+    if (filter_matches_topic(permit, topic))
+      return true;
+  return false;
+}
+
+bool authenticator::may_subscribe(const principal_config* p,
+                                  std::string_view filter) const {
+  if (p == nullptr)
+    return allow_anonymous_;
+  filter = strip_share_prefix(filter);
+  if (filter.empty())
+    return false;
+  for (const auto& permit : p->sub)
+    if (filter_covers(permit, filter))
+      return true;
+  return false;
+}
+
+std::string make_password_hash(std::string_view password) {
+  std::vector<unsigned char> salt(salt_bytes);
+  if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1)
+    throw std::runtime_error("no random bytes for a password salt");
+  auto digest = pbkdf2_sha512(password, salt, default_iterations);
+  return "$7$" + std::to_string(default_iterations) + "$"
+         + base64_encode(salt.data(), salt.size()) + "$"
+         + base64_encode(digest.data(), digest.size());
+}
+
+bool is_password_hash(std::string_view stored) {
+  return stored.substr(0, 3) == "$6$" || stored.substr(0, 3) == "$7$";
+}
+
+bool password_matches(std::string_view stored, std::string_view password) {
+  if (!is_password_hash(stored))
+    return equal_constant_time(stored.data(), stored.size(), password.data(),
+                               password.size());
+  auto hash = parse_hash(stored);
+  if (!hash)
+    return false;
+  auto digest = hash->type == parsed_hash::sha512
+                  ? salted_sha512(password, hash->salt)
+                  : pbkdf2_sha512(password, hash->salt, hash->iterations);
+  return equal_constant_time(digest.data(), digest.size(),
+                             hash->digest.data(), hash->digest.size());
+}
+
+} // namespace hubflow
