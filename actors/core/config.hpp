@@ -127,7 +127,7 @@ struct endpoint_config {
 
 struct stats_config {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 9105;
+  std::uint16_t port = 9883;
   milliseconds report_interval = std::chrono::milliseconds(500);
 };
 
@@ -180,5 +180,17 @@ std::optional<milliseconds> parse_duration(const std::string& text);
 
 /// Position of a YAML node (1-based line and column).
 source_position position_of(const YAML::Node& node, const std::string& file);
+
+/// Formats one config problem as `file:line:col: key.path: message`.
+std::string format_config_error(const source_position& where,
+                                const std::string& key_path,
+                                const std::string& message);
+
+/// Reads a secret written as a plain string, `{file: PATH}` (the file's
+/// content, trailing newline removed) or `{env: NAME}`. Returns false and
+/// sets `error` when the file or variable is missing; sets `plain` when the
+/// secret sat in the config file itself (callers warn about that).
+bool read_secret(const YAML::Node& node, std::string& value,
+                 std::string& error, bool* plain = nullptr);
 
 } // namespace hubflow

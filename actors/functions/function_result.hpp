@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include <caf/error.hpp>
+#include <caf/meta/load_callback.hpp>
 #include <caf/meta/type_name.hpp>
 
 #include "core/message.hpp"

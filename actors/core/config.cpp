@@ -1,0 +1,640 @@
+// Loading the YAML config: parse, convert to JSON with positions, validate
+// against the compiled-in JSON Schema, check references, build the structs.
+#include "core/config.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <valijson/adapters/nlohmann_json_adapter.hpp>
+#include <valijson/schema.hpp>
+#include <valijson/schema_parser.hpp>
+#include <valijson/validation_results.hpp>
+#include <valijson/validator.hpp>
+
+#include "embedded.hpp"
+#include "endpoints/endpoint.hpp"
+
+namespace hubflow {
+
+using json = nlohmann::json;
+
+// -- errors -------------------------------------------------------------------
+
+std::string format_config_error(const source_position& where,
+                                const std::string& key_path,
+                                const std::string& message) {
+  std::ostringstream out;
+  out << where.file;
+  if (where.line > 0)
+    out << ':' << where.line << ':' << where.column;
+  out << ": ";
+  if (!key_path.empty())
+    out << key_path << ": ";
+  out << message;
+  return out.str();
+}
+
+static std::string join_lines(const std::vector<std::string>& lines) {
+  std::string result;
+  for (auto& line : lines) {
+    if (!result.empty())
+      result += '\n';
+    result += line;
+  }
+  return result;
+}
+
+config_error::config_error(const source_position& where,
+                           const std::string& key_path,
+                           const std::string& message)
+  : std::runtime_error(format_config_error(where, key_path, message)) {
+  messages_.push_back(what());
+}
+
+config_error::config_error(const std::vector<std::string>& messages)
+  : std::runtime_error(join_lines(messages)), messages_(messages) {
+}
+
+source_position position_of(const YAML::Node& node, const std::string& file) {
+  auto mark = node.Mark();
+  if (mark.is_null())
+    return {file, 0, 0};
+  return {file, mark.line + 1, mark.column + 1};
+}
+
+// -- values -------------------------------------------------------------------
+
+std::optional<milliseconds> parse_duration(const std::string& text) {
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+    return std::nullopt;
+  std::size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  auto unit = text.substr(used);
+  if (unit == "ms")
+    return milliseconds{n};
+  if (unit == "s" || unit.empty())
+    return milliseconds{n * 1000};
+  if (unit == "m")
+    return milliseconds{n * 60 * 1000};
+  if (unit == "h")
+    return milliseconds{n * 3600 * 1000};
+  return std::nullopt;
+}
+
+static std::optional<std::size_t> parse_size(const std::string& text) {
+  std::size_t used = 0;
+  unsigned long long n = 0;
+  try {
+    n = std::stoull(text, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(used);
+  std::transform(unit.begin(), unit.end(), unit.begin(), ::tolower);
+  if (unit.empty() || unit == "b")
+    return n;
+  if (unit[0] == 'k')
+    return n << 10;
+  if (unit[0] == 'm')
+    return n << 20;
+  if (unit[0] == 'g')
+    return n << 30;
+  return std::nullopt;
+}
+
+bool read_secret(const YAML::Node& node, std::string& value,
+                 std::string& error, bool* plain) {
+  if (plain)
+    *plain = false;
+  if (node.IsScalar()) {
+    value = node.as<std::string>();
+    if (plain)
+      *plain = true;
+    return true;
+  }
+  if (auto file = node["file"]) {
+    std::ifstream in(file.as<std::string>(), std::ios::binary);
+    if (!in) {
+      error = "cannot read secret file '" + file.as<std::string>() + "'";
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    value = ss.str();
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r'))
+      value.pop_back();
+    return true;
+  }
+  if (auto env = node["env"]) {
+    auto* text = std::getenv(env.as<std::string>().c_str());
+    if (text == nullptr) {
+      error = "environment variable '" + env.as<std::string>() + "' is not set";
+      return false;
+    }
+    value = text;
+    return true;
+  }
+  error = "a secret is a string, {file: PATH} or {env: NAME}";
+  return false;
+}
+
+// -- YAML to JSON with positions -----------------------------------------------
+
+namespace {
+
+/// A YAML document as JSON (for schema validation) plus where each value
+/// sits, keyed by its key path (`rules[1].function`).
+struct positioned_document {
+  json root;
+  std::map<std::string, YAML::Node> nodes;
+  std::string file;
+
+  source_position where(const std::string& path) const {
+    // Fall back to the closest enclosing value that has a position.
+    std::string p = path;
+    for (;;) {
+      auto i = nodes.find(p);
+      if (i != nodes.end())
+        return position_of(i->second, file);
+      auto cut = p.find_last_of(".[");
+      if (cut == std::string::npos)
+        return {file, 0, 0};
+      p = p.substr(0, cut);
+    }
+  }
+};
+
+std::string child_path(const std::string& parent, const std::string& key) {
+  return parent.empty() ? key : parent + "." + key;
+}
+
+std::string index_path(const std::string& parent, std::size_t i) {
+  return parent + "[" + std::to_string(i) + "]";
+}
+
+/// Plain YAML scalars get JSON types (int, float, bool, null); quoted ones
+/// stay strings, so `'5'` is a string and `5` a number, as a reader expects.
+json scalar_to_json(const YAML::Node& node) {
+  const auto& text = node.Scalar();
+  if (node.Tag() != "?")
+    return text;
+  if (text == "true" || text == "True" || text == "TRUE")
+    return true;
+  if (text == "false" || text == "False" || text == "FALSE")
+    return false;
+  if (text.empty() || text == "~" || text == "null" || text == "Null")
+    return nullptr;
+  char* end = nullptr;
+  errno = 0;
+  long long i = std::strtoll(text.c_str(), &end, 10);
+  if (errno == 0 && end && *end == '\0')
+    return i;
+  double d = std::strtod(text.c_str(), &end);
+  if (end && *end == '\0' && text.find_first_of("0123456789") == 0)
+    return d;
+  return text;
+}
+
+json to_json(const YAML::Node& node, const std::string& path,
+             positioned_document& doc) {
+  doc.nodes[path] = node;
+  switch (node.Type()) {
+    case YAML::NodeType::Map: {
+      json obj = json::object();
+      for (auto kv : node) {
+        auto key = kv.first.as<std::string>();
+        auto p = child_path(path, key);
+        obj[key] = to_json(kv.second, p, doc);
+        // Errors about a key point at the key itself.
+        doc.nodes[p + "#key"] = kv.first;
+      }
+      return obj;
+    }
+    case YAML::NodeType::Sequence: {
+      json arr = json::array();
+      for (std::size_t i = 0; i < node.size(); ++i)
+        arr.push_back(to_json(node[i], index_path(path, i), doc));
+      return arr;
+    }
+    case YAML::NodeType::Scalar:
+      return scalar_to_json(node);
+    default:
+      return nullptr;
+  }
+}
+
+// -- schema validation ---------------------------------------------------------
+
+const valijson::Schema& config_schema() {
+  static const auto schema = [] {
+    auto result = std::make_unique<valijson::Schema>();
+    auto doc = json::parse(embedded::config_schema);
+    valijson::SchemaParser parser;
+    valijson::adapters::NlohmannJsonAdapter adapter(doc);
+    parser.populateSchema(adapter, *result);
+    return result;
+  }();
+  return *schema;
+}
+
+/// valijson's context `["<root>", "[rules]", "[1]", "[function]"]` as the key
+/// path `rules[1].function`.
+std::string context_to_path(const std::vector<std::string>& context) {
+  std::string path;
+  for (std::size_t i = 1; i < context.size(); ++i) {
+    auto part = context[i];
+    if (part.size() >= 2 && part.front() == '[' && part.back() == ']')
+      part = part.substr(1, part.size() - 2);
+    bool is_index = !part.empty()
+                    && std::all_of(part.begin(), part.end(), ::isdigit);
+    if (is_index)
+      path += "[" + part + "]";
+    else
+      path = child_path(path, part);
+  }
+  return path;
+}
+
+/// valijson reports every failing subschema; keep the most specific message
+/// per location and drop locations that merely contain a failing child.
+std::vector<std::string> schema_errors(const positioned_document& doc) {
+  valijson::Validator validator(valijson::Validator::kStrongTypes);
+  valijson::ValidationResults results;
+  valijson::adapters::NlohmannJsonAdapter target(doc.root);
+  if (validator.validate(config_schema(), target, &results))
+    return {};
+  std::vector<std::pair<std::string, std::string>> found;
+  valijson::ValidationResults::Error error;
+  while (results.popError(error))
+    found.emplace_back(context_to_path(error.context), error.description);
+  std::vector<std::string> messages;
+  std::set<std::string> seen;
+  for (auto& [path, description] : found) {
+    bool has_deeper = std::any_of(found.begin(), found.end(), [&](auto& other) {
+      return other.first.size() > path.size()
+             && other.first.compare(0, path.size(), path) == 0;
+    });
+    if (has_deeper || !seen.insert(path).second)
+      continue;
+    // An unknown key: valijson names it in the description; point at it.
+    std::string where_path = path;
+    auto quote = description.find('\'');
+    if (description.find("additional") != std::string::npos
+        || description.find("Object contains a property") != std::string::npos) {
+      if (quote != std::string::npos) {
+        auto end = description.find('\'', quote + 1);
+        auto key = description.substr(quote + 1, end - quote - 1);
+        where_path = child_path(path, key);
+        description = "unknown key '" + key + "'";
+        messages.push_back(format_config_error(
+          doc.where(where_path + "#key"), where_path, description));
+        continue;
+      }
+    }
+    messages.push_back(
+      format_config_error(doc.where(where_path), where_path, description));
+  }
+  return messages;
+}
+
+// -- building the structs ------------------------------------------------------
+
+struct builder {
+  const positioned_document& doc;
+  std::vector<std::string> errors;
+
+  void fail(const std::string& path, const std::string& message) {
+    errors.push_back(format_config_error(doc.where(path), path, message));
+  }
+
+  std::size_t size_at(const json& v, const std::string& path,
+                      std::size_t fallback) {
+    if (v.is_null())
+      return fallback;
+    auto parsed = parse_size(v.is_string() ? v.get<std::string>()
+                                           : std::to_string(v.get<long long>()));
+    if (!parsed) {
+      fail(path, "not a size (examples: 512, 64k, 4m)");
+      return fallback;
+    }
+    return *parsed;
+  }
+
+  milliseconds duration_at(const json& v, const std::string& path,
+                           milliseconds fallback) {
+    if (v.is_null())
+      return fallback;
+    auto parsed = parse_duration(v.is_string()
+                                   ? v.get<std::string>()
+                                   : std::to_string(v.get<long long>()));
+    if (!parsed) {
+      fail(path, "not a duration (examples: 500ms, 30s, 10m, 1h)");
+      return fallback;
+    }
+    return *parsed;
+  }
+
+  static const json& at(const json& obj, const char* key) {
+    static const json null_value;
+    if (!obj.is_object())
+      return null_value;
+    auto i = obj.find(key);
+    return i == obj.end() ? null_value : *i;
+  }
+
+  static std::string str(const json& obj, const char* key,
+                         std::string fallback = {}) {
+    auto& v = at(obj, key);
+    return v.is_string() ? v.get<std::string>() : fallback;
+  }
+
+  hub_config build_hub(const json& j) {
+    hub_config hub;
+    hub.where = doc.where("hub");
+    if (j.contains("address")) {
+      hub.embedded = false;
+      hub.listen.clear();
+      hub.address = str(j, "address");
+      hub.username = str(j, "username");
+      if (j.contains("password")) {
+        std::string error;
+        bool plain = false;
+        if (!read_secret(doc.nodes.at("hub.password"), hub.password, error,
+                         &plain))
+          fail("hub.password", error);
+      }
+    } else if (j.contains("listen")) {
+      hub.listen = at(j, "listen").get<std::vector<std::string>>();
+    }
+    for (std::size_t i = 0; i < at(j, "principals").size(); ++i) {
+      auto& p = at(j, "principals")[i];
+      principal_config principal;
+      principal.username = str(p, "username");
+      principal.password = str(p, "password");
+      for (auto& perm : at(p, "permissions")) {
+        auto permits = at(perm, "permit").get<std::vector<std::string>>();
+        auto& target = str(perm, "action") == "pub" ? principal.pub
+                                                    : principal.sub;
+        target.insert(target.end(), permits.begin(), permits.end());
+      }
+      hub.principals.push_back(std::move(principal));
+    }
+    for (auto& s : at(j, "subscriptions")) {
+      remap_config remap;
+      remap.source_topic = str(at(s, "source"), "topic");
+      remap.source_qos = at(at(s, "source"), "qos").is_number()
+                           ? at(at(s, "source"), "qos").get<int>()
+                           : 0;
+      remap.target_topic = str(at(s, "target"), "topic");
+      remap.target_qos = at(at(s, "target"), "qos").is_number()
+                           ? at(at(s, "target"), "qos").get<int>()
+                           : 0;
+      hub.subscriptions.push_back(std::move(remap));
+    }
+    auto anonymous = str(j, "anonymous",
+                         hub.principals.empty() ? "loopback" : "none");
+    hub.allow_anonymous = anonymous != "none";
+    hub.anonymous_loopback_only = anonymous == "loopback";
+    auto& msg = at(j, "message");
+    hub.max_message_size = size_at(at(at(msg, "length"), "max"),
+                                   "hub.message.length.max",
+                                   hub.max_message_size);
+    if (at(msg, "inflight").is_number())
+      hub.max_inflight = at(msg, "inflight").get<std::size_t>();
+    if (at(msg, "queued").is_number())
+      hub.max_queued_messages = at(msg, "queued").get<std::size_t>();
+    return hub;
+  }
+
+  rule_end build_end(const json& j) {
+    rule_end end;
+    end.endpoint = str(j, "endpoint");
+    end.topic = str(j, "topic");
+    if (at(j, "qos").is_number())
+      end.qos = static_cast<std::uint8_t>(at(j, "qos").get<int>());
+    if (at(j, "retain").is_boolean())
+      end.retain = at(j, "retain").get<bool>();
+    return end;
+  }
+
+  rule_config build_rule(const json& j, std::size_t index) {
+    rule_config rule;
+    auto path = index_path("rules", index);
+    rule.where = doc.where(path);
+    rule.clientid = str(j, "clientid");
+    rule.name = str(j, "name", rule.clientid.empty()
+                                 ? "rule-" + std::to_string(index + 1)
+                                 : rule.clientid);
+    rule.from = build_end(j.contains("from") ? at(j, "from")
+                                             : at(j, "subscribe"));
+    rule.to = build_end(j.contains("to") ? at(j, "to") : at(j, "publish"));
+    rule.function = str(at(j, "function"), "name");
+    rule.error_topic = str(j, "error_topic");
+    if (at(at(j, "retry"), "max").is_number())
+      rule.retry_max = at(at(j, "retry"), "max").get<int>();
+    return rule;
+  }
+
+  function_config build_function(const json& j, std::size_t index) {
+    function_config fn;
+    auto path = index_path("functions", index);
+    fn.where = doc.where(path);
+    fn.name = str(j, "name");
+    fn.runtime = str(j, "runtime", "native");
+    fn.plugin = str(j, "plugin");
+    fn.handler = str(j, "handler");
+    fn.codedir = str(j, "codedir");
+    fn.interpreter = str(j, "interpreter");
+    if (at(j, "env").is_object())
+      for (auto& [k, v] : at(j, "env").items())
+        fn.env.emplace_back(k, v.get<std::string>());
+    auto& inst = at(j, "instance");
+    auto ipath = path + ".instance";
+    if (at(inst, "min").is_number())
+      fn.instance.min = at(inst, "min").get<std::size_t>();
+    if (at(inst, "max").is_number())
+      fn.instance.max = at(inst, "max").get<std::size_t>();
+    if (at(inst, "queue").is_number())
+      fn.instance.queue = at(inst, "queue").get<std::size_t>();
+    fn.instance.idletime = duration_at(at(inst, "idletime"),
+                                       ipath + ".idletime",
+                                       fn.instance.idletime);
+    fn.instance.timeout = duration_at(at(inst, "timeout"), ipath + ".timeout",
+                                      fn.instance.timeout);
+    fn.instance.message_size = size_at(
+      at(at(at(inst, "message"), "length"), "max"),
+      ipath + ".message.length.max", fn.instance.message_size);
+    if (fn.instance.min > fn.instance.max)
+      fail(ipath + ".min", "min (" + std::to_string(fn.instance.min)
+                             + ") is larger than max ("
+                             + std::to_string(fn.instance.max) + ")");
+    // What each runtime needs, said here so the error names the key.
+    if (fn.runtime == "native" && fn.plugin.empty())
+      fail(path, "a native function needs `plugin: <name or .so path>`");
+    if (fn.runtime != "native" && fn.handler.empty())
+      fail(path, "a " + fn.runtime + " function needs `handler:`");
+    if ((fn.runtime == "python" || fn.runtime == "node") && fn.codedir.empty())
+      fail(path, "a " + fn.runtime + " function needs `codedir:`");
+    return fn;
+  }
+
+  config build(const std::string& file) {
+    config cfg;
+    cfg.file = file;
+    auto& root = doc.root;
+    if (root.contains("hub"))
+      cfg.hub = build_hub(at(root, "hub"));
+    cfg.hub.where = doc.where("hub");
+    for (std::size_t i = 0; i < at(root, "functions").size(); ++i)
+      cfg.functions.push_back(build_function(at(root, "functions")[i], i));
+    for (std::size_t i = 0; i < at(root, "endpoints").size(); ++i) {
+      auto& e = at(root, "endpoints")[i];
+      auto path = index_path("endpoints", i);
+      cfg.endpoints.push_back(endpoint_config{str(e, "name"), str(e, "type"),
+                                              doc.nodes.at(path),
+                                              doc.where(path)});
+    }
+    for (std::size_t i = 0; i < at(root, "rules").size(); ++i)
+      cfg.rules.push_back(build_rule(at(root, "rules")[i], i));
+    auto& stats = at(root, "stats");
+    cfg.stats.host = str(stats, "host", cfg.stats.host);
+    if (at(stats, "port").is_number())
+      cfg.stats.port = at(stats, "port").get<std::uint16_t>();
+    cfg.stats.report_interval = duration_at(at(stats, "interval"),
+                                            "stats.interval",
+                                            cfg.stats.report_interval);
+    if (root.contains("http")) {
+      cfg.http.enabled = true;
+      cfg.http.listen = str(at(root, "http"), "listen", cfg.http.listen);
+      cfg.http.max_body = size_at(at(at(root, "http"), "maxBody"),
+                                  "http.maxBody", cfg.http.max_body);
+    }
+    cfg.logger.level = str(at(root, "logger"), "level", cfg.logger.level);
+    cfg.logger.path = str(at(root, "logger"), "path");
+    check_references(cfg);
+    return cfg;
+  }
+
+  template <class T>
+  void check_unique(const std::vector<T>& items, const char* section) {
+    std::set<std::string> names;
+    for (std::size_t i = 0; i < items.size(); ++i)
+      if (!names.insert(items[i].name).second)
+        fail(index_path(section, i) + ".name",
+             "duplicate name '" + items[i].name + "'");
+  }
+
+  void check_end(const config& cfg, const rule_end& end,
+                 const std::string& path) {
+    if (!end.endpoint.empty() && !cfg.find_endpoint(end.endpoint))
+      fail(path + ".endpoint", "unknown endpoint '" + end.endpoint + "'");
+  }
+
+  /// A rule may only name functions and endpoints that exist; endpoints
+  /// learn how they are used (source, destination) for their own checks.
+  void check_references(config& cfg) {
+    check_unique(cfg.functions, "functions");
+    check_unique(cfg.endpoints, "endpoints");
+    check_unique(cfg.rules, "rules");
+    std::map<std::string, endpoint_usage> usage;
+    for (std::size_t i = 0; i < cfg.rules.size(); ++i) {
+      auto& rule = cfg.rules[i];
+      auto& json_rule = at(doc.root, "rules")[i];
+      auto path = index_path("rules", i);
+      auto from_key = json_rule.contains("from") ? ".from" : ".subscribe";
+      auto to_key = json_rule.contains("to") ? ".to" : ".publish";
+      if (!rule.function.empty() && !cfg.find_function(rule.function))
+        fail(path + ".function",
+             "unknown function '" + rule.function + "'");
+      check_end(cfg, rule.from, path + from_key);
+      check_end(cfg, rule.to, path + to_key);
+      if (!rule.from.endpoint.empty())
+        usage[rule.from.endpoint].as_source = true;
+      if (!rule.to.endpoint.empty())
+        usage[rule.to.endpoint].as_destination = true;
+    }
+    auto& registry = endpoint_registry();
+    for (std::size_t i = 0; i < cfg.endpoints.size(); ++i) {
+      auto& ep = cfg.endpoints[i];
+      auto path = index_path("endpoints", i);
+      auto type = registry.find(ep.type);
+      if (type == registry.end()) {
+        fail(path + ".type", "endpoint type '" + ep.type
+                               + "' is not available in this build");
+        continue;
+      }
+      if (type->second.validate)
+        type->second.validate(ep, usage[ep.name], path, errors);
+    }
+  }
+};
+
+} // namespace
+
+config load_config_text(const std::string& text, const std::string& file) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::Exception& e) {
+    source_position where{file, e.mark.is_null() ? 0 : e.mark.line + 1,
+                          e.mark.is_null() ? 0 : e.mark.column + 1};
+    throw config_error(where, "", "YAML syntax error: " + e.msg);
+  }
+  if (root.IsNull())
+    root = YAML::Node(YAML::NodeType::Map);
+  positioned_document doc;
+  doc.file = file;
+  doc.root = to_json(root, "", doc);
+  if (!doc.root.is_object())
+    throw config_error({file, 1, 1}, "", "the config must be a YAML mapping");
+  if (auto errors = schema_errors(doc); !errors.empty())
+    throw config_error(errors);
+  builder b{doc, {}};
+  auto cfg = b.build(file);
+  if (!b.errors.empty())
+    throw config_error(b.errors);
+  return cfg;
+}
+
+config load_config_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw config_error({path, 0, 0}, "", "cannot open the config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return load_config_text(ss.str(), path);
+}
+
+const char* default_config_text() {
+  return embedded::default_config;
+}
+
+config default_config() {
+  return load_config_text(embedded::default_config, "<embedded default>");
+}
+
+const function_config* config::find_function(const std::string& name) const {
+  for (auto& fn : functions)
+    if (fn.name == name)
+      return &fn;
+  return nullptr;
+}
+
+const endpoint_config* config::find_endpoint(const std::string& name) const {
+  for (auto& ep : endpoints)
+    if (ep.name == name)
+      return &ep;
+  return nullptr;
+}
+
+} // namespace hubflow
