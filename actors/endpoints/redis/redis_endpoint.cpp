@@ -1,0 +1,293 @@
+#include "endpoints/redis/redis_endpoint.hpp"
+
+#include <functional>
+#include <memory>
+#include <unordered_map>
+
+#include <caf/all.hpp>
+
+#include "core/probe.hpp"
+#include "core/type_ids.hpp"
+
+namespace hubflow {
+
+namespace {
+
+// Messages from the client's I/O thread and the actor's own timers.
+using redis_reply_atom = caf::atom_constant<caf::atom("redis_rep")>;
+using redis_link_atom = caf::atom_constant<caf::atom("redis_link")>;
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
+
+using continuation = std::function<void(redis_reply&)>;
+
+struct redis_endpoint_state {
+  static inline const char* name = "hubflow.redis_endpoint";
+
+  std::string endpoint;
+  std::shared_ptr<const redis_settings> settings;
+  probe stats{"endpoint", ""};
+  bool report_scheduled = false;
+  redis_client::link_state link = redis_client::link_state::connecting;
+  std::uint64_t next_id = 1;
+  /// What to do with each reply, by command id; run in the actor's context.
+  std::unordered_map<std::uint64_t, continuation> pending;
+  /// Writes waiting for their next attempt, by retry id.
+  std::unordered_map<std::uint64_t, std::function<void()>> retries;
+  // Last member: destroyed first, so its I/O thread stops before the rest.
+  std::unique_ptr<redis_client> client;
+};
+
+using redis_actor = caf::stateful_actor<redis_endpoint_state>;
+
+/// Reports the counters soon (batched: one report per interval at most).
+void touch_stats(redis_actor* self) {
+  auto& st = self->state;
+  st.stats.set("inflight", static_cast<std::int64_t>(st.pending.size()));
+  if (!st.report_scheduled) {
+    st.report_scheduled = true;
+    self->delayed_send(self, st.settings->stats_interval, tick_atom::value);
+  }
+}
+
+/// Sends `argv` to Redis; `then` runs in this actor with the reply.
+void execute(redis_actor* self, std::vector<std::string> argv,
+             continuation then) {
+  auto& st = self->state;
+  auto id = st.next_id++;
+  st.pending.emplace(id, std::move(then));
+  caf::weak_actor_ptr weak{self->ctrl()};
+  st.client->send(std::move(argv), [weak, id](redis_reply reply) {
+    if (auto hdl = caf::actor_cast<caf::actor>(weak.lock()))
+      caf::anon_send(hdl, redis_reply_atom::value, id, std::move(reply));
+  });
+  touch_stats(self);
+}
+
+/// One attempt of a sink write; retries transport failures with backoff.
+void attempt_write(redis_actor* self, std::vector<std::string> argv,
+                   std::string name, caf::response_promise rp, int attempt) {
+  auto cmd = argv;
+  execute(self, std::move(cmd),
+          [self, argv = std::move(argv), name = std::move(name), rp,
+           attempt](redis_reply& reply) mutable {
+            auto& st = self->state;
+            if (!reply.failed()) {
+              st.stats.add("messages_out");
+              rp.deliver(ok_atom::value);
+              return;
+            }
+            if (reply.transient() && attempt < st.settings->retry_max) {
+              st.stats.add("retries");
+              auto delay = st.settings->retry_backoff * (1 << std::min(attempt, 6));
+              auto rid = st.next_id++;
+              st.retries.emplace(rid, [self, argv = std::move(argv),
+                                       name = std::move(name), rp,
+                                       attempt]() mutable {
+                attempt_write(self, std::move(argv), std::move(name), rp,
+                              attempt + 1);
+              });
+              self->delayed_send(self, delay, retry_atom::value, rid);
+              return;
+            }
+            st.stats.add("errors");
+            rp.deliver(caf::make_error(
+              caf::sec::runtime_error,
+              "redis endpoint '" + st.endpoint + "': writing '" + name
+                + "' failed after " + std::to_string(attempt + 1)
+                + " attempt(s): " + reply.str));
+          });
+}
+
+caf::result<ok_atom> write(redis_actor* self, const message& msg,
+                           const std::string& target) {
+  auto& st = self->state;
+  st.stats.add("messages_in");
+  std::string error;
+  auto name = render_key_template(target.empty() ? st.settings->key : target,
+                                  msg, error);
+  if (!name) {
+    st.stats.add("errors");
+    touch_stats(self);
+    return caf::make_error(caf::sec::runtime_error,
+                           "redis endpoint '" + st.endpoint + "': " + error);
+  }
+  auto rp = self->make_response_promise();
+  attempt_write(self, make_write_command(*st.settings, *name, msg), *name, rp,
+                0);
+  return caf::delegated<ok_atom>{};
+}
+
+caf::behavior redis_endpoint(redis_actor* self, std::string name,
+                             std::shared_ptr<const redis_settings> settings) {
+  auto& st = self->state;
+  st.endpoint = name;
+  st.settings = settings;
+  st.stats = probe{"endpoint", name};
+  st.stats.label("type", "redis");
+  st.stats.label("mode", to_string(settings->mode));
+  st.stats.label("state", "connecting");
+  caf::weak_actor_ptr weak{self->ctrl()};
+  st.client = std::make_unique<redis_client>(
+    settings->connection,
+    [weak](redis_client::link_state s, const std::string& why) {
+      if (auto hdl = caf::actor_cast<caf::actor>(weak.lock()))
+        caf::anon_send(hdl, redis_link_atom::value,
+                       static_cast<std::uint8_t>(s), why);
+    });
+  st.stats.label("address", st.client->address());
+  touch_stats(self);
+  return {
+    [=](publish_atom, const message& msg,
+        const std::string& target) -> caf::result<ok_atom> {
+      return write(self, msg, target);
+    },
+    [=](publish_atom, const message& msg) -> caf::result<ok_atom> {
+      return write(self, msg, std::string{});
+    },
+    [=](state_save_atom, const std::vector<state_item>& items)
+      -> caf::result<ok_atom> {
+      auto& st = self->state;
+      st.stats.add("state_writes");
+      caf::error err;
+      auto cmd = make_save_command(items, st.settings->key_prefix, err);
+      if (err) {
+        st.stats.add("state_errors");
+        touch_stats(self);
+        return err;
+      }
+      if (items.empty())
+        return ok_atom::value;
+      auto rp = self->make_response_promise();
+      execute(self, std::move(cmd), [self, rp, items](redis_reply& reply) mutable {
+        if (auto err = decode_save_reply(reply, items)) {
+          self->state.stats.add(state_error_code(err) == state_errc::etag_mismatch
+                                  ? "state_conflicts"
+                                  : "state_errors");
+          rp.deliver(std::move(err));
+          return;
+        }
+        rp.deliver(ok_atom::value);
+      });
+      return caf::delegated<ok_atom>{};
+    },
+    [=](state_get_atom, const std::vector<std::string>& keys)
+      -> caf::result<std::vector<state_entry>> {
+      auto& st = self->state;
+      st.stats.add("state_reads");
+      if (keys.empty())
+        return std::vector<state_entry>{};
+      auto rp = self->make_response_promise();
+      execute(self, make_get_command(keys, st.settings->key_prefix),
+              [self, rp, keys](redis_reply& reply) mutable {
+                caf::error err;
+                auto entries = decode_get_reply(keys, reply, err);
+                if (err) {
+                  self->state.stats.add("state_errors");
+                  rp.deliver(std::move(err));
+                  return;
+                }
+                rp.deliver(std::move(entries));
+              });
+      return caf::delegated<std::vector<state_entry>>{};
+    },
+    [=](state_delete_atom, const state_item& item) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      st.stats.add("state_deletes");
+      caf::error err;
+      auto cmd = make_delete_command(item, st.settings->key_prefix, err);
+      if (err) {
+        st.stats.add("state_errors");
+        touch_stats(self);
+        return err;
+      }
+      auto rp = self->make_response_promise();
+      execute(self, std::move(cmd),
+              [self, rp, key = item.key](redis_reply& reply) mutable {
+                if (auto err = decode_delete_reply(reply, key)) {
+                  self->state.stats.add(
+                    state_error_code(err) == state_errc::etag_mismatch
+                      ? "state_conflicts"
+                      : "state_errors");
+                  rp.deliver(std::move(err));
+                  return;
+                }
+                rp.deliver(ok_atom::value);
+              });
+      return caf::delegated<ok_atom>{};
+    },
+    [=](redis_reply_atom, std::uint64_t id, redis_reply& reply) {
+      auto& st = self->state;
+      auto i = st.pending.find(id);
+      if (i == st.pending.end())
+        return;
+      auto then = std::move(i->second);
+      st.pending.erase(i);
+      then(reply);
+      touch_stats(self);
+    },
+    [=](retry_atom, std::uint64_t id) {
+      auto& st = self->state;
+      auto i = st.retries.find(id);
+      if (i == st.retries.end())
+        return;
+      auto again = std::move(i->second);
+      st.retries.erase(i);
+      again();
+    },
+    [=](redis_link_atom, std::uint8_t raw, const std::string& why) {
+      auto& st = self->state;
+      auto s = static_cast<redis_client::link_state>(raw);
+      if (s == redis_client::link_state::up)
+        st.stats.add("connects");
+      else if (s == redis_client::link_state::down
+               && st.link == redis_client::link_state::up)
+        st.stats.add("disconnects");
+      st.link = s;
+      st.stats.label("state", redis_client::to_string(s));
+      if (!why.empty())
+        st.stats.label("last_error", why);
+      st.stats.set("up", s == redis_client::link_state::up ? 1 : 0);
+      touch_stats(self);
+    },
+    [=](tick_atom) {
+      self->state.report_scheduled = false;
+      self->state.stats.report(self);
+    },
+    [=](get_atom) { return self->state.stats.snapshot(); },
+  };
+}
+
+void validate_redis(const endpoint_config& cfg, const endpoint_usage& usage,
+                    const std::string& key_path,
+                    std::vector<std::string>& errors) {
+  auto settings = parse_redis_settings(cfg, key_path, errors);
+  if (usage.as_source) {
+    auto where = cfg.where;
+    errors.push_back(where.file + ":" + std::to_string(where.line) + ":"
+                     + std::to_string(where.column) + ": " + key_path
+                     + ": a redis endpoint cannot be a rule source (`from`); "
+                       "it is a destination and a state store");
+  }
+}
+
+} // namespace
+
+caf::actor spawn_redis_endpoint(caf::actor_system& sys, std::string name,
+                                redis_settings settings) {
+  return sys.spawn(redis_endpoint, std::move(name),
+                   std::make_shared<const redis_settings>(std::move(settings)));
+}
+
+endpoint_type redis_endpoint_type() {
+  endpoint_type type;
+  type.validate = validate_redis;
+  type.spawn = [](caf::actor_system& sys, const endpoint_config& cfg,
+                  const endpoint_usage&) {
+    std::vector<std::string> errors; // validated before: none expected
+    auto settings = parse_redis_settings(cfg, "endpoints." + cfg.name, errors);
+    return spawn_redis_endpoint(sys, cfg.name, std::move(settings));
+  };
+  return type;
+}
+
+} // namespace hubflow

@@ -1,0 +1,31 @@
+// The `type: redis` endpoint: one actor per endpoint owning a redis_client.
+// It is a sink for rules and a state store for the HTTP API:
+//   (publish_atom, message, std::string target) -> ok_atom
+//       writes the message in the endpoint's mode; `target` (the rule's
+//       `to.topic`, may be a key template) replaces the `key` setting when
+//       not empty. Answers once Redis confirmed the write; transport
+//       failures are retried `retry_max` times with backoff, then answered
+//       with an error.
+//   (publish_atom, message) -> ok_atom      same, with the `key` setting.
+//   the state store protocol of endpoints/redis/state_store.hpp.
+//   (get_atom) -> component_stats           its counters, for tests/tools.
+#pragma once
+
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "endpoints/endpoint.hpp"
+#include "endpoints/redis/redis_settings.hpp"
+
+namespace hubflow {
+
+/// The registry entry: `{"redis", redis_endpoint_type()}`.
+endpoint_type redis_endpoint_type();
+
+/// Spawns the endpoint actor from parsed settings (tests use this directly).
+caf::actor spawn_redis_endpoint(caf::actor_system& sys, std::string name,
+                                redis_settings settings);
+
+} // namespace hubflow
