@@ -43,7 +43,8 @@ using connect_atom = caf::atom_constant<caf::atom("connect")>;
 using ok_atom = caf::ok_atom;
 using get_atom = caf::get_atom;
 
-/// Registry name of the stats actor, so any actor can find it.
-inline constexpr const char* stats_registry_name = "hubflow.stats";
+/// Registry name of the stats actor, so any actor can find it:
+/// `system.registry().get(stats_registry_name)` (0.17 names are atoms).
+inline constexpr caf::atom_value stats_registry_name = caf::atom("hf.stats");
 
 } // namespace hubflow

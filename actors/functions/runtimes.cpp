@@ -1,11 +1,15 @@
 // The function runtimes hubflow knows, by the `runtime:` name of a function.
 #include "functions/runtime.hpp"
 
+#include "functions/native/native_runtime.hpp"
+
 namespace hubflow {
 
 std::map<std::string, runtime_factory>& runtime_registry() {
   // One line per runtime.
-  static std::map<std::string, runtime_factory> registry = {};
+  static std::map<std::string, runtime_factory> registry = {
+    {"native", make_native_runtime},
+  };
   return registry;
 }
 
