@@ -2,6 +2,7 @@
 #include "functions/runtime.hpp"
 
 #include "functions/native/native_runtime.hpp"
+#include "functions/sql/sql_runtime.hpp"
 
 namespace hubflow {
 
@@ -9,6 +10,7 @@ std::map<std::string, runtime_factory>& runtime_registry() {
   // One line per runtime.
   static std::map<std::string, runtime_factory> registry = {
     {"native", make_native_runtime},
+    {"sql", make_sql_runtime},
   };
   return registry;
 }
