@@ -1,0 +1,42 @@
+// Kafka endpoints: one actor per `type: kafka` entry of `endpoints:`.
+//
+// As a destination (sink) it answers
+//   (publish_atom, message, std::string kafka_topic) -> ok_atom | error
+//   (publish_atom, message)  (the message's topic is the Kafka topic)
+// once Kafka acknowledged the record as `kafkaAcknowledgement` asks (None:
+// at once), with an error when librdkafka gave up retrying. `message.topic`
+// is the MQTT topic the message arrived on (partition key for the Topic
+// strategy, CloudEvents subject).
+//
+// As a source it answers (subscribe_atom, kafka_topic, qos, subscriber) ->
+// ok_atom and then sends every record of the topic, consumed with the
+// endpoint's consumer group, as a (deliver_atom, message) request; the
+// offset is committed once the subscriber answered ok_atom.
+// (unsubscribe_atom, kafka_topic, subscriber) stops that consumer.
+//
+// (get_atom, stats_atom) -> component_stats of the producer side.
+// Semantics and the librdkafka mapping: docs/kafka.md.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "endpoints/endpoint.hpp"
+
+namespace hubflow {
+
+/// The registry entry for `type: kafka`.
+endpoint_type kafka_endpoint_type();
+
+/// Expands a Kafka topic template of a rule for one message:
+/// `${mqtt.topic}` is the whole MQTT topic, `${mqtt.topic.N}` its N-th level
+/// (1-based; empty when the topic has fewer levels). Anything else is kept.
+std::string expand_kafka_topic(const std::string& tmpl,
+                               const std::string& mqtt_topic);
+
+/// Checks a rule's Kafka topic template: nullopt when valid, else what is
+/// wrong (an unknown `${...}` placeholder, characters Kafka refuses).
+std::optional<std::string>
+check_kafka_topic_template(const std::string& tmpl);
+
+} // namespace hubflow

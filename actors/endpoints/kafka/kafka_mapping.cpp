@@ -1,0 +1,353 @@
+#include "endpoints/kafka/kafka_mapping.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <random>
+
+#include "endpoints/kafka/kafka_endpoint.hpp"
+
+namespace hubflow {
+
+namespace {
+
+constexpr std::string_view topic_placeholder = "mqtt.topic";
+
+/// The `N`-th level (1-based) of an MQTT topic, empty if there is none.
+std::string topic_level(const std::string& topic, long n) {
+  std::size_t begin = 0;
+  for (long level = 1; level < n; ++level) {
+    begin = topic.find('/', begin);
+    if (begin == std::string::npos)
+      return {};
+    ++begin;
+  }
+  auto end = topic.find('/', begin);
+  return topic.substr(begin, end == std::string::npos ? end : end - begin);
+}
+
+/// The level number of `mqtt.topic.N`, 0 for the whole topic, -1 when the
+/// placeholder is not one of ours.
+long placeholder_level(std::string_view name) {
+  if (name == topic_placeholder)
+    return 0;
+  if (name.substr(0, topic_placeholder.size()) != topic_placeholder
+      || name.size() <= topic_placeholder.size() + 1
+      || name[topic_placeholder.size()] != '.')
+    return -1;
+  auto digits = name.substr(topic_placeholder.size() + 1);
+  if (digits.size() > 4
+      || digits.find_first_not_of("0123456789") != std::string_view::npos)
+    return -1;
+  auto level = std::stol(std::string(digits));
+  return level >= 1 ? level : -1;
+}
+
+} // namespace
+
+std::string expand_kafka_topic(const std::string& tmpl,
+                               const std::string& mqtt_topic) {
+  std::string out;
+  out.reserve(tmpl.size() + mqtt_topic.size());
+  std::size_t pos = 0;
+  while (pos < tmpl.size()) {
+    auto open = tmpl.find("${", pos);
+    auto close = open == std::string::npos ? open : tmpl.find('}', open);
+    if (close == std::string::npos) {
+      out.append(tmpl, pos, std::string::npos);
+      break;
+    }
+    out.append(tmpl, pos, open - pos);
+    auto level = placeholder_level(
+      std::string_view(tmpl).substr(open + 2, close - open - 2));
+    if (level == 0)
+      out += mqtt_topic;
+    else if (level > 0)
+      out += topic_level(mqtt_topic, level);
+    else
+      out.append(tmpl, open, close - open + 1);
+    pos = close + 1;
+  }
+  return out;
+}
+
+std::optional<std::string>
+check_kafka_topic_template(const std::string& tmpl) {
+  if (tmpl.empty())
+    return "the Kafka topic is empty";
+  std::string literal; // the template with its placeholders taken out
+  std::size_t pos = 0;
+  while (pos < tmpl.size()) {
+    auto open = tmpl.find("${", pos);
+    if (open == std::string::npos) {
+      literal.append(tmpl, pos, std::string::npos);
+      break;
+    }
+    auto close = tmpl.find('}', open);
+    if (close == std::string::npos)
+      return "unterminated placeholder at '" + tmpl.substr(open) + "'";
+    auto name = tmpl.substr(open + 2, close - open - 2);
+    if (placeholder_level(name) < 0)
+      return "unknown placeholder ${" + name
+             + "} (known: ${mqtt.topic}, ${mqtt.topic.N} with N >= 1)";
+    literal.append(tmpl, pos, open - pos);
+    pos = close + 1;
+  }
+  for (char c : literal)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_'
+          || c == '-'))
+      return std::string("Kafka topics may hold only [a-zA-Z0-9._-], not '")
+             + c + "'";
+  return std::nullopt;
+}
+
+} // namespace hubflow
+
+namespace hubflow::kafka {
+
+namespace {
+
+/// CloudEvents context attributes, required ones first.
+constexpr std::array<const char*, 4> required_ce = {"specversion", "type",
+                                                    "source", "id"};
+constexpr std::array<const char*, 4> optional_ce = {"subject", "time",
+                                                    "dataschema",
+                                                    "datacontenttype"};
+
+/// CloudEvents Kafka protocol binding (binary mode): attributes travel as
+/// `ce_<name>` headers, except datacontenttype, which is `content-type`.
+std::string ce_header(const std::string& attribute) {
+  return attribute == "datacontenttype" ? "content-type" : "ce_" + attribute;
+}
+
+bool is_ce_attribute(const std::string& name) {
+  for (auto a : required_ce)
+    if (name == a)
+      return true;
+  for (auto a : optional_ce)
+    if (name == a)
+      return true;
+  return false;
+}
+
+/// The CloudEvents attributes a message carries: user properties named as
+/// in the CloudEvents MQTT binding (`type`) or as they come back from Kafka
+/// (`ce_type`); datacontenttype also from the MQTT Content Type.
+std::vector<std::pair<std::string, std::string>>
+carried_ce_attributes(const message& msg) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto set = [&](const std::string& name, const std::string& value) {
+    for (auto& [n, v] : out)
+      if (n == name)
+        return;
+    out.emplace_back(name, value);
+  };
+  for (auto& [name, value] : msg.properties.user_properties) {
+    if (is_ce_attribute(name))
+      set(name, value);
+    else if (name.rfind("ce_", 0) == 0 && is_ce_attribute(name.substr(3)))
+      set(name.substr(3), value);
+  }
+  if (!msg.properties.content_type.empty())
+    set("datacontenttype", msg.properties.content_type);
+  return out;
+}
+
+const std::string* find(const std::vector<std::pair<std::string, std::string>>& xs,
+                        const std::string& name) {
+  for (auto& [n, v] : xs)
+    if (n == name)
+      return &v;
+  return nullptr;
+}
+
+/// Adds the CloudEvents headers; returns true when it did (the attribute
+/// user properties are then not copied a second time as plain headers).
+bool add_cloud_event_headers(const kafka_settings& settings,
+                             const message& msg,
+                             const std::string& kafka_topic,
+                             message::clock::time_point now,
+                             header_list& headers) {
+  auto attrs = carried_ce_attributes(msg);
+  bool complete = true;
+  for (auto name : required_ce)
+    complete = complete && find(attrs, name) != nullptr;
+  if (settings.cloud_event_attributes == cloud_events::propagate && !complete)
+    return false; // passed on as it is
+  auto emit = [&](const std::string& name, std::string fallback) {
+    if (auto value = find(attrs, name))
+      headers.emplace_back(ce_header(name), *value);
+    else if (!fallback.empty())
+      headers.emplace_back(ce_header(name), std::move(fallback));
+  };
+  bool create = settings.cloud_event_attributes == cloud_events::create_or_remap;
+  emit("specversion", create ? "1.0" : "");
+  emit("type", create ? "hubflow.telemetry" : "");
+  emit("source", create ? "hubflow://" + settings.name : "");
+  emit("id", create ? random_uuid() : "");
+  emit("subject", create ? kafka_topic : "");
+  emit("time", create ? rfc3339(now) : "");
+  emit("datacontenttype", "");
+  emit("dataschema", "");
+  return true;
+}
+
+} // namespace
+
+outgoing_record prepare_record(const kafka_settings& settings,
+                               const message& msg,
+                               const std::string& kafka_topic,
+                               message::clock::time_point now) {
+  outgoing_record out;
+  const auto& props = msg.properties;
+  std::optional<std::uint32_t> remaining_expiry;
+  if (props.has_message_expiry) {
+    using namespace std::chrono;
+    auto waited = duration_cast<milliseconds>(now - msg.received).count();
+    auto left_ms = static_cast<std::int64_t>(props.message_expiry) * 1000
+                   - std::max<std::int64_t>(waited, 0);
+    if (left_ms <= 0) {
+      out.expired = true;
+      return out;
+    }
+    // Rounded up: a message with 0.4 s left has not expired.
+    remaining_expiry = static_cast<std::uint32_t>((left_ms + 999) / 1000);
+  }
+  bool ce_done = add_cloud_event_headers(settings, msg, kafka_topic, now,
+                                         out.headers);
+  if (settings.copy_mqtt_properties) {
+    if (props.has_payload_format)
+      out.headers.emplace_back(payload_format_header,
+                               props.payload_format ? "1" : "0");
+    if (!props.response_topic.empty())
+      out.headers.emplace_back(response_topic_header, props.response_topic);
+    if (remaining_expiry)
+      out.headers.emplace_back(message_expiry_header,
+                               std::to_string(*remaining_expiry));
+    if (!props.correlation_data.empty())
+      out.headers.emplace_back(correlation_data_header, props.correlation_data);
+    if (!props.content_type.empty())
+      out.headers.emplace_back(content_type_header, props.content_type);
+    for (auto& [name, value] : props.user_properties) {
+      bool ce_attribute = is_ce_attribute(name)
+                          || (name.rfind("ce_", 0) == 0
+                              && is_ce_attribute(name.substr(3)));
+      if (!(ce_done && ce_attribute))
+        out.headers.emplace_back(name, value);
+    }
+  }
+  switch (settings.partitioning) {
+    case partition_strategy::mqtt_topic:
+      out.key = msg.topic;
+      break;
+    case partition_strategy::property:
+      for (auto& [name, value] : props.user_properties)
+        if (name == settings.partition_key_property) {
+          out.key = value;
+          break;
+        }
+      break;
+    default:
+      break;
+  }
+  return out;
+}
+
+bool is_mqtt_utf8(std::string_view text) {
+  auto s = reinterpret_cast<const unsigned char*>(text.data());
+  std::size_t n = text.size();
+  for (std::size_t i = 0; i < n;) {
+    unsigned char c = s[i];
+    if (c == 0)
+      return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    std::size_t len;
+    std::uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n)
+      return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((s[i + k] & 0xC0) != 0x80)
+        return false;
+      cp = (cp << 6) | (s[i + k] & 0x3F);
+    }
+    static constexpr std::uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_for_len[len] || cp > 0x10FFFF
+        || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false; // overlong, out of range or a surrogate
+    i += len;
+  }
+  return true;
+}
+
+std::size_t add_header_properties(const header_list& headers,
+                                  mqtt_properties& out) {
+  std::size_t dropped = 0;
+  for (auto& [name, value] : headers) {
+    if (name.size() > max_property_size || value.size() > max_property_size
+        || !is_mqtt_utf8(name) || !is_mqtt_utf8(value)) {
+      ++dropped;
+      continue;
+    }
+    out.user_properties.emplace_back(name, value);
+  }
+  return dropped;
+}
+
+bool is_valid_topic_name(std::string_view topic) {
+  if (topic.empty() || topic.size() > 249 || topic == "." || topic == "..")
+    return false;
+  for (char c : topic)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_'
+          || c == '-'))
+      return false;
+  return true;
+}
+
+std::string random_uuid() {
+  thread_local std::mt19937_64 gen{std::random_device{}()};
+  std::uint64_t hi = gen();
+  std::uint64_t lo = gen();
+  hi = (hi & 0xFFFFFFFFFFFF0FFFull) | 0x0000000000004000ull; // version 4
+  lo = (lo & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull; // variant 1
+  char buf[37];
+  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
+                static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xFFFF),
+                static_cast<unsigned>(hi & 0xFFFF),
+                static_cast<unsigned>(lo >> 48),
+                static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFull));
+  return buf;
+}
+
+std::string rfc3339(message::clock::time_point time) {
+  using namespace std::chrono;
+  auto ms = duration_cast<milliseconds>(time.time_since_epoch()).count();
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buf[40];
+  std::snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+                utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday, utc.tm_hour,
+                utc.tm_min, utc.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+} // namespace hubflow::kafka

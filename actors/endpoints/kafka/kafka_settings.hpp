@@ -1,0 +1,94 @@
+// The settings of one Kafka endpoint, parsed from its `endpoints:` entry
+// with the field names of Azure IoT Operations' Kafka dataflow endpoints,
+// and the librdkafka properties they translate to (docs/kafka.md has the
+// table). Parsing is pure so that the translation is unit-tested without a
+// broker.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/config.hpp"
+#include "endpoints/endpoint.hpp"
+
+namespace hubflow::kafka {
+
+enum class acknowledgement { none, zero, one, all };
+enum class compression { none, gzip, snappy, lz4 };
+enum class partition_strategy { round_robin, fixed_instance, mqtt_topic, property };
+enum class cloud_events { propagate, create_or_remap };
+
+/// Where a secret comes from: `{file: path}` (the file's content without a
+/// trailing newline) or `{env: NAME}`. Never the config text itself.
+struct secret_ref {
+  enum class source { file, env };
+  source from = source::env;
+  std::string location; // path or variable name
+
+  /// The secret's value; nullopt with `error` set when it cannot be read.
+  std::optional<std::string> resolve(std::string& error) const;
+};
+
+struct batching_settings {
+  bool enabled = true;
+  int latency_ms = 5;
+  int max_messages = 100000;
+  int max_bytes = 1000000;
+};
+
+struct kafka_settings {
+  std::string name;                  // the endpoint's name
+  std::string host;                  // bootstrap servers, host:port[,...]
+  bool tls = false;                  // tls.mode Enabled
+  std::string trusted_ca_file;       // tls.trustedCaCertificate (PEM file)
+  bool sasl = false;                 // authentication.method Sasl
+  std::string sasl_mechanism;        // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+  secret_ref username;
+  secret_ref password;
+  std::string consumer_group_id;     // required for sources
+  compression codec = compression::none;
+  batching_settings batching;
+  partition_strategy partitioning = partition_strategy::round_robin;
+  std::string partition_key_property;
+  acknowledgement acks = acknowledgement::all;
+  bool copy_mqtt_properties = true;
+  cloud_events cloud_event_attributes = cloud_events::propagate;
+  /// hubflow extension: how long librdkafka retries one message before its
+  /// delivery is reported as failed (librdkafka `message.timeout.ms`).
+  int delivery_timeout_ms = 60000;
+  /// hubflow extension: the id Static partitioning derives the partition
+  /// from; defaults to `<hostname>/<endpoint name>`, stable over restarts.
+  std::string instance_id;
+};
+
+/// Parses and checks an endpoint's settings. Every problem is appended to
+/// `errors` as `file:line:col: <key_path>.<key>: message`; the returned
+/// settings are meaningful only when nothing was appended.
+kafka_settings parse_kafka_settings(const endpoint_config& config,
+                                    const endpoint_usage& usage,
+                                    const std::string& key_path,
+                                    std::vector<std::string>& errors);
+
+using property_list = std::vector<std::pair<std::string, std::string>>;
+
+/// librdkafka properties shared by producers and consumers (bootstrap,
+/// security protocol, SASL with resolved secrets, CA file). Throws
+/// std::runtime_error when a secret cannot be read.
+property_list client_properties(const kafka_settings& settings);
+
+/// Producer properties: client_properties plus acks, idempotence, batching,
+/// compression, partitioner and delivery timeout.
+property_list producer_properties(const kafka_settings& settings);
+
+/// Consumer properties: client_properties plus the group and manual,
+/// acknowledgement-driven offset commits.
+property_list consumer_properties(const kafka_settings& settings);
+
+/// The message of the refusal of a source endpoint without a group.
+inline constexpr const char* missing_consumer_group_error =
+  "Kafka-type source endpoints must have a consumerGroupId defined";
+
+} // namespace hubflow::kafka
