@@ -1,4 +1,5 @@
 #include "hub/auth.hpp"
+#include "hub/topic_tree.hpp"
 
 #include <array>
 #include <charconv>
@@ -157,29 +158,8 @@ bool equal_constant_time(const void* a, std::size_t a_size, const void* b,
 
 // ---- topic filters
 
-// Until the hub's topic tree exports its matcher, the rules of MQTT 3.1.1
-// section 4.7 are applied here level by level.
 bool is_dollar_topic(std::string_view name) {
   return !name.empty() && name.front() == '$';
-}
-
-bool filter_matches_topic(std::string_view filter, std::string_view topic) {
-  if (topic.find_first_of("+#") != std::string_view::npos)
-    return false; // a topic name never contains wildcards
-  auto f = split(filter, '/');
-  auto t = split(topic, '/');
-  // `#` and `+` in the first level do not match `$SYS/...` and friends.
-  if (is_dollar_topic(topic) && (f[0] == "#" || f[0] == "+"))
-    return false;
-  for (std::size_t i = 0; i < f.size(); ++i) {
-    if (f[i] == "#")
-      return true; // also matches the parent level: `a/#` matches `a`
-    if (i >= t.size())
-      return false;
-    if (f[i] != "+" && f[i] != t[i])
-      return false;
-  }
-  return f.size() == t.size();
 }
 
 // `$share/<group>/<filter>` subscribes to <filter>.
@@ -256,8 +236,10 @@ bool authenticator::may_publish(const principal_config* p,
                                 std::string_view topic) const {
   if (p == nullptr)
     return allow_anonymous_;
+  if (!valid_topic_name(topic))
+    return false;
   for (const auto& permit : p->pub)
-    if (filter_matches_topic(permit, topic))
+    if (topic_matches(permit, topic))
       return true;
   return false;
 }
