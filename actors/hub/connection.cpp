@@ -1,0 +1,654 @@
+#include "hub/connection.hpp"
+
+#include <algorithm>
+#include <cerrno>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <spdlog/spdlog.h>
+
+#include "core/type_ids.hpp"
+
+namespace hubflow::hub {
+
+namespace {
+
+/// How many topic aliases a client may set up (MQTT 5 Topic Alias Maximum).
+constexpr std::uint16_t server_topic_alias_max = 256;
+
+/// How long a rule may take to answer before the client's ack is given up.
+constexpr auto rule_ack_timeout = std::chrono::seconds(30);
+
+/// Largest packet MQTT can express (fixed header included).
+constexpr std::size_t mqtt_max_packet = 268435455 + 5;
+
+bool is_loopback(const std::string& addr) {
+  return addr.rfind("127.", 0) == 0 || addr == "::1"
+         || addr.rfind("::ffff:127.", 0) == 0;
+}
+
+} // namespace
+
+connection::connection(caf::io::broker* self, caf::io::connection_handle hdl,
+                       std::shared_ptr<hub_core> core)
+  : self_(self),
+    hdl_(hdl),
+    core_(std::move(core)),
+    fd_(static_cast<int>(hdl.id())) {
+}
+
+connection::~connection() {
+  if (session_ && session_->conn == this)
+    session_->conn = nullptr;
+  core_->forget(this);
+  core_->live.erase(this);
+}
+
+void connection::start() {
+  // Small MQTT packets must not wait for Nagle's algorithm.
+  int one = 1;
+  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  peer_ = self_->remote_addr(hdl_);
+  loopback_ = is_loopback(peer_);
+  // at_most(N) zeroes N bytes after every read: keep N small.
+  self_->configure_read(hdl_, caf::io::receive_policy::at_most(4096));
+  self_->ack_writes(hdl_, true);
+  decode_opts_.version = 0;
+  decode_opts_.max_packet_size = core_->config().max_message_size;
+  last_rx_ = steady_clock::now();
+  ++core_->counters.connections;
+  ++core_->counters.connections_total;
+  core_->live.insert(this);
+  schedule_tick(connect_timeout);
+}
+
+// -- events -------------------------------------------------------------------
+
+void connection::on_data(std::string_view bytes) {
+  if (phase_ == phase::closing)
+    return;
+  last_rx_ = steady_clock::now();
+  auto res = reader_.feed(bytes, decode_opts_,
+                          [this](mqtt::packet& p) { return handle(p); });
+  if (res.status != mqtt::decode_status::error || phase_ == phase::closing)
+    return;
+  ++core_->counters.protocol_errors;
+  spdlog::info("hub: closing connection from {} ({}): {} (reason 0x{:02x})",
+               peer_, client_id_.empty() ? "before CONNECT" : client_id_,
+               res.what, res.reason);
+  if (phase_ == phase::awaiting_connect
+      && res.reason == mqtt::rc::unsupported_protocol_version) {
+    // We cannot know how the client frames a CONNACK of a protocol level we
+    // do not speak; the 3.1.1 form is what Mosquitto sends too.
+    mqtt::connack_packet ack{false, mqtt::rc311::unacceptable_protocol_version,
+                             {}};
+    mqtt::encode(ack, mqtt::v311, out_);
+  }
+  close(res.reason);
+}
+
+void connection::on_transferred(std::uint64_t written) {
+  caf_pending_ = caf_pending_ > written ? caf_pending_ - written : 0;
+}
+
+void connection::on_peer_closed() {
+  if (phase_ != phase::closing)
+    finish(true);
+  self_->quit();
+}
+
+void connection::on_tick() {
+  if (phase_ == phase::closing)
+    return;
+  auto now = steady_clock::now();
+  if (phase_ == phase::awaiting_connect) {
+    spdlog::info("hub: no CONNECT from {} within {}s, closing", peer_,
+                 connect_timeout.count());
+    close(mqtt::rc::protocol_error);
+    core_->flush_dirty();
+    return;
+  }
+  if (keep_alive_ == 0)
+    return;
+  // MQTT: one and a half keep-alive periods without a packet end it.
+  auto limit = std::chrono::milliseconds(keep_alive_ * 1500);
+  auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(
+    now - last_rx_);
+  if (idle >= limit) {
+    spdlog::info("hub: client '{}' silent for {}s, closing (keep-alive)",
+                 client_id_, idle.count() / 1000);
+    close(mqtt::rc::keep_alive_timeout);
+    core_->flush_dirty();
+    return;
+  }
+  schedule_tick(limit - idle + std::chrono::milliseconds(10));
+}
+
+void connection::on_kick() {
+  if (phase_ != phase::closing) {
+    close(mqtt::rc::server_shutting_down);
+    core_->flush_dirty();
+    return;
+  }
+  self_->close(hdl_);
+  self_->quit();
+}
+
+// -- output -------------------------------------------------------------------
+
+void connection::flush_out() {
+  if (out_.empty())
+    return;
+  std::size_t sent = 0;
+  if (caf_pending_ == 0) {
+    // Straight to the socket: cheaper than CAF's flush (no epoll_ctl, no
+    // extra loop pass). Only while CAF holds nothing, to keep the order.
+    auto n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0)
+      sent = static_cast<std::size_t>(n);
+    // On EAGAIN or an error CAF takes everything; it reports a broken
+    // connection itself.
+  }
+  if (sent < out_.size()) {
+    auto& buf = self_->wr_buf(hdl_);
+    buf.insert(buf.end(), out_.begin() + static_cast<std::ptrdiff_t>(sent),
+               out_.end());
+    caf_pending_ += out_.size() - sent;
+    self_->flush(hdl_);
+  }
+  out_.clear();
+  if (out_.capacity() > (1u << 20))
+    mqtt::byte_buffer{}.swap(out_); // give a burst's memory back
+}
+
+void connection::write(const mqtt::packet& p) {
+  mqtt::encode(p, version_ == 0 ? mqtt::v311 : version_, out_);
+  core_->mark_dirty(this);
+}
+
+void connection::send_ack(mqtt::packet_type type, std::uint16_t packet_id,
+                          std::uint8_t reason) {
+  if (version_ == mqtt::v5 && reason != mqtt::rc::success) {
+    write(mqtt::ack_packet{type, packet_id, reason, {}});
+    return;
+  }
+  mqtt::encode_simple_ack(type, packet_id, out_);
+  core_->mark_dirty(this);
+}
+
+void connection::send_connack(bool session_present, std::uint8_t reason,
+                              mqtt::properties props) {
+  write(mqtt::connack_packet{session_present, reason, std::move(props)});
+}
+
+// -- packets ------------------------------------------------------------------
+
+bool connection::handle(mqtt::packet& p) {
+  using mqtt::packet_type;
+  switch (mqtt::type_of(p)) {
+    case packet_type::connect:
+      handle_connect(std::get<mqtt::connect_packet>(p));
+      break;
+    case packet_type::publish:
+      handle_publish(std::get<mqtt::publish_packet>(p));
+      break;
+    case packet_type::puback:
+    case packet_type::pubrec:
+    case packet_type::pubrel:
+    case packet_type::pubcomp:
+      handle_ack(std::get<mqtt::ack_packet>(p));
+      break;
+    case packet_type::subscribe:
+      handle_subscribe(std::get<mqtt::subscribe_packet>(p));
+      break;
+    case packet_type::unsubscribe:
+      handle_unsubscribe(std::get<mqtt::unsubscribe_packet>(p));
+      break;
+    case packet_type::pingreq:
+      write(mqtt::ping_packet{packet_type::pingresp});
+      break;
+    case packet_type::disconnect:
+      handle_disconnect(std::get<mqtt::disconnect_packet>(p));
+      break;
+    case packet_type::auth:
+      // Enhanced authentication was not negotiated in CONNECT.
+      ++core_->counters.protocol_errors;
+      close(mqtt::rc::protocol_error);
+      break;
+    default:
+      close(mqtt::rc::protocol_error);
+      break;
+  }
+  return phase_ != phase::closing;
+}
+
+void connection::handle_connect(mqtt::connect_packet& c) {
+  auto& core = *core_;
+  version_ = c.version;
+  decode_opts_.version = c.version;
+  bool v5 = version_ == mqtt::v5;
+  auto refuse = [&](std::uint8_t v5_reason, std::uint8_t v311_code) {
+    ++core.counters.denied_connect;
+    send_connack(false, v5 ? v5_reason : v311_code);
+    close(v5_reason);
+  };
+  if (c.props.auth_method) {
+    refuse(mqtt::rc::bad_authentication_method, mqtt::rc311::not_authorized);
+    return;
+  }
+  // Who is it?
+  const principal_config* principal = nullptr;
+  if (c.password) {
+    principal = core.auth().authenticate(c.username.value_or(""), *c.password,
+                                         true, loopback_);
+    if (!principal) {
+      spdlog::warn("hub: bad username or password from {} (user '{}')", peer_,
+                   c.username.value_or(""));
+      refuse(mqtt::rc::bad_username_or_password,
+             mqtt::rc311::bad_username_or_password);
+      return;
+    }
+  } else if (!core.auth().anonymous_allowed(loopback_)) {
+    spdlog::warn("hub: anonymous client from {} refused", peer_);
+    refuse(mqtt::rc::not_authorized, mqtt::rc311::not_authorized);
+    return;
+  }
+  principal_ = principal;
+  bool assigned = false;
+  if (c.client_id.empty()) {
+    if (!v5 && !c.clean_start) {
+      // MQTT 3.1.1 3.1.3-8: a persistent session needs a client id.
+      refuse(mqtt::rc::client_id_not_valid, mqtt::rc311::identifier_rejected);
+      return;
+    }
+    c.client_id = core.assign_client_id();
+    assigned = true;
+  }
+  client_id_ = c.client_id;
+  keep_alive_ = c.keep_alive;
+  if (v5) {
+    client_receive_max_ = c.props.receive_maximum.value_or(65535);
+    client_max_packet_ = c.props.maximum_packet_size.value_or(mqtt_max_packet);
+    topic_alias_max_ = server_topic_alias_max;
+  }
+  std::uint32_t expiry = v5 ? c.props.session_expiry.value_or(0)
+                            : (c.clean_start ? 0 : 0xFFFFFFFF);
+  // Session takeover and resumption.
+  auto existing = core.find_session(client_id_);
+  if (existing && existing->conn && existing->conn != this) {
+    spdlog::info("hub: client '{}' reconnected from {}, taking over", client_id_,
+                 peer_);
+    existing->conn->take_over(c.clean_start, self_);
+  }
+  core.cancel_will(client_id_);
+  if (existing && c.clean_start) {
+    core.end_session(*existing);
+    existing = nullptr;
+  }
+  bool session_present = existing != nullptr;
+  session_ = existing ? existing : &core.create_session(client_id_);
+  session_->conn = this;
+  session_->expiry_interval = expiry;
+  has_will_ = c.has_will;
+  if (has_will_) {
+    will_ = std::move(c.will);
+    will_.origin = client_id_;
+    will_delay_ = c.will_delay;
+  }
+  phase_ = phase::connected;
+  mqtt::properties props;
+  if (v5) {
+    if (assigned)
+      props.assigned_client_id = client_id_;
+    props.topic_alias_maximum = topic_alias_max_;
+    if (core.config().max_message_size < mqtt_max_packet)
+      props.maximum_packet_size =
+        static_cast<std::uint32_t>(core.config().max_message_size);
+  }
+  send_connack(session_present, mqtt::rc::success, std::move(props));
+  spdlog::debug("hub: client '{}' connected from {} (MQTT {}, session {})",
+                client_id_, peer_, v5 ? "5" : "3.1.1",
+                session_present ? "resumed" : "new");
+  // Unacknowledged messages go out again as duplicates, then the queue.
+  core.drain(*session_, true);
+  if (keep_alive_ > 0)
+    schedule_tick(std::chrono::milliseconds(keep_alive_ * 1500));
+}
+
+bool connection::handle_publish(mqtt::publish_packet& p) {
+  auto& core = *core_;
+  auto& msg = p.msg;
+  if (phase_ != phase::connected)
+    return false;
+  if (p.topic_alias) {
+    if (p.topic_alias > topic_alias_max_) {
+      close(mqtt::rc::topic_alias_invalid);
+      return false;
+    }
+    if (topic_aliases_.size() <= p.topic_alias)
+      topic_aliases_.resize(topic_alias_max_ + 1u);
+    if (!msg.topic.empty()) {
+      topic_aliases_[p.topic_alias] = msg.topic;
+    } else if (topic_aliases_[p.topic_alias].empty()) {
+      close(mqtt::rc::protocol_error); // alias never set up
+      return false;
+    } else {
+      msg.topic = topic_aliases_[p.topic_alias];
+    }
+  }
+  auto ack_type = msg.qos == 2 ? mqtt::packet_type::pubrec
+                               : mqtt::packet_type::puback;
+  if (!core.auth().may_publish(principal_, msg.topic)) {
+    ++core.counters.denied_publish;
+    spdlog::warn("hub: client '{}' may not publish to '{}'", client_id_,
+                 msg.topic);
+    // MQTT 5 answers with 0x87; MQTT 3.1.1 has no way to say no, so the
+    // message is acknowledged and dropped (the client must not resend it).
+    if (msg.qos > 0)
+      queue_ack(p.packet_id, ack_type, 0,
+                version_ == mqtt::v5 ? mqtt::rc::not_authorized : 0);
+    return true;
+  }
+  if (msg.qos == 2) {
+    bool seen = session_->incoming_qos2.count(p.packet_id) > 0
+                || std::any_of(acks_.begin(), acks_.end(), [&](auto& a) {
+                     return a.packet_id == p.packet_id;
+                   });
+    if (seen) {
+      // A resent QoS 2 publish we already have: acknowledge, never route
+      // it twice.
+      if (session_->incoming_qos2.count(p.packet_id))
+        send_ack(mqtt::packet_type::pubrec, p.packet_id, 0);
+      return true;
+    }
+  }
+  msg.origin = client_id_;
+  core.route(msg, session_->id, rule_scratch_);
+  auto packet_id = msg.qos > 0 ? p.packet_id : std::uint16_t{0};
+  if (!rule_scratch_.empty())
+    deliver_to_rules(rule_scratch_, packet_id, ack_type);
+  else if (packet_id)
+    queue_ack(packet_id, ack_type, 0, 0);
+  return true;
+}
+
+void connection::deliver_to_rules(std::vector<rule_delivery>& rules,
+                                  std::uint16_t packet_id,
+                                  mqtt::packet_type ack) {
+  // End-to-end acknowledgement: the client's PUBACK/PUBREC waits until
+  // every rule subscriber has answered its deliver request.
+  if (packet_id)
+    queue_ack(packet_id, ack, rules.size(), 0);
+  for (auto& r : rules) {
+    ++core_->counters.rule_deliveries;
+    self_
+      ->request(r.subscriber, rule_ack_timeout, deliver_atom::value,
+                std::move(r.msg))
+      .then(
+        [this, packet_id](ok_atom) {
+          if (packet_id)
+            rule_answered(packet_id, true);
+        },
+        [this, packet_id](caf::error& err) {
+          ++core_->counters.rule_errors;
+          spdlog::debug("hub: rule delivery for '{}' failed: {}", client_id_,
+                        self_->system().render(err));
+          if (packet_id)
+            rule_answered(packet_id, false);
+        });
+  }
+  rules.clear();
+}
+
+void connection::queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
+                           std::size_t waiting, std::uint8_t reason) {
+  acks_.push_back(pending_ack{packet_id, type, waiting, false, reason});
+  pump_acks();
+}
+
+void connection::rule_answered(std::uint16_t packet_id, bool ok) {
+  auto i = std::find_if(acks_.begin(), acks_.end(), [&](auto& a) {
+    return a.packet_id == packet_id && a.waiting > 0;
+  });
+  if (i == acks_.end())
+    return;
+  --i->waiting;
+  if (!ok)
+    i->failed = true;
+  pump_acks();
+  core_->flush_dirty();
+}
+
+void connection::pump_acks() {
+  // Acknowledgements leave in the order the publishes arrived (MQTT 4.6).
+  while (!acks_.empty() && acks_.front().waiting == 0) {
+    auto a = acks_.front();
+    acks_.pop_front();
+    if (phase_ == phase::closing || !session_)
+      continue;
+    if (a.failed) {
+      // No ack: the client resends after reconnecting (documented in
+      // docs/hub.md).
+      spdlog::warn("hub: not acknowledging packet {} of '{}': a rule "
+                   "subscriber failed",
+                   a.packet_id, client_id_);
+      continue;
+    }
+    if (a.type == mqtt::packet_type::pubrec && a.reason < 0x80)
+      session_->incoming_qos2.insert(a.packet_id);
+    send_ack(a.type, a.packet_id, a.reason);
+  }
+}
+
+void connection::handle_ack(const mqtt::ack_packet& a) {
+  using mqtt::packet_type;
+  if (a.type == packet_type::pubrel) {
+    auto known = session_->incoming_qos2.erase(a.packet_id) > 0;
+    send_ack(packet_type::pubcomp, a.packet_id,
+             known ? mqtt::rc::success : mqtt::rc::packet_id_not_found);
+    return;
+  }
+  auto& inflight = session_->inflight;
+  auto i = std::find_if(inflight.begin(), inflight.end(), [&](auto& e) {
+    return e.packet_id == a.packet_id;
+  });
+  switch (a.type) {
+    case packet_type::puback:
+      if (i != inflight.end() && i->out.qos == 1)
+        inflight.erase(i);
+      break;
+    case packet_type::pubrec:
+      if (i != inflight.end() && a.reason >= 0x80) {
+        inflight.erase(i);
+        break;
+      }
+      if (i != inflight.end()) {
+        i->released = true;
+        i->out.msg.body = payload{}; // only the packet id matters now
+      }
+      send_ack(packet_type::pubrel, a.packet_id,
+               i != inflight.end() ? mqtt::rc::success
+                                   : mqtt::rc::packet_id_not_found);
+      return; // the window is still taken until PUBCOMP
+    case packet_type::pubcomp:
+      if (i != inflight.end() && i->released)
+        inflight.erase(i);
+      break;
+    default:
+      break;
+  }
+  core_->drain(*session_, false);
+}
+
+void connection::handle_subscribe(const mqtt::subscribe_packet& s) {
+  auto& core = *core_;
+  bool v5 = version_ == mqtt::v5;
+  mqtt::suback_packet ack{mqtt::packet_type::suback, s.packet_id, {}, {}};
+  std::uint32_t sub_id =
+    s.props.subscription_ids.empty() ? 0 : s.props.subscription_ids.front();
+  std::vector<std::pair<const std::string*, mqtt::subscription_options>>
+    retained;
+  for (auto& [filter, opts] : s.filters) {
+    auto shared = mqtt::parse_shared_filter(filter);
+    if (!valid_topic_filter(filter) || (shared && !shared->valid)) {
+      ack.reasons.push_back(v5 ? mqtt::rc::topic_filter_invalid
+                               : mqtt::rc::unspecified_error);
+      continue;
+    }
+    if (shared && opts.no_local) {
+      // MQTT 5 3.8.3.1: No Local on a shared subscription.
+      close(mqtt::rc::protocol_error);
+      return;
+    }
+    if (!core.auth().may_subscribe(principal_, filter)) {
+      ++core.counters.denied_subscribe;
+      spdlog::warn("hub: client '{}' may not subscribe to '{}'", client_id_,
+                   filter);
+      ack.reasons.push_back(v5 ? mqtt::rc::not_authorized
+                               : mqtt::rc::unspecified_error);
+      continue;
+    }
+    bool is_new = core.subscribe(*session_, filter, opts, sub_id);
+    ack.reasons.push_back(opts.qos);
+    if (!shared
+        && (opts.retain_handling == 0
+            || (opts.retain_handling == 1 && is_new)))
+      retained.emplace_back(&filter, opts);
+  }
+  write(ack);
+  for (auto& [filter, opts] : retained)
+    core.send_retained(*session_, *filter, opts, sub_id);
+}
+
+void connection::handle_unsubscribe(const mqtt::unsubscribe_packet& u) {
+  mqtt::suback_packet ack{mqtt::packet_type::unsuback, u.packet_id, {}, {}};
+  for (auto& filter : u.filters) {
+    bool removed = core_->unsubscribe(*session_, filter);
+    ack.reasons.push_back(removed ? mqtt::rc::success
+                                  : mqtt::rc::no_subscription_existed);
+  }
+  write(ack);
+}
+
+void connection::handle_disconnect(const mqtt::disconnect_packet& d) {
+  if (version_ == mqtt::v5 && d.props.session_expiry) {
+    // MQTT 5 3.14.2.2.2: a session that ends with the connection cannot be
+    // made persistent at DISCONNECT.
+    if (session_->expiry_interval == 0 && *d.props.session_expiry != 0) {
+      close(mqtt::rc::protocol_error);
+      return;
+    }
+    session_->expiry_interval = *d.props.session_expiry;
+  }
+  bool publish_will = version_ == mqtt::v5
+                      && d.reason == mqtt::rc::disconnect_with_will;
+  finish(publish_will);
+  flush_out();
+  self_->close(hdl_);
+  self_->quit();
+}
+
+// -- ending -------------------------------------------------------------------
+
+void connection::close(std::uint8_t reason) {
+  if (phase_ == phase::closing)
+    return;
+  if (phase_ == phase::connected && version_ == mqtt::v5)
+    write(mqtt::disconnect_packet{mqtt::packet_type::disconnect, reason, {}});
+  finish(true);
+  flush_out();
+  self_->close(hdl_);
+  self_->quit();
+}
+
+void connection::finish(bool publish_will) {
+  if (phase_ == phase::closing)
+    return;
+  phase_ = phase::closing;
+  --core_->counters.connections;
+  acks_.clear();
+  auto s = session_;
+  session_ = nullptr;
+  if (!s)
+    return;
+  s->conn = nullptr;
+  s->offline_since = steady_clock::now();
+  if (publish_will && has_will_) {
+    if (will_delay_ > 0 && s->expiry_interval > 0) {
+      auto delay = std::min(will_delay_, s->expiry_interval);
+      core_->schedule_will(delayed_will{will_, client_id_, principal_,
+                                        steady_clock::now()
+                                          + std::chrono::seconds(delay)});
+    } else {
+      core_->publish_internal(will_, principal_, self_);
+    }
+  }
+  has_will_ = false;
+  if (s->expiry_interval == 0)
+    core_->end_session(*s);
+}
+
+void connection::take_over(bool session_ends, caf::io::broker* requester) {
+  if (phase_ == phase::closing)
+    return;
+  if (phase_ == phase::connected && version_ == mqtt::v5)
+    write(mqtt::disconnect_packet{mqtt::packet_type::disconnect,
+                                  mqtt::rc::session_taken_over,
+                                  {}});
+  phase_ = phase::closing;
+  --core_->counters.connections;
+  acks_.clear();
+  if (session_ && session_->conn == this)
+    session_->conn = nullptr;
+  session_ = nullptr; // the new connection owns the session now
+  // MQTT 5 3.1.3.2.2: a delayed will is not sent when a new connection
+  // resumes the session; it is when the session ends.
+  if (has_will_ && (session_ends || will_delay_ == 0))
+    core_->publish_internal(will_, principal_, requester);
+  has_will_ = false;
+  flush_out();
+  // This runs in the new connection's broker: ask ours to close.
+  caf::anon_send(caf::actor_cast<caf::actor>(self_), kick_atom::value);
+}
+
+void connection::schedule_tick(std::chrono::milliseconds after) {
+  self_->delayed_send(self_, after, tick_atom::value);
+}
+
+// -- the session broker -------------------------------------------------------
+
+caf::behavior session_broker(caf::io::broker* self,
+                             caf::io::connection_handle hdl,
+                             std::shared_ptr<hub_core> core) {
+  auto conn = std::make_shared<connection>(self, hdl, core);
+  conn->start();
+  return {
+    [conn, core](const caf::io::new_data_msg& m) {
+      auto keep = conn; // the handler may end the broker
+      keep->on_data(std::string_view{m.buf.data(), m.buf.size()});
+      core->flush_dirty();
+    },
+    [conn](const caf::io::data_transferred_msg& m) {
+      conn->on_transferred(m.written);
+    },
+    [conn, core](const caf::io::connection_closed_msg&) {
+      auto keep = conn;
+      keep->on_peer_closed();
+      core->flush_dirty();
+    },
+    [conn, core](tick_atom) {
+      auto keep = conn;
+      keep->on_tick();
+      core->flush_dirty();
+    },
+    [conn, core](kick_atom) {
+      auto keep = conn;
+      keep->on_kick();
+      core->flush_dirty();
+    },
+  };
+}
+
+} // namespace hubflow::hub

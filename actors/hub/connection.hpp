@@ -1,0 +1,157 @@
+// One MQTT client connection: the protocol state machine of a session
+// broker. It parses every complete packet of a read, routes publishes
+// through hub_core (which writes straight into the subscribers' output
+// buffers), and sends its output with ::send() on the socket, falling back
+// to CAF's write buffer for what the socket does not take.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/io/broker.hpp>
+
+#include "hub/hub_core.hpp"
+#include "hub/mqtt_codec.hpp"
+
+namespace hubflow::hub {
+
+/// Tells a session broker to close its connection (sent on takeover).
+using kick_atom = caf::atom_constant<caf::atom("hubkick")>;
+
+/// Output above this many unsent bytes makes a connection a slow consumer:
+/// QoS 0 messages to it are dropped (and counted) until it catches up.
+inline constexpr std::size_t max_backlog_bytes = 1 << 20;
+
+/// How long a new connection may take to send CONNECT.
+inline constexpr std::chrono::seconds connect_timeout{10};
+
+class connection {
+public:
+  connection(caf::io::broker* self, caf::io::connection_handle hdl,
+             std::shared_ptr<hub_core> core);
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// Socket options, read policy, CONNECT timeout.
+  void start();
+
+  // -- events from the session broker -----------------------------------------
+
+  void on_data(std::string_view bytes);
+  void on_transferred(std::uint64_t remaining);
+  void on_peer_closed();
+  void on_tick();
+  /// The session was taken over (or the hub shuts down): close now.
+  void on_kick();
+
+  // -- used by hub_core -------------------------------------------------------
+
+  mqtt::byte_buffer& out() noexcept {
+    return out_;
+  }
+  std::uint8_t version() const noexcept {
+    return version_;
+  }
+  std::size_t client_max_packet() const noexcept {
+    return client_max_packet_;
+  }
+  std::uint16_t client_receive_maximum() const noexcept {
+    return client_receive_max_;
+  }
+  /// More unsent output than max_backlog_bytes.
+  bool backlogged() const noexcept {
+    return out_.size() + caf_pending_ > max_backlog_bytes;
+  }
+  /// Writes out_ to the socket (the rest into CAF's buffer).
+  void flush_out();
+  /// Called on the old connection when a new one takes its session over
+  /// (from the new connection's broker, `requester`): detaches it from the
+  /// session, sends DISCONNECT 0x8E (v5), publishes its will unless it is
+  /// delayed and the session lives on, and asks its own broker to close.
+  void take_over(bool session_ends, caf::io::broker* requester);
+
+  caf::io::broker* broker() const noexcept {
+    return self_;
+  }
+
+  bool dirty = false;
+
+private:
+  enum class phase { awaiting_connect, connected, closing };
+
+  struct pending_ack {
+    std::uint16_t packet_id;
+    mqtt::packet_type type; // puback or pubrec
+    std::size_t waiting;    // rule subscribers that have not answered
+    bool failed;
+    std::uint8_t reason;
+  };
+
+  bool handle(mqtt::packet& p);
+  void handle_connect(mqtt::connect_packet& c);
+  bool handle_publish(mqtt::publish_packet& p);
+  void handle_ack(const mqtt::ack_packet& a);
+  void handle_subscribe(const mqtt::subscribe_packet& s);
+  void handle_unsubscribe(const mqtt::unsubscribe_packet& u);
+  void handle_disconnect(const mqtt::disconnect_packet& d);
+
+  void send_connack(bool session_present, std::uint8_t reason,
+                    mqtt::properties props = {});
+  void send_ack(mqtt::packet_type type, std::uint16_t packet_id,
+                std::uint8_t reason);
+  void queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
+                 std::size_t waiting, std::uint8_t reason);
+  void rule_answered(std::uint16_t packet_id, bool ok);
+  void pump_acks();
+  void write(const mqtt::packet& p);
+  void deliver_to_rules(std::vector<rule_delivery>& rules,
+                        std::uint16_t packet_id, mqtt::packet_type ack);
+
+  /// Ends the connection from our side: DISCONNECT with `reason` for
+  /// connected v5 clients, will per the rules, then close.
+  void close(std::uint8_t reason);
+  /// Session bookkeeping when the connection ends.
+  void finish(bool publish_will);
+  void schedule_tick(std::chrono::milliseconds after);
+
+  caf::io::broker* self_;
+  caf::io::connection_handle hdl_;
+  std::shared_ptr<hub_core> core_;
+  int fd_;
+  std::string peer_;
+  bool loopback_ = false;
+
+  phase phase_ = phase::awaiting_connect;
+  std::uint8_t version_ = 0;
+  mqtt::packet_reader reader_;
+  mqtt::decode_options decode_opts_;
+  mqtt::byte_buffer out_;
+  std::uint64_t caf_pending_ = 0; // bytes handed to CAF, not yet written
+
+  session_state* session_ = nullptr;
+  std::string client_id_;
+  const principal_config* principal_ = nullptr;
+  bool has_will_ = false;
+  message will_;
+  std::uint32_t will_delay_ = 0;
+  std::uint16_t keep_alive_ = 0;
+  steady_clock::time_point last_rx_;
+  std::size_t client_max_packet_ = 268435460;
+  std::uint16_t client_receive_max_ = 65535;
+  std::uint16_t topic_alias_max_ = 0; // what we accept from the client
+  std::vector<std::string> topic_aliases_;
+  std::deque<pending_ack> acks_;
+  std::vector<rule_delivery> rule_scratch_;
+};
+
+/// The session broker: one per accepted connection (forked by the hub).
+caf::behavior session_broker(caf::io::broker* self,
+                             caf::io::connection_handle hdl,
+                             std::shared_ptr<hub_core> core);
+
+} // namespace hubflow::hub

@@ -1,0 +1,314 @@
+#include "hub/embedded_hub.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+#include <optional>
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/type_ids.hpp"
+#include "hub/connection.hpp"
+#include "hub/hub_core.hpp"
+
+namespace hubflow {
+
+namespace {
+
+constexpr auto stats_interval = std::chrono::milliseconds(500);
+constexpr int housekeeping_every = 2; // stats ticks per housekeeping pass
+
+struct listen_address {
+  std::string host; // empty: every interface
+  std::uint16_t port = 0;
+};
+
+/// tcp://host:port, mqtt://host:port, host:port or [v6]:port.
+std::optional<listen_address> parse_listen(std::string url,
+                                           std::string& error) {
+  for (auto scheme : {"tcp://", "mqtt://"}) {
+    if (url.rfind(scheme, 0) == 0) {
+      url.erase(0, std::strlen(scheme));
+      break;
+    }
+  }
+  if (url.find("://") != std::string::npos) {
+    error = "unsupported listen address '" + url
+            + "' (only tcp://host:port is supported)";
+    return std::nullopt;
+  }
+  auto colon = url.rfind(':');
+  if (colon == std::string::npos) {
+    error = "listen address '" + url + "' has no port";
+    return std::nullopt;
+  }
+  listen_address a;
+  a.host = url.substr(0, colon);
+  if (a.host.size() >= 2 && a.host.front() == '[' && a.host.back() == ']')
+    a.host = a.host.substr(1, a.host.size() - 2);
+  try {
+    std::size_t used = 0;
+    auto port = std::stoul(url.substr(colon + 1), &used);
+    if (used != url.size() - colon - 1 || port > 65535)
+      throw std::out_of_range{"port"};
+    a.port = static_cast<std::uint16_t>(port);
+  } catch (const std::exception&) {
+    error = "listen address '" + url + "' has an invalid port";
+    return std::nullopt;
+  }
+  return a;
+}
+
+/// Opens a listening socket ourselves, so a failure names the errno
+/// ("address in use") and port 0 tells us which port was picked.
+int open_listener(const listen_address& a, std::uint16_t& bound,
+                  std::string& error) {
+  auto where = (a.host.empty() ? std::string{"*"} : a.host) + ":"
+               + std::to_string(a.port);
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  auto port = std::to_string(a.port);
+  if (auto rc = ::getaddrinfo(a.host.empty() ? nullptr : a.host.c_str(),
+                              port.c_str(), &hints, &res);
+      rc != 0) {
+    error = "cannot listen on " + where + ": " + ::gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  int last_errno = 0;
+  for (auto ai = res; ai; ai = ai->ai_next) {
+    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
+                  ai->ai_protocol);
+    if (fd < 0) {
+      last_errno = errno;
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0
+        && ::listen(fd, SOMAXCONN) == 0)
+      break;
+    last_errno = errno;
+    ::close(fd);
+    fd = -1;
+  }
+  ::freeaddrinfo(res);
+  if (fd < 0) {
+    std::string reason = std::strerror(last_errno);
+    for (auto& c : reason)
+      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    error = "cannot listen on " + where + ": " + reason;
+    return -1;
+  }
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  sockaddr_storage sa{};
+  socklen_t len = sizeof(sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  bound = sa.ss_family == AF_INET6
+            ? ntohs(reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port)
+            : ntohs(reinterpret_cast<sockaddr_in*>(&sa)->sin_port);
+  return fd;
+}
+
+component_stats snapshot(const hub::hub_core& core) {
+  auto& c = core.counters;
+  component_stats s;
+  s.kind = "hub";
+  s.name = "embedded";
+  s.counters = {
+    {"connections", c.connections},
+    {"connections_total", c.connections_total},
+    {"sessions", c.sessions},
+    {"subscriptions", static_cast<std::int64_t>(core.subscription_count())},
+    {"retained", static_cast<std::int64_t>(core.retained_count())},
+    {"messages_in", c.messages_in},
+    {"messages_out", c.messages_out},
+    {"bytes_in", c.bytes_in},
+    {"bytes_out", c.bytes_out},
+    {"dropped_qos0_slow", c.dropped_qos0_slow},
+    {"dropped_queue_full", c.dropped_queue_full},
+    {"dropped_expired", c.dropped_expired},
+    {"dropped_too_large", c.dropped_too_large},
+    {"denied_connect", c.denied_connect},
+    {"denied_publish", c.denied_publish},
+    {"denied_subscribe", c.denied_subscribe},
+    {"protocol_errors", c.protocol_errors},
+    {"rule_deliveries", c.rule_deliveries},
+    {"rule_errors", c.rule_errors},
+    {"remapped", c.remapped},
+  };
+  std::string ports;
+  for (auto p : core.ports)
+    ports += (ports.empty() ? "" : ",") + std::to_string(p);
+  s.labels = {{"listen_ports", ports}};
+  return s;
+}
+
+/// The hub's control broker: owns the listeners, forks session brokers,
+/// serves rules, runs housekeeping and reports stats.
+caf::behavior hub_broker(caf::io::broker* self,
+                         std::shared_ptr<hub::hub_core> core,
+                         std::vector<int> listeners) {
+  for (auto fd : listeners)
+    self->add_doorman(static_cast<caf::io::network::native_socket>(fd));
+  self->set_down_handler(
+    [core](caf::down_msg& dm) { core->remove_rule(dm.source); });
+  self->set_exit_handler([self, core](caf::exit_msg& em) {
+    for (auto c : core->live)
+      caf::anon_send(caf::actor_cast<caf::actor>(c->broker()),
+                     hub::kick_atom::value);
+    self->close_all();
+    self->quit(em.reason);
+  });
+  auto last_report = std::make_shared<std::vector<std::pair<std::string,
+                                                            std::int64_t>>>();
+  auto ticks = std::make_shared<int>(0);
+  self->delayed_send(self, stats_interval, tick_atom::value);
+  return {
+    [self, core](const caf::io::new_connection_msg& m) {
+      self->fork(hub::session_broker, m.handle, core);
+    },
+    [](const caf::io::acceptor_closed_msg&) {},
+    [self, core](subscribe_atom, const std::string& filter, std::uint8_t qos,
+                 const caf::actor& who) -> caf::result<ok_atom> {
+      if (!who)
+        return caf::make_error(caf::sec::invalid_argument,
+                               "subscribe needs a subscriber actor");
+      if (!valid_topic_filter(filter))
+        return caf::make_error(caf::sec::invalid_argument,
+                               "invalid topic filter '" + filter + "'");
+      if (core->subscribe_rule(who, filter, qos))
+        self->monitor(who);
+      std::vector<hub::rule_delivery> retained;
+      core->retained_for_rule(who, filter, qos, retained);
+      core->send_to_rules(self, retained);
+      return ok_atom::value;
+    },
+    [core](unsubscribe_atom, const std::string& filter,
+           const caf::actor& who) {
+      core->unsubscribe_rule(who, filter);
+      return ok_atom::value;
+    },
+    [self, core](publish_atom, message& msg) -> caf::result<ok_atom> {
+      if (!valid_topic_name(msg.topic))
+        return caf::make_error(caf::sec::invalid_argument,
+                               "invalid topic name '" + msg.topic + "'");
+      std::vector<hub::rule_delivery> rules;
+      core->route(msg, 0, rules);
+      core->flush_dirty();
+      if (rules.empty())
+        return ok_atom::value;
+      // Answer once every rule subscriber has handled it (or one failed).
+      struct pending {
+        std::size_t left;
+        bool done = false;
+      };
+      auto rp = self->make_response_promise<ok_atom>();
+      auto state = std::make_shared<pending>(pending{rules.size()});
+      for (auto& r : rules) {
+        ++core->counters.rule_deliveries;
+        self
+          ->request(r.subscriber, std::chrono::seconds(30),
+                    deliver_atom::value, std::move(r.msg))
+          .then(
+            [rp, state](ok_atom) mutable {
+              if (--state->left == 0 && !state->done) {
+                state->done = true;
+                rp.deliver(ok_atom::value);
+              }
+            },
+            [rp, state, core](caf::error& err) mutable {
+              ++core->counters.rule_errors;
+              if (!state->done) {
+                state->done = true;
+                rp.deliver(std::move(err));
+              }
+            });
+      }
+      return rp;
+    },
+    [core](get_atom, const std::string& what) -> caf::message {
+      if (what == "listen_port")
+        return caf::make_message(core->ports.empty() ? std::uint16_t{0}
+                                                     : core->ports.front());
+      if (what == "listen_ports") {
+        std::string out;
+        for (auto p : core->ports)
+          out += (out.empty() ? "" : ",") + std::to_string(p);
+        return caf::make_message(std::move(out));
+      }
+      if (what == "stats")
+        return caf::make_message(snapshot(*core));
+      return caf::make_message(caf::make_error(
+        caf::sec::invalid_argument, "unknown hub query '" + what + "'"));
+    },
+    [self, core, last_report, ticks](tick_atom) {
+      if (++*ticks % housekeeping_every == 0) {
+        core->housekeeping(self);
+        core->flush_dirty();
+      }
+      auto stats = snapshot(*core);
+      if (stats.counters != *last_report) {
+        auto ptr = self->home_system().registry().get(stats_registry_name);
+        if (ptr) {
+          *last_report = stats.counters;
+          self->send(caf::actor_cast<caf::actor>(ptr), report_atom::value,
+                     std::move(stats));
+        }
+      }
+      self->delayed_send(self, stats_interval, tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
+                              std::string& error) {
+  error.clear();
+  if (!sys.has_middleman()) {
+    error = "the embedded hub needs the actor system's middleman";
+    return {};
+  }
+  if (cfg.listen.empty()) {
+    error = "the embedded hub has no listen address";
+    return {};
+  }
+  auto core = std::make_shared<hub::hub_core>(cfg);
+  std::vector<int> listeners;
+  auto close_all = [&] {
+    for (auto fd : listeners)
+      ::close(fd);
+  };
+  for (auto& url : cfg.listen) {
+    auto addr = parse_listen(url, error);
+    if (!addr) {
+      close_all();
+      return {};
+    }
+    std::uint16_t bound = 0;
+    auto fd = open_listener(*addr, bound, error);
+    if (fd < 0) {
+      close_all();
+      return {};
+    }
+    listeners.push_back(fd);
+    core->ports.push_back(bound);
+    spdlog::info("hub: listening for MQTT on {}:{}",
+                 addr->host.empty() ? "*" : addr->host, bound);
+  }
+  return sys.middleman().spawn_broker(hub_broker, core, listeners);
+}
+
+} // namespace hubflow

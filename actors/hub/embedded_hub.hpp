@@ -1,0 +1,42 @@
+// The embedded MQTT 3.1.1/5.0 hub: hubflow as a complete broker.
+//
+// spawn_embedded_hub() listens on every `cfg.listen` URL (tcp://host:port,
+// port 0 picks a free one) and forks one session broker per accepted
+// connection; all of them run in CAF's middleman I/O thread and share one
+// hub_core (subscriptions, retained messages, sessions), so a publish is
+// read, parsed, routed and written without an actor hop.
+//
+// The returned actor is the hub's control actor. It speaks the source/sink
+// protocol of core/type_ids.hpp for in-process rules:
+//   (subscribe_atom, std::string filter, uint8_t qos, caf::actor subscriber)
+//       -> ok_atom; matching messages then arrive at the subscriber as
+//       request(subscriber, (deliver_atom, message)). A client's QoS 1/2
+//       PUBLISH is acknowledged only after every matching rule subscriber
+//       answered ok_atom; if one answers an error, no ack is sent.
+//   (unsubscribe_atom, std::string filter, caf::actor subscriber) -> ok_atom
+//   (publish_atom, message) -> ok_atom once routed (and, when rule
+//       subscribers match, once they all answered ok_atom).
+//   (get_atom, std::string "listen_port") -> uint16_t: the first bound port
+//   (get_atom, std::string "listen_ports") -> std::string: "p1,p2,..."
+//   (get_atom, std::string "stats") -> component_stats
+// Sending it an exit message closes the listeners and every connection.
+// Counters are reported to the stats actor (registry: stats_registry_name)
+// every ~500 ms when they changed.
+#pragma once
+
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "core/config.hpp"
+
+namespace hubflow {
+
+/// Starts the embedded hub. On failure returns an invalid actor and sets
+/// `error` (e.g. "cannot listen on 127.0.0.1:1883: address in use").
+/// The actor system must have loaded caf::io::middleman.
+caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
+                              std::string& error);
+
+} // namespace hubflow

@@ -1,0 +1,424 @@
+#include "hub/hub_core.hpp"
+
+#include <algorithm>
+
+#include <caf/io/broker.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/type_ids.hpp"
+#include "hub/connection.hpp"
+
+namespace hubflow::hub {
+
+namespace {
+
+/// Rule subscribers are numbered from here on, sessions below.
+constexpr mqtt::subscriber_id rule_id_base = mqtt::subscriber_id{1} << 62;
+
+/// How long a rule may take to answer a delivery before it counts as failed.
+constexpr auto rule_timeout = std::chrono::seconds(30);
+
+constexpr std::uint32_t never_expires = 0xFFFFFFFF;
+
+} // namespace
+
+std::uint16_t session_state::allocate_packet_id() {
+  for (;;) {
+    auto id = next_packet_id++;
+    if (next_packet_id == 0)
+      next_packet_id = 1;
+    if (id == 0)
+      continue;
+    auto in_use = std::any_of(inflight.begin(), inflight.end(),
+                              [&](auto& e) { return e.packet_id == id; });
+    if (!in_use)
+      return id;
+  }
+}
+
+hub_core::hub_core(const hub_config& cfg) : cfg_(cfg), auth_(cfg_) {
+  for (auto& r : cfg_.subscriptions)
+    remaps_.push_back(
+      remap{r.source_topic, r.source_qos, r.target_topic, r.target_qos});
+}
+
+hub_core::~hub_core() = default;
+
+// -- sessions -----------------------------------------------------------------
+
+session_state* hub_core::find_session(const std::string& client_id) {
+  auto i = sessions_.find(client_id);
+  return i == sessions_.end() ? nullptr : i->second.get();
+}
+
+session_state& hub_core::create_session(const std::string& client_id) {
+  auto s = std::make_unique<session_state>();
+  s->client_id = client_id;
+  s->id = next_session_id_++;
+  auto& ref = *s;
+  by_id_.emplace(ref.id, &ref);
+  sessions_[client_id] = std::move(s);
+  counters.sessions = static_cast<std::int64_t>(sessions_.size());
+  return ref;
+}
+
+void hub_core::end_session(session_state& s) {
+  for (auto& [filter, opts] : s.subscriptions)
+    tree_.unsubscribe(filter, s.id);
+  by_id_.erase(s.id);
+  sessions_.erase(s.client_id); // destroys s
+  counters.sessions = static_cast<std::int64_t>(sessions_.size());
+}
+
+std::string hub_core::assign_client_id() {
+  for (;;) {
+    auto id = "hubflow-" + std::to_string(next_client_number_++);
+    if (!find_session(id))
+      return id;
+  }
+}
+
+std::size_t hub_core::window(const session_state& s) const {
+  auto server = std::max<std::size_t>(cfg_.max_inflight, 1);
+  return std::min<std::size_t>(server, s.conn->client_receive_maximum());
+}
+
+void hub_core::drain(session_state& s, bool resend) {
+  if (!s.conn)
+    return;
+  if (resend) {
+    for (auto i = s.inflight.begin(); i != s.inflight.end();) {
+      if (i->released) {
+        mqtt::encode_simple_ack(mqtt::packet_type::pubrel, i->packet_id,
+                                s.conn->out());
+        mark_dirty(s.conn);
+        ++i;
+      } else if (send_publish(s, i->out, i->packet_id, true)) {
+        ++i;
+      } else {
+        i = s.inflight.erase(i); // expired or too large: dropped
+      }
+    }
+  }
+  while (!s.queue.empty() && s.inflight.size() < window(s)) {
+    auto out = std::move(s.queue.front());
+    s.queue.pop_front();
+    auto id = s.allocate_packet_id();
+    if (send_publish(s, out, id, false))
+      s.inflight.push_back(inflight_entry{id, std::move(out), false});
+  }
+}
+
+// -- subscriptions ------------------------------------------------------------
+
+bool hub_core::subscribe(session_state& s, const std::string& filter,
+                         const mqtt::subscription_options& opts,
+                         std::uint32_t subscription_id) {
+  s.subscriptions[filter] = {opts, subscription_id};
+  return tree_.subscribe(filter, s.id, opts, subscription_id);
+}
+
+bool hub_core::unsubscribe(session_state& s, const std::string& filter) {
+  s.subscriptions.erase(filter);
+  return tree_.unsubscribe(filter, s.id);
+}
+
+void hub_core::send_retained(session_state& s, std::string_view filter,
+                             const mqtt::subscription_options& opts,
+                             std::uint32_t subscription_id) {
+  std::vector<message> found;
+  retained_.match(filter, found);
+  std::uint32_t ids[1] = {subscription_id};
+  std::span<const std::uint32_t> id_span;
+  if (subscription_id)
+    id_span = ids;
+  for (auto& m : found)
+    deliver(s, m, std::min(m.qos, opts.qos), true, id_span);
+}
+
+// -- rule subscribers ---------------------------------------------------------
+
+bool hub_core::subscribe_rule(const caf::actor& who, const std::string& filter,
+                              std::uint8_t qos) {
+  if (!valid_topic_filter(filter))
+    return false;
+  auto [i, added] = rule_ids_.emplace(who.address(), next_rule_id_);
+  if (added)
+    rules_[next_rule_id_++].handle = who;
+  auto id = i->second;
+  mqtt::subscription_options opts;
+  opts.qos = std::min<std::uint8_t>(qos, 2);
+  tree_.subscribe(filter, id, opts);
+  rules_[id].filters.insert(filter);
+  return added;
+}
+
+void hub_core::unsubscribe_rule(const caf::actor& who,
+                                const std::string& filter) {
+  auto i = rule_ids_.find(who.address());
+  if (i == rule_ids_.end())
+    return;
+  auto id = i->second;
+  tree_.unsubscribe(filter, id);
+  auto& entry = rules_[id];
+  entry.filters.erase(filter);
+  if (entry.filters.empty()) {
+    rules_.erase(id);
+    rule_ids_.erase(i);
+  }
+}
+
+void hub_core::remove_rule(const caf::actor_addr& who) {
+  auto i = rule_ids_.find(who);
+  if (i == rule_ids_.end())
+    return;
+  auto id = i->second;
+  for (auto& f : rules_[id].filters)
+    tree_.unsubscribe(f, id);
+  rules_.erase(id);
+  rule_ids_.erase(i);
+}
+
+void hub_core::retained_for_rule(const caf::actor& who,
+                                 const std::string& filter, std::uint8_t qos,
+                                 std::vector<rule_delivery>& out) {
+  std::vector<message> found;
+  retained_.match(filter, found);
+  for (auto& m : found) {
+    m.qos = std::min(m.qos, qos);
+    out.push_back(rule_delivery{who, std::move(m)});
+  }
+}
+
+// -- routing ------------------------------------------------------------------
+
+bool hub_core::available(void* self, mqtt::subscriber_id who) {
+  if (who >= rule_id_base)
+    return true;
+  auto& core = *static_cast<hub_core*>(self);
+  auto i = core.by_id_.find(who);
+  return i != core.by_id_.end() && i->second->conn != nullptr;
+}
+
+void hub_core::route(const message& msg, mqtt::subscriber_id from,
+                     std::vector<rule_delivery>& rules) {
+  rules.clear();
+  ++counters.messages_in;
+  counters.bytes_in += static_cast<std::int64_t>(msg.body.size());
+  route_one(msg, from, rules);
+  // Baetyl's hub `subscriptions`: what arrives on a source topic is also
+  // published on the target topic (once: copies are not remapped again).
+  for (auto& r : remaps_) {
+    if (!topic_matches(r.source, msg.topic))
+      continue;
+    message copy = msg; // shares the payload bytes
+    copy.topic = r.target;
+    copy.qos = r.target_qos;
+    copy.retain = false;
+    ++counters.remapped;
+    route_one(copy, 0, rules);
+  }
+}
+
+void hub_core::route_one(const message& msg, mqtt::subscriber_id from,
+                         std::vector<rule_delivery>& rules) {
+  if (msg.retain)
+    retained_.set(msg);
+  tree_.match(msg.topic, matches_, &hub_core::available, this);
+  for (auto& m : matches_) {
+    auto qos = std::min(msg.qos, m.opts.qos);
+    if (m.who >= rule_id_base) {
+      auto r = rules_.find(m.who);
+      if (r == rules_.end())
+        continue;
+      auto& d = rules.emplace_back(rule_delivery{r->second.handle, msg});
+      d.msg.qos = qos;
+      continue;
+    }
+    if (m.opts.no_local && m.who == from)
+      continue;
+    auto s = by_id_.find(m.who);
+    if (s == by_id_.end())
+      continue;
+    bool retain = m.opts.retain_as_published && msg.retain;
+    deliver(*s->second, msg, qos, retain, m.subscription_ids);
+  }
+}
+
+void hub_core::deliver(session_state& s, const message& msg, std::uint8_t qos,
+                       bool retain,
+                       std::span<const std::uint32_t> subscription_ids) {
+  if (!s.conn) {
+    // Offline persistent session: keep QoS 1/2, QoS 0 is not queued.
+    if (qos > 0)
+      enqueue(s, outgoing_message{msg, qos, retain,
+                                  {subscription_ids.begin(),
+                                   subscription_ids.end()}});
+    return;
+  }
+  if (qos == 0) {
+    if (s.conn->backlogged()) {
+      ++counters.dropped_qos0_slow;
+      return;
+    }
+    mqtt::publish_header h;
+    h.retain = retain;
+    h.subscription_ids = subscription_ids;
+    write_publish(*s.conn, msg, h);
+    return;
+  }
+  outgoing_message out{msg, qos, retain,
+                       {subscription_ids.begin(), subscription_ids.end()}};
+  if (s.queue.empty() && s.inflight.size() < window(s)) {
+    auto id = s.allocate_packet_id();
+    if (send_publish(s, out, id, false))
+      s.inflight.push_back(inflight_entry{id, std::move(out), false});
+    return;
+  }
+  enqueue(s, std::move(out));
+}
+
+bool hub_core::send_publish(session_state& s, const outgoing_message& out,
+                            std::uint16_t packet_id, bool dup) {
+  mqtt::publish_header h;
+  h.qos = out.qos;
+  h.retain = out.retain;
+  h.dup = dup;
+  h.packet_id = packet_id;
+  h.subscription_ids = out.subscription_ids;
+  return write_publish(*s.conn, out.msg, h);
+}
+
+bool hub_core::write_publish(connection& c, const message& msg,
+                             mqtt::publish_header h) {
+  if (msg.properties.has_message_expiry) {
+    // The expiry counts down while the message waits in the hub.
+    auto age = std::chrono::duration_cast<std::chrono::seconds>(
+                 message::clock::now() - msg.received)
+                 .count();
+    if (age >= msg.properties.message_expiry) {
+      ++counters.dropped_expired;
+      return false;
+    }
+    h.message_expiry =
+      msg.properties.message_expiry - static_cast<std::uint32_t>(age);
+  }
+  if (c.client_max_packet() < mqtt::publish_size(msg, h, c.version())) {
+    // MQTT 5 3.1.2.11.4: discard as if delivered.
+    ++counters.dropped_too_large;
+    return false;
+  }
+  auto n = mqtt::encode_publish(msg, h, c.version(), c.out());
+  ++counters.messages_out;
+  counters.bytes_out += static_cast<std::int64_t>(n);
+  mark_dirty(&c);
+  return true;
+}
+
+void hub_core::enqueue(session_state& s, outgoing_message out) {
+  if (s.queue.size() >= cfg_.max_queued_messages) {
+    ++counters.dropped_queue_full;
+    return;
+  }
+  s.queue.push_back(std::move(out));
+}
+
+void hub_core::send_to_rules(caf::io::broker* requester,
+                             std::vector<rule_delivery>& rules) {
+  for (auto& r : rules) {
+    ++counters.rule_deliveries;
+    requester->request(r.subscriber, rule_timeout, deliver_atom::value,
+                       std::move(r.msg))
+      .then([](ok_atom) {},
+            [this](caf::error&) { ++counters.rule_errors; });
+  }
+  rules.clear();
+}
+
+void hub_core::publish_internal(const message& msg,
+                                const principal_config* principal,
+                                caf::io::broker* requester) {
+  if (!auth_.may_publish(principal, msg.topic)) {
+    ++counters.denied_publish;
+    spdlog::warn("hub: will of '{}' on '{}' not published: not permitted",
+                 msg.origin, msg.topic);
+    return;
+  }
+  std::vector<rule_delivery> rules;
+  route(msg, 0, rules);
+  send_to_rules(requester, rules);
+  flush_dirty();
+}
+
+// -- wills and expiry ---------------------------------------------------------
+
+void hub_core::schedule_will(delayed_will w) {
+  cancel_will(w.client_id);
+  wills_.push_back(std::move(w));
+}
+
+void hub_core::cancel_will(const std::string& client_id) {
+  std::erase_if(wills_, [&](auto& w) { return w.client_id == client_id; });
+}
+
+void hub_core::housekeeping(caf::io::broker* requester) {
+  auto now = steady_clock::now();
+  std::vector<delayed_will> due;
+  for (auto i = wills_.begin(); i != wills_.end();) {
+    if (i->due <= now) {
+      due.push_back(std::move(*i));
+      i = wills_.erase(i);
+    } else {
+      ++i;
+    }
+  }
+  for (auto& w : due)
+    publish_internal(w.msg, w.principal, requester);
+  std::vector<session_state*> expired;
+  for (auto& [id, s] : sessions_) {
+    if (s->conn || s->expiry_interval == never_expires)
+      continue;
+    if (now - s->offline_since >= std::chrono::seconds(s->expiry_interval))
+      expired.push_back(s.get());
+  }
+  for (auto s : expired) {
+    // A will still waiting for its delay goes out when its session ends.
+    auto w = std::find_if(wills_.begin(), wills_.end(), [&](auto& x) {
+      return x.client_id == s->client_id;
+    });
+    if (w != wills_.end()) {
+      auto will = std::move(*w);
+      wills_.erase(w);
+      publish_internal(will.msg, will.principal, requester);
+    }
+    spdlog::debug("hub: session '{}' expired", s->client_id);
+    end_session(*s);
+  }
+}
+
+// -- output -------------------------------------------------------------------
+
+void hub_core::mark_dirty(connection* c) {
+  if (!c->dirty) {
+    c->dirty = true;
+    dirty_.push_back(c);
+  }
+}
+
+void hub_core::flush_dirty() {
+  // flush_out never routes, so dirty_ does not grow while we iterate.
+  for (auto c : dirty_) {
+    c->dirty = false;
+    c->flush_out();
+  }
+  dirty_.clear();
+}
+
+void hub_core::forget(connection* c) {
+  if (c->dirty) {
+    std::erase(dirty_, c);
+    c->dirty = false;
+  }
+}
+
+} // namespace hubflow::hub

@@ -1,0 +1,252 @@
+// The embedded hub's shared state: MQTT sessions (which may outlive their
+// connections), the subscription trie, retained messages, rule subscribers
+// and the counters. All of it lives in the middleman's I/O thread: every
+// session broker and the hub's control broker run there, so the hot path
+// (read -> parse -> route -> write) takes no lock and no actor hop.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_addr.hpp>
+
+#include "core/config.hpp"
+#include "core/message.hpp"
+#include "hub/auth.hpp"
+#include "hub/mqtt_codec.hpp"
+#include "hub/topic_tree.hpp"
+
+namespace caf::io {
+class broker;
+}
+
+namespace hubflow::hub {
+
+class connection;
+
+using steady_clock = std::chrono::steady_clock;
+
+/// What the hub counts; reported to the stats actor.
+struct hub_counters {
+  std::int64_t connections = 0; // open now
+  std::int64_t connections_total = 0;
+  std::int64_t sessions = 0; // open now (online and offline persistent)
+  std::int64_t messages_in = 0;
+  std::int64_t messages_out = 0;
+  std::int64_t bytes_in = 0;
+  std::int64_t bytes_out = 0;
+  std::int64_t dropped_qos0_slow = 0;   // slow consumer, QoS 0 only
+  std::int64_t dropped_queue_full = 0;  // QoS 1/2 session queue full
+  std::int64_t dropped_expired = 0;     // message expiry passed
+  std::int64_t dropped_too_large = 0;   // above the client's maximum
+  std::int64_t denied_connect = 0;
+  std::int64_t denied_publish = 0;
+  std::int64_t denied_subscribe = 0;
+  std::int64_t protocol_errors = 0;     // malformed / protocol violations
+  std::int64_t rule_deliveries = 0;
+  std::int64_t rule_errors = 0;
+  std::int64_t remapped = 0;
+
+  bool operator==(const hub_counters&) const = default;
+};
+
+/// A message waiting for a subscriber: queued or in flight.
+struct outgoing_message {
+  message msg;
+  std::uint8_t qos = 0;
+  bool retain = false;
+  std::vector<std::uint32_t> subscription_ids;
+};
+
+struct inflight_entry {
+  std::uint16_t packet_id = 0;
+  outgoing_message out;
+  bool released = false; // PUBREC received, PUBREL sent, waiting PUBCOMP
+};
+
+/// An MQTT session: subscriptions and QoS 1/2 state. Persistent sessions
+/// survive their connection until their expiry interval passes.
+struct session_state {
+  std::string client_id;
+  mqtt::subscriber_id id = 0;
+  std::uint32_t expiry_interval = 0; // seconds; 0xFFFFFFFF: never
+  connection* conn = nullptr;        // nullptr while offline
+  steady_clock::time_point offline_since;
+  std::unordered_map<std::string, std::pair<mqtt::subscription_options,
+                                            std::uint32_t>>
+    subscriptions;
+  std::vector<inflight_entry> inflight; // in send order
+  std::deque<outgoing_message> queue;   // waiting for the window / client
+  std::unordered_set<std::uint16_t> incoming_qos2; // PUBREC sent, no PUBREL
+  std::uint16_t next_packet_id = 1;
+
+  std::uint16_t allocate_packet_id();
+};
+
+/// A will waiting for its delay (MQTT 5 will delay interval).
+struct delayed_will {
+  message msg;
+  std::string client_id;
+  const principal_config* principal = nullptr;
+  steady_clock::time_point due;
+};
+
+/// A rule subscriber matched by a publish, with the qos it gets.
+struct rule_delivery {
+  caf::actor subscriber;
+  message msg;
+};
+
+class hub_core {
+public:
+  explicit hub_core(const hub_config& cfg);
+  ~hub_core();
+
+  const hub_config& config() const noexcept {
+    return cfg_;
+  }
+  const authenticator& auth() const noexcept {
+    return auth_;
+  }
+
+  hub_counters counters;
+
+  // -- sessions ---------------------------------------------------------------
+
+  session_state* find_session(const std::string& client_id);
+  session_state& create_session(const std::string& client_id);
+  /// Removes the session and all its subscriptions.
+  void end_session(session_state& s);
+  std::string assign_client_id();
+  std::size_t session_count() const noexcept {
+    return sessions_.size();
+  }
+
+  /// Sends what the session may send now: in-flight messages first (as
+  /// duplicates when `resend`), then queued ones up to the window.
+  void drain(session_state& s, bool resend);
+
+  // -- subscriptions ----------------------------------------------------------
+
+  /// Returns true when the subscription is new.
+  bool subscribe(session_state& s, const std::string& filter,
+                 const mqtt::subscription_options& opts,
+                 std::uint32_t subscription_id);
+  bool unsubscribe(session_state& s, const std::string& filter);
+
+  /// Sends the retained messages matching `filter` to the session.
+  void send_retained(session_state& s, std::string_view filter,
+                     const mqtt::subscription_options& opts,
+                     std::uint32_t subscription_id);
+
+  // -- rule subscribers -------------------------------------------------------
+
+  /// True when newly subscribed; false for an invalid filter.
+  bool subscribe_rule(const caf::actor& who, const std::string& filter,
+                      std::uint8_t qos);
+  void unsubscribe_rule(const caf::actor& who, const std::string& filter);
+  void remove_rule(const caf::actor_addr& who);
+  /// Retained messages matching `filter` as rule deliveries.
+  void retained_for_rule(const caf::actor& who, const std::string& filter,
+                         std::uint8_t qos, std::vector<rule_delivery>& out);
+
+  // -- routing ----------------------------------------------------------------
+
+  /// Routes `msg` (stores it as retained when flagged) to every matching
+  /// session, writing into their connections, and appends the matching
+  /// rule subscribers to `rules`. `from` is the publishing session (for
+  /// no-local), 0 for rules. Applies the hub's `subscriptions` remapping.
+  void route(const message& msg, mqtt::subscriber_id from,
+             std::vector<rule_delivery>& rules);
+
+  /// Sends `rules` deliveries from `requester` without waiting for answers
+  /// (wills, remapped copies, retained for rules); errors are counted.
+  void send_to_rules(caf::io::broker* requester,
+                     std::vector<rule_delivery>& rules);
+
+  /// Publishes a will (or any hub-internal message) if `principal` may.
+  void publish_internal(const message& msg, const principal_config* principal,
+                        caf::io::broker* requester);
+
+  // -- wills and expiry -------------------------------------------------------
+
+  void schedule_will(delayed_will w);
+  void cancel_will(const std::string& client_id);
+  /// Publishes due wills and ends expired offline sessions.
+  void housekeeping(caf::io::broker* requester);
+
+  // -- output -----------------------------------------------------------------
+
+  /// Connections with output written in this batch; flushed once each.
+  void mark_dirty(connection* c);
+  void flush_dirty();
+  void forget(connection* c);
+
+  /// The retained message count (for stats).
+  std::size_t retained_count() const noexcept {
+    return retained_.size();
+  }
+  std::size_t subscription_count() const noexcept {
+    return tree_.size();
+  }
+
+  /// Every open connection (to close them when the hub stops).
+  std::unordered_set<connection*> live;
+
+  /// Ports actually bound, in `listen` order.
+  std::vector<std::uint16_t> ports;
+
+private:
+  struct remap {
+    std::string source;
+    std::uint8_t source_qos;
+    std::string target;
+    std::uint8_t target_qos;
+  };
+
+  void route_one(const message& msg, mqtt::subscriber_id from,
+                 std::vector<rule_delivery>& rules);
+  void deliver(session_state& s, const message& msg, std::uint8_t qos,
+               bool retain, std::span<const std::uint32_t> subscription_ids);
+  /// Writes a PUBLISH to the online session's connection; false when the
+  /// message expired or exceeds the client's maximum packet size (dropped).
+  bool send_publish(session_state& s, const outgoing_message& out,
+                    std::uint16_t packet_id, bool dup);
+  /// Encodes a PUBLISH into the connection's output unless the message
+  /// expired or exceeds the client's maximum packet size (then counted).
+  bool write_publish(connection& c, const message& msg,
+                     mqtt::publish_header h);
+  void enqueue(session_state& s, outgoing_message out);
+  std::size_t window(const session_state& s) const;
+  static bool available(void* self, mqtt::subscriber_id who);
+
+  hub_config cfg_;
+  authenticator auth_;
+  std::vector<remap> remaps_;
+  mqtt::topic_tree tree_;
+  mqtt::retained_store retained_;
+  std::unordered_map<std::string, std::unique_ptr<session_state>> sessions_;
+  std::unordered_map<mqtt::subscriber_id, session_state*> by_id_;
+  struct rule_entry {
+    caf::actor handle;
+    std::unordered_set<std::string> filters;
+  };
+  std::unordered_map<mqtt::subscriber_id, rule_entry> rules_;
+  std::unordered_map<caf::actor_addr, mqtt::subscriber_id> rule_ids_;
+  std::vector<delayed_will> wills_;
+  std::vector<connection*> dirty_;
+  std::vector<mqtt::match_result> matches_; // scratch
+  mqtt::subscriber_id next_session_id_ = 1;
+  mqtt::subscriber_id next_rule_id_ = (mqtt::subscriber_id{1} << 62);
+  std::uint64_t next_client_number_ = 1;
+};
+
+} // namespace hubflow::hub
