@@ -366,6 +366,7 @@ struct builder {
       hub.listen.clear();
       hub.address = str(j, "address");
       hub.username = str(j, "username");
+      hub.protocol = str(j, "protocol", "mqttv311") == "mqttv5" ? 5 : 4;
       if (j.contains("password")) {
         std::string error;
         bool plain = false;

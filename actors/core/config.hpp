@@ -69,6 +69,7 @@ struct hub_config {
   std::string address;
   std::string username;
   std::string password;
+  int protocol = 4; // 4 = MQTT 3.1.1, 5 = MQTT 5
   // Both.
   std::size_t max_message_size = 4 * 1024 * 1024; // Baetyl's default 4 MiB
   std::size_t max_inflight = 20;

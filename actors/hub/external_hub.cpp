@@ -1,0 +1,339 @@
+#include "hub/external_hub.hpp"
+
+#include <map>
+#include <regex>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <spdlog/spdlog.h>
+
+#include "core/probe.hpp"
+#include "core/type_ids.hpp"
+
+namespace hubflow {
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+/// Lives as long as the mosquitto handle: libmosquitto's network thread
+/// calls back with it and forwards everything to the link actor as messages.
+struct callback_target {
+  caf::actor link;
+};
+
+struct subscription {
+  std::string filter;
+  std::uint8_t qos;
+  caf::actor subscriber;
+};
+
+struct pending_publish {
+  caf::response_promise promise;
+  clock_type::time_point sent;
+};
+
+struct link_state {
+  static inline const char* name = "hubflow.external_hub";
+
+  hub_config cfg;
+  std::string client_id;
+  std::string host;
+  int port = 1883;
+  ::mosquitto* mosq = nullptr;
+  std::unique_ptr<callback_target> target;
+  bool connected = false;
+  std::vector<subscription> subscriptions;
+  std::map<int, pending_publish> in_flight; // mid -> waiting publisher
+  std::unique_ptr<probe> stats;
+
+  ~link_state() {
+    if (mosq) {
+      mosquitto_disconnect(mosq);
+      mosquitto_loop_stop(mosq, true);
+      mosquitto_destroy(mosq);
+    }
+  }
+};
+
+using link_actor = caf::stateful_actor<link_state>;
+
+// Messages from the libmosquitto thread to the actor.
+using connected_atom = caf::atom_constant<caf::atom("connected")>;
+using lost_atom = caf::atom_constant<caf::atom("lost")>;
+using acked_atom = caf::atom_constant<caf::atom("acked")>;
+
+constexpr auto publish_ack_timeout = std::chrono::seconds(30);
+
+mqtt_properties read_properties(const mosquitto_property* props) {
+  mqtt_properties out;
+  for (auto* p = props; p != nullptr; p = mosquitto_property_next(p)) {
+    char* a = nullptr;
+    char* b = nullptr;
+    void* bin = nullptr;
+    uint16_t len = 0;
+    switch (mosquitto_property_identifier(p)) {
+      case MQTT_PROP_PAYLOAD_FORMAT_INDICATOR:
+        out.has_payload_format = true;
+        mosquitto_property_read_byte(p, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR,
+                                     &out.payload_format, false);
+        break;
+      case MQTT_PROP_MESSAGE_EXPIRY_INTERVAL:
+        out.has_message_expiry = true;
+        mosquitto_property_read_int32(p, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL,
+                                      &out.message_expiry, false);
+        break;
+      case MQTT_PROP_CONTENT_TYPE:
+        mosquitto_property_read_string(p, MQTT_PROP_CONTENT_TYPE, &a, false);
+        out.content_type = a ? a : "";
+        break;
+      case MQTT_PROP_RESPONSE_TOPIC:
+        mosquitto_property_read_string(p, MQTT_PROP_RESPONSE_TOPIC, &a, false);
+        out.response_topic = a ? a : "";
+        break;
+      case MQTT_PROP_CORRELATION_DATA:
+        mosquitto_property_read_binary(p, MQTT_PROP_CORRELATION_DATA, &bin,
+                                       &len, false);
+        out.correlation_data.assign(static_cast<char*>(bin), len);
+        break;
+      case MQTT_PROP_USER_PROPERTY:
+        mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &a,
+                                            &b, false);
+        out.user_properties.emplace_back(a ? a : "", b ? b : "");
+        break;
+      default:
+        break;
+    }
+    std::free(a);
+    std::free(b);
+    std::free(bin);
+  }
+  return out;
+}
+
+/// The message's MQTT 5 properties as a libmosquitto list (caller frees).
+mosquitto_property* write_properties(const mqtt_properties& in) {
+  mosquitto_property* list = nullptr;
+  if (in.has_payload_format)
+    mosquitto_property_add_byte(&list, MQTT_PROP_PAYLOAD_FORMAT_INDICATOR,
+                                in.payload_format);
+  if (in.has_message_expiry)
+    mosquitto_property_add_int32(&list, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL,
+                                 in.message_expiry);
+  if (!in.content_type.empty())
+    mosquitto_property_add_string(&list, MQTT_PROP_CONTENT_TYPE,
+                                  in.content_type.c_str());
+  if (!in.response_topic.empty())
+    mosquitto_property_add_string(&list, MQTT_PROP_RESPONSE_TOPIC,
+                                  in.response_topic.c_str());
+  if (!in.correlation_data.empty())
+    mosquitto_property_add_binary(
+      &list, MQTT_PROP_CORRELATION_DATA, in.correlation_data.data(),
+      static_cast<uint16_t>(in.correlation_data.size()));
+  for (auto& [k, v] : in.user_properties)
+    mosquitto_property_add_string_pair(&list, MQTT_PROP_USER_PROPERTY,
+                                       k.c_str(), v.c_str());
+  return list;
+}
+
+// -- libmosquitto callbacks (network thread) -------------------------------------
+
+void on_connect(::mosquitto*, void* obj, int rc, int, const mosquitto_property*) {
+  caf::anon_send(static_cast<callback_target*>(obj)->link,
+                 connected_atom::value, rc);
+}
+
+void on_disconnect(::mosquitto*, void* obj, int rc, const mosquitto_property*) {
+  caf::anon_send(static_cast<callback_target*>(obj)->link, lost_atom::value,
+                 rc);
+}
+
+void on_publish(::mosquitto*, void* obj, int mid, int rc,
+                const mosquitto_property*) {
+  caf::anon_send(static_cast<callback_target*>(obj)->link, acked_atom::value,
+                 mid, rc);
+}
+
+void on_message(::mosquitto*, void* obj, const mosquitto_message* m,
+                const mosquitto_property* props) {
+  message msg;
+  msg.topic = m->topic;
+  msg.body = payload{std::string(static_cast<const char*>(m->payload),
+                                 static_cast<std::size_t>(m->payloadlen))};
+  msg.qos = static_cast<std::uint8_t>(m->qos);
+  msg.retain = m->retain;
+  msg.properties = read_properties(props);
+  msg.origin = "external-hub";
+  caf::anon_send(static_cast<callback_target*>(obj)->link,
+                 deliver_atom::value, std::move(msg));
+}
+
+void subscribe_now(link_actor* self, const subscription& sub) {
+  auto rc = mosquitto_subscribe(self->state.mosq, nullptr, sub.filter.c_str(),
+                                sub.qos);
+  if (rc != MOSQ_ERR_SUCCESS)
+    spdlog::warn("hub link {}: cannot subscribe to '{}': {}",
+                 self->state.client_id, sub.filter, mosquitto_strerror(rc));
+}
+
+caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.client_id = std::move(client_id);
+  st.stats = std::make_unique<probe>("hub", st.client_id);
+  st.stats->label("address", st.cfg.address);
+  st.stats->label("state", "connecting");
+  static const std::regex address_re{R"(^(?:tcp|mqtt)://([^:]+):(\d+)$)"};
+  std::smatch m;
+  if (std::regex_match(st.cfg.address, m, address_re)) {
+    st.host = m[1];
+    st.port = std::stoi(m[2]);
+  }
+  st.target = std::make_unique<callback_target>(callback_target{self});
+  st.mosq = mosquitto_new(st.client_id.c_str(), true, st.target.get());
+  mosquitto_int_option(st.mosq, MOSQ_OPT_PROTOCOL_VERSION,
+                       st.cfg.protocol == 5 ? MQTT_PROTOCOL_V5
+                                            : MQTT_PROTOCOL_V311);
+  if (!st.cfg.username.empty())
+    mosquitto_username_pw_set(st.mosq, st.cfg.username.c_str(),
+                              st.cfg.password.c_str());
+  mosquitto_reconnect_delay_set(st.mosq, 1, 30, true);
+  mosquitto_connect_v5_callback_set(st.mosq, on_connect);
+  mosquitto_disconnect_v5_callback_set(st.mosq, on_disconnect);
+  mosquitto_publish_v5_callback_set(st.mosq, on_publish);
+  mosquitto_message_v5_callback_set(st.mosq, on_message);
+  // connect_async + loop_start: the first connect may fail (broker not up
+  // yet); the network thread keeps retrying with the backoff above.
+  mosquitto_connect_async(st.mosq, st.host.c_str(), st.port, 60);
+  mosquitto_loop_start(st.mosq);
+  self->send(self, tick_atom::value);
+  return {
+    [=](subscribe_atom, const std::string& filter, std::uint8_t qos,
+        const caf::actor& subscriber) {
+      subscription sub{filter, qos, subscriber};
+      if (self->state.connected)
+        subscribe_now(self, sub);
+      self->state.subscriptions.push_back(std::move(sub));
+      return ok_atom::value;
+    },
+    [=](unsubscribe_atom, const std::string& filter,
+        const caf::actor& subscriber) {
+      auto& subs = self->state.subscriptions;
+      std::erase_if(subs, [&](auto& s) {
+        return s.filter == filter && s.subscriber == subscriber;
+      });
+      mosquitto_unsubscribe(self->state.mosq, nullptr, filter.c_str());
+      return ok_atom::value;
+    },
+    [=](publish_atom, const message& msg) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      auto* props = st.cfg.protocol == 5 ? write_properties(msg.properties)
+                                         : nullptr;
+      int mid = 0;
+      auto rc = mosquitto_publish_v5(
+        st.mosq, &mid, msg.topic.c_str(), static_cast<int>(msg.body.size()),
+        msg.body.view().data(), msg.qos, msg.retain, props);
+      mosquitto_property_free_all(&props);
+      if (rc != MOSQ_ERR_SUCCESS) {
+        st.stats->add("publish_failures");
+        return caf::make_error(caf::sec::runtime_error,
+                               "hub " + st.cfg.address + ": cannot publish to '"
+                                 + msg.topic + "': " + mosquitto_strerror(rc));
+      }
+      st.stats->add("out");
+      if (msg.qos == 0)
+        return ok_atom::value;
+      auto promise = self->make_response_promise<ok_atom>();
+      st.in_flight.emplace(mid, pending_publish{promise, clock_type::now()});
+      st.stats->set("in_flight", static_cast<std::int64_t>(st.in_flight.size()));
+      return promise;
+    },
+    [=](acked_atom, int mid, int rc) {
+      auto& st = self->state;
+      auto i = st.in_flight.find(mid);
+      if (i == st.in_flight.end())
+        return;
+      if (rc == 0)
+        i->second.promise.deliver(ok_atom::value);
+      else
+        i->second.promise.deliver(caf::make_error(
+          caf::sec::runtime_error,
+          "hub refused the publish with reason code " + std::to_string(rc)));
+      st.in_flight.erase(i);
+      st.stats->set("in_flight", static_cast<std::int64_t>(st.in_flight.size()));
+    },
+    [=](deliver_atom, message& msg) {
+      auto& st = self->state;
+      st.stats->add("in");
+      for (auto& sub : st.subscriptions) {
+        bool matched = false;
+        mosquitto_topic_matches_sub(sub.filter.c_str(), msg.topic.c_str(),
+                                    &matched);
+        if (!matched)
+          continue;
+        // libmosquitto has acknowledged the message already; a failed
+        // delivery is counted (the rule reports its own errors).
+        self->request(sub.subscriber, caf::infinite, deliver_atom::value, msg)
+          .then([](ok_atom) {},
+                [=](caf::error&) { self->state.stats->add("deliver_failures"); });
+      }
+    },
+    [=](connected_atom, int rc) {
+      auto& st = self->state;
+      if (rc != 0) {
+        spdlog::warn("hub link {}: {} refused the connection: {}",
+                     st.client_id, st.cfg.address,
+                     mosquitto_connack_string(rc));
+        st.stats->add("connect_refused");
+        return;
+      }
+      spdlog::info("hub link {}: connected to {}", st.client_id,
+                   st.cfg.address);
+      st.connected = true;
+      st.stats->add("connects");
+      st.stats->label("state", "connected");
+      for (auto& sub : st.subscriptions)
+        subscribe_now(self, sub);
+    },
+    [=](lost_atom, int rc) {
+      auto& st = self->state;
+      if (!st.connected)
+        return;
+      st.connected = false;
+      st.stats->add("disconnects");
+      st.stats->label("state", "reconnecting");
+      spdlog::warn("hub link {}: lost {} ({}), reconnecting", st.client_id,
+                   st.cfg.address, mosquitto_strerror(rc));
+    },
+    // Publishes nobody acknowledged in time fail, so the rule can retry.
+    [=](tick_atom) {
+      auto& st = self->state;
+      auto now = clock_type::now();
+      for (auto i = st.in_flight.begin(); i != st.in_flight.end();) {
+        if (now - i->second.sent > publish_ack_timeout) {
+          i->second.promise.deliver(caf::make_error(
+            caf::sec::request_timeout, "hub did not acknowledge in time"));
+          st.stats->add("publish_failures");
+          i = st.in_flight.erase(i);
+        } else {
+          ++i;
+        }
+      }
+      st.stats->report(self);
+      self->delayed_send(self, std::chrono::milliseconds(500),
+                         tick_atom::value);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_external_hub_link(caf::actor_system& sys,
+                                   const hub_config& cfg,
+                                   const std::string& client_id) {
+  return sys.spawn(link, cfg, client_id);
+}
+
+} // namespace hubflow

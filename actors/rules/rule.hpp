@@ -1,0 +1,34 @@
+// A rule routes messages: from a source (a hub topic filter or an endpoint)
+// through an optional function to a destination (a hub topic or an
+// endpoint). One actor per rule, with its own counters.
+#pragma once
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "core/config.hpp"
+#include "core/message.hpp"
+
+namespace hubflow {
+
+/// What a rule is wired to; the function is invalid for a plain forward.
+struct rule_wiring {
+  caf::actor source;       // hub or endpoint speaking the source protocol
+  caf::actor destination;  // hub or endpoint speaking the sink protocol
+  caf::actor function;     // a function supervisor, or invalid
+  bool destination_is_endpoint = false;
+};
+
+/// Spawns the rule; it subscribes to its source at once. Each message is
+/// answered (ok_atom) only once its result was accepted by the destination
+/// (or the error report was published), so the source acknowledges
+/// upstream only then: nothing acknowledged is lost.
+caf::actor spawn_rule(caf::actor_system& sys, const rule_config& cfg,
+                      rule_wiring wiring);
+
+/// The JSON error report for a failed invocation, as Baetyl publishes it:
+/// {"functionMessage": <input>, "errorMessage": "...", "errorType": "..."}.
+std::string make_error_report(const message& input, const std::string& error,
+                              const std::string& type);
+
+} // namespace hubflow
