@@ -1,0 +1,280 @@
+#!/usr/bin/env bash
+# hubflow vs Mosquitto, side by side in one run: the same hubflow-bench
+# scenarios against a mosquitto and a hubflow this script starts on free
+# loopback ports, alternating which broker goes first. Prints delivered
+# msg/s (unpaced run), p50/p99 latency (paced run), broker CPU time per
+# delivered message (from /proc/<pid>/stat) and the ratios hubflow/mosquitto.
+# It builds nothing: build first (cmake --build build), then
+#
+#   bench/compare.sh [BIN_DIR]         # BIN_DIR defaults to build/bin
+#
+# Environment knobs:
+#   SCALE=2        multiply every message count (default 1: a few seconds each)
+#   RATE=5000      msg/s per publisher for the paced latency runs
+#   PLUGIN_DIR=..  where sayhi.so is (default BIN_DIR/../plugins)
+#   RESULTS=f.jsonl  also keep every raw hubflow-bench result there
+#   STANDIN=mosquitto  run a second mosquitto in hubflow's place: tests this
+#                  script itself when hubflow cannot serve yet (every ratio
+#                  is then mosquitto/mosquitto, and the table says so)
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin=$(cd "${1:-$repo/build/bin}" && pwd)
+plugin_dir=${PLUGIN_DIR:-$bin/../plugins}
+scale=${SCALE:-1}
+rate=${RATE:-5000}
+standin=${STANDIN:-}
+python=/usr/bin/python3 # Debian's, not whatever python3 is first on PATH
+bench=$bin/hubflow-bench
+
+for tool in "$bench" "$python"; do
+  [[ -x $tool ]] || { echo "compare.sh: $tool not found or not executable" >&2; exit 2; }
+done
+command -v mosquitto >/dev/null || { echo "compare.sh: mosquitto not installed (apt-get install mosquitto)" >&2; exit 2; }
+if [[ -z $standin ]]; then
+  [[ -x $bin/hubflow ]] || { echo "compare.sh: $bin/hubflow not built" >&2; exit 2; }
+  [[ -f $plugin_dir/sayhi.so ]] || { echo "compare.sh: $plugin_dir/sayhi.so not built" >&2; exit 2; }
+fi
+
+work=$(mktemp -d /tmp/hubflow-compare.XXXXXX)
+results=$work/results.jsonl
+started=() # pids of the brokers this script started, and nothing else
+
+cleanup() {
+  local pid
+  for pid in "${started[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${started[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  [[ -n ${RESULTS:-} && -f $results ]] && cp "$results" "$RESULTS"
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+wait_port() { # port pid log: true once something accepts on the port
+  local port=$1 pid=$2 log=$3 i
+  for ((i = 0; i < 100; i++)); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "compare.sh: broker (pid $pid) exited; its log:" >&2
+      tail -20 "$log" >&2
+      return 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "compare.sh: nothing listens on 127.0.0.1:$port after 10 s; log:" >&2
+  tail -20 "$log" >&2
+  return 1
+}
+
+# utime + stime of a process (all its threads), in clock ticks. The command
+# name in field 2 may hold spaces, so count fields after its ')'.
+cpu_ticks() {
+  local stat
+  stat=$(<"/proc/$1/stat")
+  stat=${stat##*) }
+  set -- $stat
+  echo $((${12} + ${13}))
+}
+
+start_mosquitto() { # name port -> pid in $broker_pid
+  local name=$1 port=$2
+  # set_tcp_nodelay: Mosquitto's default leaves Nagle on, which adds tens of
+  # ms to paced latencies; hubflow sets TCP_NODELAY, so both get it.
+  # max_queued_messages 0: Mosquitto otherwise drops QoS 1 messages for an
+  # online subscriber 1000 behind; an unpaced run would count them as lost.
+  cat >"$work/$name.conf" <<EOF
+listener $port 127.0.0.1
+allow_anonymous true
+set_tcp_nodelay true
+max_queued_messages 0
+persistence false
+log_type error
+log_type warning
+EOF
+  mosquitto -c "$work/$name.conf" >"$work/$name.log" 2>&1 &
+  broker_pid=$!
+  started+=("$broker_pid")
+  wait_port "$port" "$broker_pid" "$work/$name.log"
+}
+
+start_hubflow() { # port -> pid in $broker_pid
+  local port=$1 stats_port
+  stats_port=$(free_port)
+  # The rule serves only the rule scenario (topic t); the other scenarios
+  # publish on hubflow-bench/t, which no rule subscribes to.
+  cat >"$work/hubflow.yaml" <<EOF
+hub:
+  listen:
+    - tcp://127.0.0.1:$port
+  anonymous: loopback
+functions:
+  - name: sayhi
+    runtime: native
+    plugin: $plugin_dir/sayhi.so
+    instance:
+      min: 1
+      max: 2
+rules:
+  - name: bench-sayhi
+    from: {topic: t, qos: 0}
+    function: {name: sayhi}
+    to: {topic: t/hi, qos: 0}
+stats:
+  host: 127.0.0.1
+  port: $stats_port
+logger:
+  level: warn
+EOF
+  "$bin/hubflow" --config "$work/hubflow.yaml" >"$work/hubflow.log" 2>&1 &
+  broker_pid=$!
+  started+=("$broker_pid")
+  wait_port "$port" "$broker_pid" "$work/hubflow.log"
+}
+
+# run_bench broker-label pid port scenario mode args...: one hubflow-bench
+# run, its JSON result extended with who/what and the broker's CPU ticks.
+run_bench() {
+  local label=$1 pid=$2 port=$3 scenario=$4 mode=$5
+  shift 5
+  local before after out status=0
+  before=$(cpu_ticks "$pid")
+  out=$("$bench" --port "$port" --json --timeout 30 --idle-timeout 2 "$@") || status=$?
+  after=$(cpu_ticks "$pid")
+  if [[ $status -ge 2 || -z $out ]]; then
+    echo "compare.sh: $scenario ($mode) against $label failed to run (status $status)" >&2
+    out='{"error": true}'
+  fi
+  printf '%s\n' "$out" | "$python" -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+r.update(broker=sys.argv[1], scenario=sys.argv[2], mode=sys.argv[3],
+         broker_cpu_ticks=int(sys.argv[4]))
+print(json.dumps(r))' "$label" "$scenario" "$mode" "$((after - before))" >>"$results"
+  printf '  %-26s %-9s %-10s' "$scenario" "$mode" "$label" >&2
+  printf '%s\n' "$out" | "$python" -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+if r.get("error"): print("  failed"); sys.exit()
+print("  %9.0f msg/s  p50 %8.1f us  p99 %9.1f us  lost %d" % (r["delivered_per_s"],
+      r["latency_us"]["p50"], r["latency_us"]["p99"], r["lost"]))' >&2
+}
+
+# ---- the brokers
+
+mosquitto_port=$(free_port)
+start_mosquitto mosquitto "$mosquitto_port"
+mosquitto_pid=$broker_pid
+
+other_port=$(free_port)
+if [[ -n $standin ]]; then
+  other_label="standin"
+  start_mosquitto standin "$other_port"
+else
+  other_label="hubflow"
+  start_hubflow "$other_port"
+fi
+other_pid=$broker_pid
+
+# ---- the scenarios: name | messages per publisher (unpaced) | arguments
+n() { echo $(($1 * scale)); }
+scenarios=(
+  "qos0 1->1 64B|$(n 200000)|--qos 0 --payload-size 64"
+  "qos1 1->1 64B|$(n 100000)|--qos 1 --payload-size 64"
+  "fan-in 4->1 qos0|$(n 50000)|--publishers 4 --payload-size 64"
+  "fan-out 1->4 qos0|$(n 50000)|--subscribers 4 --payload-size 64"
+  "qos0 1->1 1KiB|$(n 100000)|--payload-size 1024"
+  "rule t->sayhi->t/hi|$(n 50000)|RULE"
+)
+paced_messages=$((rate * 2 * scale)) # two seconds at the paced rate
+
+{
+  echo "hubflow vs mosquitto — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores,"
+  echo "  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr),"
+  echo "  $(mosquitto -h 2>/dev/null | head -1), $([[ -n $standin ]] && echo 'STANDIN: a second mosquitto plays hubflow' || "$bin/hubflow" --version 2>/dev/null | head -1)"
+  echo "  paced runs: $rate msg/s per publisher; scale $scale"
+} >&2
+
+index=0
+for entry in "${scenarios[@]}"; do
+  IFS='|' read -r name messages args <<<"$entry"
+  order=("mosquitto" "$other_label")
+  ((index % 2 == 1)) && order=("$other_label" "mosquitto")
+  for who in "${order[@]}"; do
+    if [[ $who == mosquitto ]]; then
+      pid=$mosquitto_pid port=$mosquitto_port
+    else
+      pid=$other_pid port=$other_port
+    fi
+    if [[ $args == RULE ]]; then
+      # Mosquitto has no rules: its number is the plain 1->1 path with the
+      # same JSON payload, labelled so in the table.
+      if [[ $who == hubflow ]]; then
+        set -- --publish-topic t --expect-topic t/hi --payload-format json --payload-size 64
+      else
+        set -- --topic t --payload-format json --payload-size 64
+      fi
+    else
+      read -r -a split_args <<<"$args"
+      set -- "${split_args[@]}"
+    fi
+    run_bench "$who" "$pid" "$port" "$name" unpaced --messages "$messages" "$@"
+    run_bench "$who" "$pid" "$port" "$name" paced --messages "$paced_messages" --rate "$rate" "$@"
+  done
+  index=$((index + 1))
+done
+
+# ---- the table
+"$python" - "$results" "$other_label" "$(getconf CLK_TCK)" <<'EOF'
+import json, sys
+path, other, ticks_per_s = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rows = [json.loads(line) for line in open(path)]
+def find(scenario, broker, mode):
+    for r in rows:
+        if r["scenario"] == scenario and r["broker"] == broker and r["mode"] == mode \
+           and not r.get("error"):
+            return r
+    return None
+def cpu_us_per_msg(r):
+    return r["broker_cpu_ticks"] * 1e6 / ticks_per_s / r["delivered"] if r and r["delivered"] else None
+def fmt(v, spec):
+    return format(v, spec) if v is not None else "n/a"
+def ratio(a, b):
+    return "%.2fx" % (a / b) if a is not None and b else "n/a"
+scenarios = []
+for r in rows:
+    if r["scenario"] not in scenarios:
+        scenarios.append(r["scenario"])
+print()
+print("%-24s %-22s %11s %9s %9s %11s %7s" % ("scenario", "broker", "msg/s", "p50 us",
+      "p99 us", "cpu us/msg", "lost"))
+print("-" * 99)
+for s in scenarios:
+    values = {}
+    for broker in ("mosquitto", other):
+        u, p = find(s, broker, "unpaced"), find(s, broker, "paced")
+        values[broker] = (u and u["delivered_per_s"], p and p["latency_us"]["p50"],
+                          p and p["latency_us"]["p99"], cpu_us_per_msg(u),
+                          (u["lost"] if u else 0) + (p["lost"] if p else 0))
+        label = broker
+        if s.startswith("rule"):
+            label = "mosquitto (plain 1->1)" if broker == "mosquitto" else broker + " (via rule)"
+        v = values[broker]
+        print("%-24s %-22s %11s %9s %9s %11s %7s" % (s, label, fmt(v[0], ".0f"),
+              fmt(v[1], ".1f"), fmt(v[2], ".1f"), fmt(v[3], ".2f"), v[4]))
+    m, o = values["mosquitto"], values[other]
+    print("%-24s %-22s %11s %9s %9s %11s" % ("", other + "/mosquitto", ratio(o[0], m[0]),
+          ratio(o[1], m[1]), ratio(o[2], m[2]), ratio(o[3], m[3])))
+print()
+print("msg/s: delivered messages per second, unpaced run; p50/p99: paced run;")
+print("cpu us/msg: broker CPU time (user+system, all threads) per delivered message, unpaced run.")
+EOF
