@@ -2,6 +2,7 @@
 #include "functions/runtime.hpp"
 
 #include "functions/native/native_runtime.hpp"
+#include "functions/process/process_runtime.hpp"
 #include "functions/sql/sql_runtime.hpp"
 
 namespace hubflow {
@@ -11,6 +12,8 @@ std::map<std::string, runtime_factory>& runtime_registry() {
   static std::map<std::string, runtime_factory> registry = {
     {"native", make_native_runtime},
     {"sql", make_sql_runtime},
+    {"python", make_python_runtime},
+    {"node", make_node_runtime},
   };
   return registry;
 }
