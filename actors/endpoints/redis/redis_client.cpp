@@ -246,9 +246,12 @@ void redis_client::on_connected() {
 void redis_client::on_handshake_reply(bool ok, const std::string& error) {
   if (!ok) {
     // Close; the cleanup hook then marks the link down with this reason.
-    closing_reason_ = error;
-    if (ctx_)
-      redisAsyncDisconnect(ctx_);
+    // The first failure is the cause (a failed AUTH makes SELECT fail too).
+    if (closing_reason_.empty()) {
+      closing_reason_ = error;
+      if (ctx_)
+        redisAsyncDisconnect(ctx_);
+    }
     return;
   }
   if (--handshake_pending_ == 0 && ctx_ && (ctx_->c.flags & REDIS_CONNECTED))
