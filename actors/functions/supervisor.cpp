@@ -107,12 +107,13 @@ void update_gauges(supervisor_actor* self) {
   st.stats->set("instances_starting", static_cast<std::int64_t>(v.starting));
   st.stats->set("busy", static_cast<std::int64_t>(v.ready - v.idle));
   st.stats->set("queue_depth", static_cast<std::int64_t>(v.queued));
+  if (st.cfg.runtime != "python" && st.cfg.runtime != "node")
+    return; // only worker processes have pids worth showing
   std::string pids;
   for (auto& [addr, slot] : st.instances)
     if (slot.pid > 0)
       pids += (pids.empty() ? "" : ",") + std::to_string(slot.pid);
-  if (!pids.empty() || st.stats->get("instances") == 0)
-    st.stats->label("pids", pids);
+  st.stats->label("pids", pids);
 }
 
 void dispatch(supervisor_actor* self);

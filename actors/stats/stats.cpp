@@ -78,7 +78,9 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
           msg.body = payload{to_json(st.components[key]).dump()};
           msg.retain = true;
           msg.origin = "stats";
-          self->send(st.hub, publish_atom::value, std::move(msg));
+          self->request(st.hub, caf::infinite, publish_atom::value,
+                        std::move(msg))
+            .then([](ok_atom) {}, [](caf::error&) {});
         }
       }
       self->delayed_send(self, st.cfg.report_interval, tick_atom::value);
