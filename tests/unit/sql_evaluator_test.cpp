@@ -200,6 +200,21 @@ TEST(sql_evaluator, is_null) {
   EXPECT_EQ(value_of("x IS NOT NULL", R"({"x":0})"), "true");
 }
 
+TEST(sql_evaluator, from_matches_topics_like_the_hub) {
+  EXPECT_EQ(run("SELECT * FROM 'sensors/+/temp'", R"({"v":1})", "sensors/a/temp"),
+            R"({"v":1})");
+  EXPECT_EQ(run("SELECT * FROM 'sensors/+/temp'", R"({"v":1})", "sensors/a/hum"),
+            "<filtered>");
+  EXPECT_EQ(run("SELECT * FROM 'sensors/#' WHERE v > 0", R"({"v":1})",
+                "sensors/a/b"),
+            R"({"v":1})");
+  EXPECT_EQ(run("SELECT * FROM 'sensors/#' WHERE v > 0", R"({"v":0})",
+                "sensors/a/b"),
+            "<filtered>");
+  // Wildcards at the first level do not match `$` topics.
+  EXPECT_EQ(run("SELECT * FROM '#'", R"({"v":1})", "$SYS/x"), "<filtered>");
+}
+
 TEST(sql_evaluator, where_must_be_true) {
   EXPECT_EQ(run("SELECT * WHERE 1", R"({"a":1})"), "<filtered>");
   EXPECT_EQ(run("SELECT * WHERE null", R"({"a":1})"), "<filtered>");

@@ -193,6 +193,10 @@ TEST(sql_parser, errors_name_column_and_expectation) {
             "expected a quoted topic filter after FROM at column 15 (found 't')");
   EXPECT_EQ(error_of("SELECT * FROM ''"),
             "the topic filter after FROM is empty at column 15");
+  EXPECT_EQ(error_of("SELECT * FROM 'a/#/b'"),
+            "'a/#/b' after FROM is not a valid MQTT topic filter at column 15");
+  EXPECT_EQ(error_of("SELECT * FROM 'a+'"),
+            "'a+' after FROM is not a valid MQTT topic filter at column 15");
   EXPECT_EQ(error_of("SELECT * FROM 't' x"),
             "expected WHERE or the end of the statement after string 't' at "
             "column 19 (found 'x')");

@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "hub/topic_tree.hpp"
+
 namespace hubflow::sql {
 
 namespace {
@@ -304,6 +306,8 @@ json evaluate(const expr& e, const row_context& ctx) {
 }
 
 std::optional<json> select(const statement& stmt, const message& msg) {
+  if (stmt.from && !topic_matches(*stmt.from, msg.topic))
+    return std::nullopt;
   json parsed;
   const json* payload = nullptr;
   if (stmt.reads_payload) {

@@ -25,7 +25,7 @@ struct row_context {
 json evaluate(const expr& e, const row_context& ctx);
 
 /// The output row of `stmt` for `msg`, or nullopt when the message is
-/// filtered out: its topic does not match FROM, WHERE is not TRUE, or the row
+/// filtered out: its topic does not match FROM (MQTT matching), WHERE is not TRUE, or the row
 /// has no columns (`SELECT *` over a payload that is not a JSON object).
 std::optional<json> select(const statement& stmt, const message& msg);
 

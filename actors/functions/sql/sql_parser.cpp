@@ -12,6 +12,8 @@
 //   path      := name ('.' name | '[' ['-'] integer ']')*
 #include "functions/sql/sql_parser.hpp"
 
+#include "hub/topic_tree.hpp"
+
 #include <array>
 #include <charconv>
 #include <cstdlib>
@@ -64,6 +66,9 @@ public:
       result.from = next().text;
       if (result.from->empty())
         fail_at(previous(), "the topic filter after FROM is empty");
+      if (!valid_topic_filter(*result.from))
+        fail_at(previous(), "'" + *result.from
+                              + "' after FROM is not a valid MQTT topic filter");
     }
     if (accept_keyword("WHERE"))
       result.where = parse_expression();

@@ -46,15 +46,7 @@ std::unique_ptr<function_runtime> make_sql_runtime(const function_config& cfg,
                                                    const runtime_options&,
                                                    std::string& error) {
   try {
-    auto stmt = sql::parse(cfg.handler);
-    if (stmt.from) {
-      // Matching needs the hub's topic filter rules; refuse rather than
-      // silently pass every topic until they are wired in.
-      error = "SQL statement: FROM is not supported yet; subscribe the rule "
-              "to the topic filter instead";
-      return nullptr;
-    }
-    return std::make_unique<sql_runtime>(std::move(stmt));
+    return std::make_unique<sql_runtime>(sql::parse(cfg.handler));
   } catch (const sql::parse_error& e) {
     error = std::string{"SQL statement: "} + e.what();
     return nullptr;
