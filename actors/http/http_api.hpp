@@ -1,0 +1,68 @@
+// The Dapr-style HTTP API (v1.0 paths): state stores, publishing into the
+// hub, invoking functions, metrics, health and metadata. It is a CAF io
+// broker in the middleman's I/O loop: it parses requests, asks the actors
+// below with request(...).then(...), and never blocks.
+//
+//   POST   /v1.0/state/<store>                 save (array of items) -> 204
+//   GET    /v1.0/state/<store>/<key>           200 value + ETag, 204 missing
+//   POST   /v1.0/state/<store>/bulk            {"keys":[...]} -> 200 array
+//   DELETE /v1.0/state/<store>/<key>           If-Match etag -> 204
+//   POST   /v1.0/publish/<hub>/<topic>         body into the hub -> 204
+//   *      /v1.0/invoke/<function>/method/<m>  the function's output -> 200
+//   GET    /metrics                            Prometheus text
+//   GET    /v1.0/healthz                       204
+//   GET    /v1.0/metadata                      rules, functions, endpoints
+// Errors are Dapr's JSON: {"errorCode": "...", "message": "..."}.
+// docs/http-api.md is the reference.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "core/config.hpp"
+
+namespace hubflow {
+
+/// A state store the API can reach: an actor speaking the protocol of
+/// endpoints/redis/state_store.hpp, and its endpoint type ("redis").
+struct http_state_store {
+  std::string type;
+  caf::actor actor;
+};
+
+/// The actors behind the API. Any of them may be missing (the matching
+/// routes then answer 404 or 503 with a clear message).
+struct http_context {
+  /// The hub as a sink: (publish_atom, message) -> ok_atom.
+  caf::actor hub;
+  /// The <hub> path segment of /v1.0/publish/<hub>/<topic>.
+  std::string hub_name = "hub";
+  /// Function supervisors: (invoke_atom, message) -> function_result.
+  std::map<std::string, caf::actor> functions;
+  /// State stores by endpoint name (the Dapr store name).
+  std::map<std::string, http_state_store> state_stores;
+  /// The stats actor: (get_atom) -> std::string JSON snapshot.
+  caf::actor stats;
+  std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
+  /// Invocations wait for the supervisor, which applies its own timeout.
+  std::chrono::milliseconds invoke_timeout{std::chrono::seconds(120)};
+};
+
+/// Binds cfg.listen ("host:port"; port 0 picks a free one) and spawns the
+/// API broker. On failure returns an invalid handle and sets `error`.
+/// `bound_port`, when given, receives the port actually bound.
+/// The actor system must have loaded caf::io::middleman.
+caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
+                          const http_context& ctx, std::string& error,
+                          std::uint16_t* bound_port = nullptr);
+
+/// The /v1.0/metadata document built from the stats JSON and the context.
+std::string http_metadata_json(const std::string& stats_json,
+                               const http_context& ctx);
+
+} // namespace hubflow
