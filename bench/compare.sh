@@ -9,8 +9,10 @@
 #   bench/compare.sh [BIN_DIR]         # BIN_DIR defaults to build/bin
 #
 # Environment knobs:
-#   SCALE=2        multiply every message count (default 1: a few seconds each)
+#   SCALE=2        multiply every message count (default 1: a few seconds
+#                  each; 0.1 for a quick check of the script)
 #   RATE=5000      msg/s per publisher for the paced latency runs
+#   REPEAT=3       runs of every scenario per broker; the table shows medians
 #   PLUGIN_DIR=..  where sayhi.so is (default BIN_DIR/../plugins)
 #   RESULTS=f.jsonl  also keep every raw hubflow-bench result there
 #   STANDIN=mosquitto  run a second mosquitto in hubflow's place: tests this
@@ -23,6 +25,7 @@ bin=$(cd "${1:-$repo/build/bin}" && pwd)
 plugin_dir=${PLUGIN_DIR:-$bin/../plugins}
 scale=${SCALE:-1}
 rate=${RATE:-5000}
+repeat=${REPEAT:-3}
 standin=${STANDIN:-}
 python=/usr/bin/python3 # Debian's, not whatever python3 is first on PATH
 bench=$bin/hubflow-bench
@@ -186,7 +189,7 @@ fi
 other_pid=$broker_pid
 
 # ---- the scenarios: name | messages per publisher (unpaced) | arguments
-n() { echo $(($1 * scale)); }
+n() { awk -v count="$1" -v scale="$scale" 'BEGIN { printf "%d", count * scale < 1 ? 1 : count * scale }'; }
 scenarios=(
   "qos0 1->1 64B|$(n 200000)|--qos 0 --payload-size 64"
   "qos1 1->1 64B|$(n 100000)|--qos 1 --payload-size 64"
@@ -195,20 +198,24 @@ scenarios=(
   "qos0 1->1 1KiB|$(n 100000)|--payload-size 1024"
   "rule t->sayhi->t/hi|$(n 50000)|RULE"
 )
-paced_messages=$((rate * 2 * scale)) # two seconds at the paced rate
+paced_messages=$(n $((rate * 2))) # two seconds at the paced rate
 
 {
   echo "hubflow vs mosquitto — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores,"
   echo "  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr),"
   echo "  $(mosquitto -h 2>/dev/null | head -1), $([[ -n $standin ]] && echo 'STANDIN: a second mosquitto plays hubflow' || "$bin/hubflow" --version 2>/dev/null | head -1)"
-  echo "  paced runs: $rate msg/s per publisher; scale $scale"
+  echo "  paced runs: $rate msg/s per publisher; scale $scale; $repeat repeats (medians shown)"
 } >&2
 
+# Repeats go round all scenarios, so that a burst of load from elsewhere on
+# the machine spreads over scenarios instead of spoiling one; who goes first
+# alternates by scenario and by round.
 index=0
+for ((round = 0; round < repeat; round++)); do
 for entry in "${scenarios[@]}"; do
   IFS='|' read -r name messages args <<<"$entry"
   order=("mosquitto" "$other_label")
-  ((index % 2 == 1)) && order=("$other_label" "mosquitto")
+  (((index + round) % 2 == 1)) && order=("$other_label" "mosquitto")
   for who in "${order[@]}"; do
     if [[ $who == mosquitto ]]; then
       pid=$mosquitto_pid port=$mosquitto_port
@@ -232,20 +239,21 @@ for entry in "${scenarios[@]}"; do
   done
   index=$((index + 1))
 done
+done
 
 # ---- the table
 "$python" - "$results" "$other_label" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
 path, other, ticks_per_s = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = [json.loads(line) for line in open(path)]
-def find(scenario, broker, mode):
-    for r in rows:
-        if r["scenario"] == scenario and r["broker"] == broker and r["mode"] == mode \
-           and not r.get("error"):
-            return r
-    return None
+def runs(scenario, broker, mode):
+    return [r for r in rows if r["scenario"] == scenario and r["broker"] == broker
+            and r["mode"] == mode and not r.get("error")]
+def median(values):
+    values = sorted(v for v in values if v is not None)
+    return values[len(values) // 2] if values else None
 def cpu_us_per_msg(r):
-    return r["broker_cpu_ticks"] * 1e6 / ticks_per_s / r["delivered"] if r and r["delivered"] else None
+    return r["broker_cpu_ticks"] * 1e6 / ticks_per_s / r["delivered"] if r["delivered"] else None
 def fmt(v, spec):
     return format(v, spec) if v is not None else "n/a"
 def ratio(a, b):
@@ -261,10 +269,12 @@ print("-" * 99)
 for s in scenarios:
     values = {}
     for broker in ("mosquitto", other):
-        u, p = find(s, broker, "unpaced"), find(s, broker, "paced")
-        values[broker] = (u and u["delivered_per_s"], p and p["latency_us"]["p50"],
-                          p and p["latency_us"]["p99"], cpu_us_per_msg(u),
-                          (u["lost"] if u else 0) + (p["lost"] if p else 0))
+        u, p = runs(s, broker, "unpaced"), runs(s, broker, "paced")
+        values[broker] = (median(r["delivered_per_s"] for r in u),
+                          median(r["latency_us"]["p50"] for r in p),
+                          median(r["latency_us"]["p99"] for r in p),
+                          median(cpu_us_per_msg(r) for r in u),
+                          sum(r["lost"] for r in u + p))
         label = broker
         if s.startswith("rule"):
             label = "mosquitto (plain 1->1)" if broker == "mosquitto" else broker + " (via rule)"
@@ -275,6 +285,8 @@ for s in scenarios:
     print("%-24s %-22s %11s %9s %9s %11s" % ("", other + "/mosquitto", ratio(o[0], m[0]),
           ratio(o[1], m[1]), ratio(o[2], m[2]), ratio(o[3], m[3])))
 print()
-print("msg/s: delivered messages per second, unpaced run; p50/p99: paced run;")
-print("cpu us/msg: broker CPU time (user+system, all threads) per delivered message, unpaced run.")
+print("msg/s: delivered messages per second, unpaced runs; p50/p99: paced runs;")
+print("cpu us/msg: broker CPU time (user+system, all threads) per delivered message,")
+print("unpaced runs. Each value is the median of the repeats; lost is the sum over all runs.")
+print("Ratios are %s/mosquitto: above 1 is better for msg/s, below 1 for the rest." % other)
 EOF
