@@ -1,0 +1,421 @@
+// The HTTP API over real HTTP (curl and raw sockets), in-process, with a
+// real Redis endpoint as the state store (redis-server started on a free
+// port) and small fake actors for the hub, function supervisors and stats.
+#include <mutex>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "core/type_ids.hpp"
+#include "endpoints/redis/redis_endpoint.hpp"
+#include "fixtures/redis_fixture.hpp"
+#include "http/http_api.hpp"
+
+using namespace hubflow;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+
+namespace {
+
+/// What the fake hub received.
+struct hub_inbox {
+  std::mutex mtx;
+  std::vector<message> messages;
+};
+
+/// A hub sink: accepts everything except topics under "refuse/".
+caf::behavior fake_hub(caf::event_based_actor*, std::shared_ptr<hub_inbox> inbox) {
+  return {
+    [=](publish_atom, const message& msg) -> caf::result<ok_atom> {
+      if (msg.topic.rfind("refuse/", 0) == 0)
+        return caf::make_error(caf::sec::runtime_error,
+                               std::string{"not authorized to publish"});
+      std::lock_guard<std::mutex> guard{inbox->mtx};
+      inbox->messages.push_back(msg);
+      return ok_atom::value;
+    },
+  };
+}
+
+/// A function supervisor answering by the invoked method name.
+caf::behavior fake_function(caf::event_based_actor*) {
+  return {
+    [](invoke_atom, const message& msg) -> function_result {
+      if (msg.topic == "fail")
+        return function_result::make_handler_error("division by zero",
+                                                   "ZeroDivisionError");
+      if (msg.topic == "busy")
+        return function_result::make_failure("all 2 instances are busy",
+                                             "overload");
+      if (msg.topic == "quiet")
+        return function_result::make_nothing();
+      // "api/image" and anything else: echo with the method name.
+      return function_result::make_output("[" + msg.topic + "] "
+                                          + msg.body.str());
+    },
+  };
+}
+
+caf::behavior fake_stats(caf::event_based_actor*) {
+  return {
+    [](get_atom) -> std::string {
+      return R"({"version":"0.1.0","uptime_ms":2500,"components":[
+        {"kind":"rule","name":"r1","counters":{"in":5,"out":4},"labels":{}},
+        {"kind":"function","name":"grayscale","counters":{"instances":2},
+         "labels":{}},
+        {"kind":"endpoint","name":"statestore","counters":{"state_reads":9},
+         "labels":{"type":"redis","state":"up"}}]})";
+    },
+  };
+}
+
+struct curl_result {
+  int status = 0;
+  std::string body;
+};
+
+class http_api_test : public ::testing::Test {
+protected:
+  http_api_test() : sys_(init_cfg(cfg_)), self_(sys_) {
+    auto s = redis_settings{};
+    s.connection.port = redis_.port();
+    s.connection.backoff_min = 20ms;
+    s.connection.backoff_max = 200ms;
+    s.connection.command_timeout = 2s;
+    store_ = spawn_redis_endpoint(sys_, "statestore", s);
+    inbox_ = std::make_shared<hub_inbox>();
+    hub_ = sys_.spawn(fake_hub, inbox_);
+    function_ = sys_.spawn(fake_function);
+    stats_ = sys_.spawn(fake_stats);
+    http_context ctx;
+    ctx.hub = hub_;
+    ctx.functions["grayscale"] = function_;
+    ctx.state_stores["statestore"] = {"redis", store_};
+    ctx.stats = stats_;
+    http_config cfg;
+    cfg.listen = "127.0.0.1:0";
+    cfg.max_body = 64 * 1024;
+    std::string error;
+    api_ = spawn_http_api(sys_, cfg, ctx, error, &port_);
+    if (!api_)
+      throw std::runtime_error(error);
+    base_ = "http://127.0.0.1:" + std::to_string(port_);
+  }
+
+  ~http_api_test() override {
+    for (auto& a : {api_, store_, hub_, function_, stats_})
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  }
+
+  static caf::actor_system_config& init_cfg(caf::actor_system_config& cfg) {
+    cfg.load<caf::io::middleman>();
+    return cfg;
+  }
+
+  /// curl with `args`; the status code comes from -w.
+  curl_result curl(const std::string& args) {
+    auto r = test::run_command("curl -s -S --max-time 10 -w '\\n%{http_code}' "
+                               + args);
+    curl_result out;
+    auto nl = r.output.rfind('\n');
+    if (nl == std::string::npos)
+      return out;
+    out.status = std::atoi(r.output.substr(nl + 1).c_str());
+    out.body = r.output.substr(0, nl);
+    return out;
+  }
+
+  curl_result post_json(const std::string& path, const std::string& body) {
+    return curl("-X POST -H 'Content-Type: application/json' --data-binary "
+                + test::shell_quote(body) + " " + base_ + path);
+  }
+
+  static std::string error_code(const std::string& body) {
+    auto doc = json::parse(body, nullptr, false);
+    return doc.is_object() ? doc.value("errorCode", "") : "";
+  }
+
+  test::redis_server redis_;
+  caf::actor_system_config cfg_;
+  caf::actor_system sys_;
+  caf::scoped_actor self_;
+  caf::actor store_, hub_, function_, stats_, api_;
+  std::shared_ptr<hub_inbox> inbox_;
+  std::uint16_t port_ = 0;
+  std::string base_;
+};
+
+} // namespace
+
+TEST_F(http_api_test, dapr_get_started_sequence_with_curl) {
+  auto r = post_json("/v1.0/state/statestore",
+                     R"([{"key":"weapon","value":"Death Star"}])");
+  EXPECT_EQ(r.status, 204) << r.body;
+  r = post_json("/v1.0/state/statestore",
+                R"([{"key":"planets","value":{"name":"Tatooine","test":123}}])");
+  EXPECT_EQ(r.status, 204) << r.body;
+  r = curl(base_ + "/v1.0/state/statestore/planets");
+  EXPECT_EQ(r.status, 200);
+  auto planets = json::parse(r.body);
+  EXPECT_EQ(planets["name"], "Tatooine");
+  EXPECT_EQ(planets["test"], 123);
+  r = curl(base_ + "/v1.0/state/statestore/weapon");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "\"Death Star\"");
+  // Stored the way Dapr's Redis store does: a hash {data, version}.
+  EXPECT_EQ(redis_.cli({"HGET", "planets", "data"}),
+            R"({"name":"Tatooine","test":123})");
+}
+
+TEST_F(http_api_test, state_get_returns_etag_and_204_for_missing_keys) {
+  ASSERT_EQ(post_json("/v1.0/state/statestore", R"([{"key":"k","value":1}])")
+              .status,
+            204);
+  auto r = test::http_request(port_, "GET", "/v1.0/state/statestore/k");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, "1");
+  EXPECT_EQ(r.header("etag"), "1");
+  EXPECT_EQ(r.header("content-type"), "application/json");
+  r = test::http_request(port_, "GET", "/v1.0/state/statestore/nothing-here");
+  EXPECT_EQ(r.status, 204);
+  EXPECT_TRUE(r.body.empty());
+}
+
+TEST_F(http_api_test, bulk_get_lists_found_and_missing_keys) {
+  ASSERT_EQ(post_json("/v1.0/state/statestore",
+                      R"([{"key":"a","value":{"x":1}},{"key":"b","value":"two"}])")
+              .status,
+            204);
+  auto r = post_json("/v1.0/state/statestore/bulk",
+                     R"({"keys":["a","b","c"],"parallelism":10})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto doc = json::parse(r.body);
+  ASSERT_EQ(doc.size(), 3u);
+  EXPECT_EQ(doc[0]["key"], "a");
+  EXPECT_EQ(doc[0]["data"]["x"], 1);
+  EXPECT_EQ(doc[0]["etag"], "1");
+  EXPECT_EQ(doc[1]["data"], "two");
+  EXPECT_EQ(doc[2]["key"], "c");
+  EXPECT_FALSE(doc[2].contains("data"));
+  r = post_json("/v1.0/state/statestore/bulk", R"({"keys":"a"})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error_code(r.body), "ERR_MALFORMED_REQUEST");
+}
+
+TEST_F(http_api_test, etags_conflicts_and_delete_with_if_match) {
+  ASSERT_EQ(post_json("/v1.0/state/statestore", R"([{"key":"e","value":1}])")
+              .status,
+            204);
+  auto r = post_json("/v1.0/state/statestore",
+                     R"([{"key":"e","value":2,"etag":"1"}])");
+  EXPECT_EQ(r.status, 204) << r.body;
+  r = post_json("/v1.0/state/statestore", R"([{"key":"e","value":3,"etag":"1"}])");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(error_code(r.body), "ERR_STATE_SAVE");
+  EXPECT_NE(r.body.find("etag mismatch"), std::string::npos) << r.body;
+  r = post_json("/v1.0/state/statestore",
+                R"([{"key":"e","value":3,"etag":"not-a-version"}])");
+  EXPECT_EQ(r.status, 400) << r.body;
+  r = post_json("/v1.0/state/statestore",
+                R"([{"key":"e","value":4,"options":{"concurrency":"first-write"}}])");
+  EXPECT_EQ(r.status, 409) << r.body;
+  r = post_json("/v1.0/state/statestore",
+                R"([{"key":"e","value":5,"etag":"1","options":{"concurrency":"last-write"}}])");
+  EXPECT_EQ(r.status, 204) << r.body;
+  r = post_json("/v1.0/state/statestore",
+                R"([{"key":"e","value":5,"options":{"concurrency":"sometimes"}}])");
+  EXPECT_EQ(r.status, 400);
+
+  r = curl("-X DELETE -H 'If-Match: \"1\"' " + base_ + "/v1.0/state/statestore/e");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(error_code(r.body), "ERR_STATE_DELETE");
+  auto current = test::http_request(port_, "GET", "/v1.0/state/statestore/e");
+  r = curl("-X DELETE -H 'If-Match: " + current.header("etag") + "' " + base_
+           + "/v1.0/state/statestore/e");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_EQ(curl(base_ + "/v1.0/state/statestore/e").status, 204);
+  EXPECT_EQ(curl("-X DELETE " + base_ + "/v1.0/state/statestore/gone").status,
+            204);
+}
+
+TEST_F(http_api_test, ttl_from_metadata) {
+  auto r = post_json("/v1.0/state/statestore",
+                     R"([{"key":"t","value":1,"metadata":{"ttlInSeconds":"120"}}])");
+  EXPECT_EQ(r.status, 204) << r.body;
+  auto ttl = std::stoll(redis_.cli({"TTL", "t"}));
+  EXPECT_GT(ttl, 100);
+}
+
+TEST_F(http_api_test, bad_requests_get_clear_4xx_answers) {
+  auto r = post_json("/v1.0/state/statestore", "{not json");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error_code(r.body), "ERR_MALFORMED_REQUEST");
+  EXPECT_NE(r.body.find("not valid JSON"), std::string::npos);
+  r = post_json("/v1.0/state/statestore", R"({"key":"x"})");
+  EXPECT_EQ(r.status, 400);
+  r = post_json("/v1.0/state/statestore", R"([{"value":1}])");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("\\\"key\\\" must be a non-empty string"),
+            std::string::npos)
+    << r.body;
+  r = post_json("/v1.0/state/nostore", R"([{"key":"x","value":1}])");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(error_code(r.body), "ERR_STATE_STORE_NOT_FOUND");
+  EXPECT_NE(r.body.find("state store nostore is not found"), std::string::npos);
+  EXPECT_EQ(curl(base_ + "/v1.0/state/nostore/k").status, 400);
+  r = curl(base_ + "/v1.0/nothing");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(error_code(r.body), "ERR_NOT_FOUND");
+  r = curl("-X PUT " + base_ + "/v1.0/state/statestore");
+  EXPECT_EQ(r.status, 405);
+  // Oversized body: refused from the headers (curl waits for 100-continue).
+  test::temp_dir dir;
+  auto big = dir.write("big.json", "[" + std::string(100 * 1024, ' ') + "]");
+  r = curl("-X POST -H 'Content-Type: application/json' --data-binary @" + big
+           + " " + base_ + "/v1.0/state/statestore");
+  EXPECT_EQ(r.status, 413) << r.body;
+  EXPECT_EQ(error_code(r.body), "ERR_BODY_TOO_LARGE");
+  // Raw framing errors.
+  auto raw = test::parse_http_response(
+    test::http_exchange(port_, "NONSENSE\r\n\r\n"));
+  EXPECT_EQ(raw.status, 400);
+  EXPECT_EQ(raw.header("connection"), "close");
+}
+
+TEST_F(http_api_test, keep_alive_and_pipelining_answer_in_order) {
+  std::string raw =
+    "POST /v1.0/state/statestore HTTP/1.1\r\nContent-Length: 26\r\n\r\n"
+    R"([{"key":"p","value":"v1"}])"
+    "GET /v1.0/state/statestore/p HTTP/1.1\r\n\r\n"
+    "GET /v1.0/healthz HTTP/1.1\r\nConnection: close\r\n\r\n";
+  auto all = test::http_exchange(port_, raw);
+  std::string rest;
+  auto first = test::parse_http_response(all, &rest);
+  EXPECT_EQ(first.status, 204) << all;
+  auto second = test::parse_http_response(rest, &rest);
+  EXPECT_EQ(second.status, 200) << all;
+  EXPECT_EQ(second.body, "\"v1\"");
+  auto third = test::parse_http_response(rest, &rest);
+  EXPECT_EQ(third.status, 204) << all;
+  EXPECT_EQ(third.header("connection"), "close");
+}
+
+TEST_F(http_api_test, publish_into_the_hub) {
+  auto r = curl("-X POST -H 'Content-Type: application/json' -d '{\"t\":21}' '"
+                + base_ + "/v1.0/publish/hub/home/kitchen/temp?qos=1&retain=true'");
+  EXPECT_EQ(r.status, 204) << r.body;
+  r = curl("-X POST -H 'X-MQTT-QoS: 2' -d 'x' '" + base_
+           + "/v1.0/publish/hub/a%2Fb/c'");
+  EXPECT_EQ(r.status, 204) << r.body;
+  {
+    std::lock_guard<std::mutex> guard{inbox_->mtx};
+    ASSERT_EQ(inbox_->messages.size(), 2u);
+    auto& m = inbox_->messages[0];
+    EXPECT_EQ(m.topic, "home/kitchen/temp");
+    EXPECT_EQ(m.body.str(), "{\"t\":21}");
+    EXPECT_EQ(m.qos, 1);
+    EXPECT_TRUE(m.retain);
+    EXPECT_EQ(m.properties.content_type, "application/json");
+    EXPECT_EQ(m.origin, "http");
+    EXPECT_EQ(inbox_->messages[1].topic, "a/b/c");
+    EXPECT_EQ(inbox_->messages[1].qos, 2);
+  }
+  r = curl("-X POST -d x " + base_ + "/v1.0/publish/other/t");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(error_code(r.body), "ERR_PUBSUB_NOT_FOUND");
+  r = curl("-X POST -d x '" + base_ + "/v1.0/publish/hub/t?qos=7'");
+  EXPECT_EQ(r.status, 400);
+  r = curl("-X POST -d x '" + base_ + "/v1.0/publish/hub/a/%23'");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("wildcard"), std::string::npos);
+  r = curl("-X POST -d x " + base_ + "/v1.0/publish/hub/refuse/this");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_EQ(error_code(r.body), "ERR_PUBSUB_PUBLISH_MESSAGE");
+  EXPECT_NE(r.body.find("not authorized"), std::string::npos) << r.body;
+}
+
+TEST_F(http_api_test, invoke_functions) {
+  // Dapr's image pipeline shape: post bytes, get the function's result.
+  auto r = curl("-X POST --data-binary 'PNG...' " + base_
+                + "/v1.0/invoke/grayscale/method/api/image");
+  EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.body, "[api/image] PNG...");
+  r = curl("-X POST -d x " + base_ + "/v1.0/invoke/grayscale/method/quiet");
+  EXPECT_EQ(r.status, 204);
+  r = curl("-X POST -d x " + base_ + "/v1.0/invoke/grayscale/method/fail");
+  EXPECT_EQ(r.status, 500);
+  auto doc = json::parse(r.body);
+  EXPECT_EQ(doc["errorCode"], "ERR_FUNCTION_HANDLER");
+  EXPECT_EQ(doc["message"], "division by zero");
+  EXPECT_EQ(doc["errorType"], "ZeroDivisionError");
+  r = curl("-X POST -d x " + base_ + "/v1.0/invoke/grayscale/method/busy");
+  EXPECT_EQ(r.status, 503);
+  r = curl("-X POST -d x " + base_ + "/v1.0/invoke/classify/method/api/image");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(error_code(r.body), "ERR_FUNCTION_NOT_FOUND");
+  EXPECT_NE(r.body.find("function classify is not found"), std::string::npos);
+}
+
+TEST_F(http_api_test, health_metrics_and_metadata) {
+  auto r = curl(base_ + "/v1.0/healthz");
+  EXPECT_EQ(r.status, 204);
+  auto m = test::http_request(port_, "GET", "/metrics");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_NE(m.header("content-type").find("text/plain; version=0.0.4"),
+            std::string::npos);
+  EXPECT_NE(m.body.find("hubflow_rule_in{name=\"r1\"} 5\n"), std::string::npos)
+    << m.body;
+  EXPECT_NE(m.body.find("hubflow_endpoint_info{name=\"statestore\",state=\"up\","
+                        "type=\"redis\"} 1"),
+            std::string::npos)
+    << m.body;
+  r = curl(base_ + "/v1.0/metadata");
+  ASSERT_EQ(r.status, 200);
+  auto doc = json::parse(r.body);
+  EXPECT_EQ(doc["rules"][0]["name"], "r1");
+  EXPECT_EQ(doc["functions"][0]["name"], "grayscale");
+  EXPECT_EQ(doc["functions"][0]["instances"], 2);
+  EXPECT_EQ(doc["endpoints"][0]["state"], "up");
+  EXPECT_EQ(doc["components"][0]["name"], "statestore");
+}
+
+TEST_F(http_api_test, redis_down_answers_503_and_recovers) {
+  ASSERT_EQ(post_json("/v1.0/state/statestore", R"([{"key":"d","value":1}])")
+              .status,
+            204);
+  redis_.stop(9);
+  auto r = post_json("/v1.0/state/statestore", R"([{"key":"d","value":2}])");
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_EQ(error_code(r.body), "ERR_STATE_SAVE");
+  EXPECT_NE(r.body.find("127.0.0.1:" + std::to_string(redis_.port())),
+            std::string::npos)
+    << r.body;
+  r = curl(base_ + "/v1.0/state/statestore/d");
+  EXPECT_EQ(r.status, 503);
+  EXPECT_EQ(error_code(r.body), "ERR_STATE_GET");
+  redis_.start();
+  // Recovers without restarting anything; the acknowledged write survived.
+  EXPECT_TRUE(test::wait_until(
+    [&] { return curl(base_ + "/v1.0/state/statestore/d").status == 200; },
+    10s));
+  EXPECT_EQ(curl(base_ + "/v1.0/state/statestore/d").body, "1");
+  EXPECT_EQ(post_json("/v1.0/state/statestore", R"([{"key":"d","value":3}])")
+              .status,
+            204);
+}
+
+TEST_F(http_api_test, busy_port_is_reported) {
+  http_config cfg;
+  cfg.listen = "127.0.0.1:" + std::to_string(port_);
+  std::string error;
+  auto second = spawn_http_api(sys_, cfg, {}, error);
+  EXPECT_FALSE(second);
+  EXPECT_NE(error.find("cannot listen on 127.0.0.1:" + std::to_string(port_)),
+            std::string::npos)
+    << error;
+  cfg.listen = "nonsense";
+  EXPECT_FALSE(spawn_http_api(sys_, cfg, {}, error));
+  EXPECT_NE(error.find("is not host:port"), std::string::npos);
+}
