@@ -85,6 +85,10 @@ tls: false
   EXPECT_EQ(s.connection.backoff_min.count(), 20);
   EXPECT_EQ(s.connection.backoff_max.count(), 2000);
   EXPECT_EQ(s.key_prefix, "app||");
+  // A bare number is seconds, as in the rest of the config.
+  s = parse_redis_settings(endpoint_from("mode: set\nttl: 30\n"),
+                           "endpoints[0]", errors);
+  EXPECT_EQ(s.ttl, std::chrono::milliseconds(30000));
 }
 
 TEST(redis_settings, errors_name_position_and_key_path) {
@@ -122,7 +126,12 @@ TEST(redis_settings, password_comes_from_a_file_or_the_environment) {
   EXPECT_TRUE(errors.empty()) << joined(errors);
   EXPECT_EQ(s.connection.password, "from-env");
 
-  errors = errors_of("password: plain-text\n");
+  // A plain string works (with a logged warning), as everywhere in hubflow.
+  s = parse_redis_settings(endpoint_from("password: plain-text\n"),
+                           "endpoints[0]", errors);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_EQ(s.connection.password, "plain-text");
+  errors = errors_of("password: [a, b]\n");
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("endpoints[0].password: give the secret as"),
             std::string::npos);
@@ -230,4 +239,44 @@ TEST(redis_commands, state_items_are_checked_before_any_io) {
   ASSERT_GE(cmd.size(), 8u);
   EXPECT_EQ(cmd[2], "1");
   EXPECT_EQ(cmd[3], "pre:k");
+}
+
+TEST(redis_settings, whole_config_validation_reaches_the_endpoint) {
+  auto cfg = load_config_text(R"(
+endpoints:
+  - name: statestore
+    type: redis
+    host: 127.0.0.1
+    port: 6379
+    mode: set
+    key: "dev:{topic}"
+    ttl: 30s
+    retry_max: 2
+    reconnect_backoff_max: 2s
+http:
+  listen: 127.0.0.1:3500
+)",
+                              "hubflow.yaml");
+  ASSERT_EQ(cfg.endpoints.size(), 1u);
+  EXPECT_EQ(cfg.endpoints[0].type, "redis");
+  EXPECT_TRUE(cfg.http.enabled);
+  try {
+    load_config_text(R"(
+endpoints:
+  - name: cache
+    type: redis
+    tls: true
+    key: "{nope}"
+)",
+                     "bad.yaml");
+    FAIL() << "invalid redis settings were accepted";
+  } catch (const config_error& e) {
+    std::string all = e.what();
+    EXPECT_NE(all.find("bad.yaml:5:10: endpoints[0].tls: TLS is not available"),
+              std::string::npos)
+      << all;
+    EXPECT_NE(all.find("bad.yaml:6:10: endpoints[0].key: unknown placeholder"),
+              std::string::npos)
+      << all;
+  }
 }

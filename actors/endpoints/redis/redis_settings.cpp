@@ -6,6 +6,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 namespace hubflow {
 
 namespace {
@@ -75,16 +77,25 @@ public:
     return parsed;
   }
 
-  /// `password: {file: path}` or `{env: NAME}`; never the secret itself.
+  /// `password: {file: path}` or `{env: NAME}` (a plain string works, with
+  /// a warning).
   std::string secret(const std::string& key) {
     auto node = get(key);
     if (!node)
       return {};
+    if (node.IsScalar()) {
+      // Accepted like everywhere in hubflow's config, but secrets belong in
+      // files or the environment, not in a config file people share.
+      auto where = position_of(node, cfg_.where.file);
+      spdlog::warn("{}:{}:{}: {}.{}: the password is written in the config "
+                   "file; prefer {{file: PATH}} or {{env: NAME}}",
+                   where.file, where.line, where.column, key_path_, key);
+      return node.as<std::string>();
+    }
     if (!node.IsMap() || node.size() != 1
         || !(node["file"] || node["env"])) {
       fail(node, key,
-           "give the secret as {file: /path/to/file} or {env: VARIABLE}, "
-           "not in the config file itself");
+           "give the secret as {file: /path/to/file} or {env: VARIABLE}");
       return {};
     }
     if (auto file = node["file"]) {
