@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs what hubflow needs (Debian 12 packages, as root or with sudo),
+# then configures and builds it into build/. Safe to run again: it installs
+# only what is missing and rebuilds only what changed.
+#
+#   tools/setup.sh            install + build (RelWithDebInfo)
+#   BUILD_TYPE=Debug tools/setup.sh
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+build_dir=${BUILD_DIR:-$here/build}
+build_type=${BUILD_TYPE:-RelWithDebInfo}
+
+# One package list for the build, the tests (servers and clients the tests
+# start) and the function workers.
+packages=(
+  build-essential cmake pkg-config git
+  libcaf-dev libmosquitto-dev librdkafka-dev libhiredis-dev
+  libmsgpack-cxx-dev libboost-program-options-dev libyaml-cpp-dev
+  nlohmann-json3-dev libvalijson-dev libspdlog-dev libssl-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  mosquitto mosquitto-clients redis-server redis-tools kcat curl
+  python3 python3-msgpack
+)
+# Node runs Node functions; keep an existing node (e.g. a newer one).
+command -v node >/dev/null 2>&1 || packages+=(nodejs)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The packaged mosquitto and redis services are not what hubflow or its
+# tests use (tests start their own on free ports); keep port 1883 free.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
+  systemctl stop mosquitto || true
+fi
+
+cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" >/dev/null
+cmake --build "$build_dir" -j"$(nproc)"
+echo "setup: built $build_dir/bin/hubflow"
