@@ -1,0 +1,260 @@
+// Shared setup of the embedded hub integration tests: an actor system with
+// the middleman, the hub spawned in-process on a free port, raw TCP
+// sockets for byte-level tests, and the mosquitto command line clients.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <gtest/gtest.h>
+
+#include "core/config.hpp"
+#include "core/type_ids.hpp"
+#include "fixtures/fixtures.hpp"
+#include "hub/embedded_hub.hpp"
+#include "hub/mqtt_codec.hpp"
+
+namespace hubflow::test {
+
+/// A hub config listening on a free loopback port, anonymous allowed.
+inline hub_config test_hub_config() {
+  hub_config cfg;
+  cfg.listen = {"tcp://127.0.0.1:0"};
+  cfg.allow_anonymous = true;
+  cfg.anonymous_loopback_only = true;
+  return cfg;
+}
+
+/// The embedded hub running in its own actor system.
+class hub_env {
+public:
+  explicit hub_env(const hub_config& cfg = test_hub_config()) {
+    sys_cfg_.load<caf::io::middleman>();
+    sys_cfg_.add_message_types<caf::id_block::hubflow>();
+    sys_ = std::make_unique<caf::actor_system>(sys_cfg_);
+    hub = spawn_embedded_hub(*sys_, cfg, error);
+    if (hub) {
+      caf::scoped_actor self{*sys_};
+      self->request(hub, std::chrono::seconds(5), get_atom::value,
+                    std::string{"listen_port"})
+        .receive([&](std::uint16_t p) { port = p; },
+                 [&](caf::error& e) { error = sys_->render(e); });
+    }
+  }
+
+  ~hub_env() {
+    if (hub)
+      caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+    hub = nullptr;
+  }
+
+  caf::actor_system& sys() {
+    return *sys_;
+  }
+
+  /// The hub's counter `name` (from its stats snapshot).
+  std::int64_t counter(const std::string& name) {
+    std::int64_t value = -1;
+    caf::scoped_actor self{*sys_};
+    self->request(hub, std::chrono::seconds(5), get_atom::value,
+                  std::string{"stats"})
+      .receive(
+        [&](const component_stats& s) {
+          for (auto& [k, v] : s.counters)
+            if (k == name)
+              value = v;
+        },
+        [&](caf::error&) {});
+    return value;
+  }
+
+  caf::actor hub;
+  std::uint16_t port = 0;
+  std::string error;
+
+private:
+  caf::actor_system_config sys_cfg_;
+  std::unique_ptr<caf::actor_system> sys_;
+};
+
+/// A raw TCP client for byte-level tests (garbage, truncation, codec
+/// checks of what the hub sends).
+class raw_client {
+public:
+  explicit raw_client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  ~raw_client() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+  raw_client(const raw_client&) = delete;
+  raw_client& operator=(const raw_client&) = delete;
+
+  bool ok() const {
+    return fd_ >= 0;
+  }
+
+  bool send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL)
+           == static_cast<ssize_t>(bytes.size());
+  }
+  bool send(const mqtt::packet& p, std::uint8_t version) {
+    mqtt::byte_buffer buf;
+    mqtt::encode(p, version, buf);
+    return send(std::string{buf.data(), buf.size()});
+  }
+
+  /// Reads the next packet the hub sends (client-side decoding); nullopt on
+  /// timeout or when the hub closed the connection.
+  std::optional<mqtt::packet> read(std::uint8_t version,
+                                   std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    mqtt::decode_options opts;
+    opts.version = version;
+    opts.server = false;
+    for (;;) {
+      if (!buf_.empty()) {
+        mqtt::packet p;
+        auto res = mqtt::decode(buf_, opts, p);
+        if (res.status == mqtt::decode_status::ok) {
+          buf_.erase(0, res.consumed);
+          return p;
+        }
+        if (res.status == mqtt::decode_status::error)
+          return std::nullopt;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return std::nullopt;
+      pollfd pfd{fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
+        return std::nullopt;
+      char tmp[4096];
+      auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      if (n <= 0) {
+        closed_ = true;
+        return std::nullopt;
+      }
+      buf_.append(tmp, static_cast<std::size_t>(n));
+    }
+  }
+
+  /// True once the hub closed the connection (within `timeout`).
+  bool wait_closed(std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!closed_) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return false;
+      pollfd pfd{fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
+        return false;
+      char tmp[4096];
+      auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
+      if (n <= 0)
+        closed_ = true;
+      else
+        buf_.append(tmp, static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  /// Connects at the MQTT level; returns the CONNACK.
+  std::optional<mqtt::connack_packet>
+  mqtt_connect(const std::string& client_id, std::uint8_t version,
+               mqtt::properties props = {}, bool clean = true) {
+    mqtt::connect_packet c;
+    c.version = version;
+    c.client_id = client_id;
+    c.clean_start = clean;
+    c.props = std::move(props);
+    if (!send(c, version))
+      return std::nullopt;
+    auto p = read(version);
+    if (!p || !std::holds_alternative<mqtt::connack_packet>(*p))
+      return std::nullopt;
+    return std::get<mqtt::connack_packet>(*p);
+  }
+
+  /// Reads packets until a PUBLISH arrives (skipping others).
+  std::optional<mqtt::publish_packet>
+  read_publish(std::uint8_t version, std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0)
+        return std::nullopt;
+      auto p = read(version, left);
+      if (!p)
+        return std::nullopt;
+      if (auto pub = std::get_if<mqtt::publish_packet>(&*p))
+        return *pub;
+    }
+  }
+
+private:
+  int fd_ = -1;
+  bool closed_ = false;
+  std::string buf_;
+};
+
+/// `mosquitto_pub` against the hub; returns the exit code.
+inline int mosquitto_pub(std::uint16_t port, const std::string& args) {
+  auto r = run_command("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(port)
+                       + " " + args + " 2>&1");
+  if (r.exit_code != 0)
+    ADD_FAILURE() << "mosquitto_pub " << args << ": " << r.output;
+  return r.exit_code;
+}
+
+/// A `mosquitto_sub` running in the background, printing "topic payload"
+/// lines; output() returns what it printed so far.
+class mosquitto_sub {
+public:
+  mosquitto_sub(std::uint16_t port, const std::string& args)
+    : proc_(std::make_unique<process>(std::vector<std::string>{
+      "sh", "-c",
+      "exec mosquitto_sub -h 127.0.0.1 -p " + std::to_string(port)
+        + " -v " + args})) {
+  }
+  std::string output() const {
+    return proc_->output();
+  }
+  /// Waits until the output contains `text`.
+  bool wait_for(const std::string& text,
+                std::chrono::milliseconds timeout = 10s) {
+    return wait_until(
+      [&] { return output().find(text) != std::string::npos; }, timeout);
+  }
+  process& proc() {
+    return *proc_;
+  }
+
+private:
+  std::unique_ptr<process> proc_;
+};
+
+} // namespace hubflow::test
