@@ -146,15 +146,26 @@ EOF
 
 # run_bench broker-label pid port scenario mode args...: one hubflow-bench
 # run, its JSON result extended with who/what and the broker's CPU ticks.
+declare -A broker_down=() # label -> 1 once it stopped serving
 run_bench() {
   local label=$1 pid=$2 port=$3 scenario=$4 mode=$5
   shift 5
-  local before after out status=0
-  before=$(cpu_ticks "$pid")
-  out=$("$bench" --port "$port" --json --timeout 30 --idle-timeout 2 "$@") || status=$?
-  after=$(cpu_ticks "$pid")
+  local before=0 after=0 out='' status=0
+  if [[ -z ${broker_down[$label]:-} ]] && ! { kill -0 "$pid" 2>/dev/null \
+       && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }; then
+    broker_down[$label]=1
+    echo "compare.sh: $label (pid $pid) no longer accepts on port $port;" \
+         "its runs are skipped. Log tail:" >&2
+    tail -20 "$work/$label.log" >&2
+  fi
+  if [[ -z ${broker_down[$label]:-} ]]; then
+    before=$(cpu_ticks "$pid")
+    out=$("$bench" --port "$port" --json --timeout 30 --idle-timeout 2 "$@") || status=$?
+    after=$(cpu_ticks "$pid" 2>/dev/null || echo "$before")
+  fi
   if [[ $status -ge 2 || -z $out ]]; then
-    echo "compare.sh: $scenario ($mode) against $label failed to run (status $status)" >&2
+    [[ -z ${broker_down[$label]:-} ]] &&
+      echo "compare.sh: $scenario ($mode) against $label failed to run (status $status)" >&2
     out='{"error": true}'
   fi
   printf '%s\n' "$out" | "$python" -c '
@@ -289,4 +300,8 @@ print("msg/s: delivered messages per second, unpaced runs; p50/p99: paced runs;"
 print("cpu us/msg: broker CPU time (user+system, all threads) per delivered message,")
 print("unpaced runs. Each value is the median of the repeats; lost is the sum over all runs.")
 print("Ratios are %s/mosquitto: above 1 is better for msg/s, below 1 for the rest." % other)
+failed = sum(1 for r in rows if r.get("error"))
+if failed:
+    print("%d runs failed (n/a above); see the messages before the table." % failed)
+    sys.exit(1)
 EOF
