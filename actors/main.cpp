@@ -19,6 +19,7 @@
 #include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
 #include "functions/supervisor.hpp"
+#include "http/http_api.hpp"
 #include "hub/embedded_hub.hpp"
 #include "hub/external_hub.hpp"
 #include "rules/rule.hpp"
@@ -257,6 +258,21 @@ std::string start(caf::actor_system& sys, const config& cfg,
       wiring.function = b.functions.at(rule.function);
     b.rules.push_back(spawn_rule(sys, rule, wiring));
   }
+  if (cfg.http.enabled) {
+    http_context ctx;
+    ctx.hub = b.hub;
+    ctx.functions = b.functions;
+    for (auto& ep : cfg.endpoints)
+      if (ep.type == "redis")
+        ctx.state_stores.emplace(
+          ep.name, http_state_store{ep.type, b.endpoints.at(ep.name)});
+    ctx.stats = b.stats;
+    std::uint16_t port = 0;
+    b.http = spawn_http_api(sys, cfg.http, ctx, error, &port);
+    if (!b.http)
+      return error;
+    spdlog::info("HTTP API on {} (port {})", cfg.http.listen, port);
+  }
   spdlog::info("hubflow {} running: {} rules, {} functions, {} endpoints",
                HUBFLOW_VERSION, cfg.rules.size(), cfg.functions.size(),
                cfg.endpoints.size());
@@ -331,11 +347,8 @@ int main(int argc, char** argv) {
               << cfg.endpoints.size() << " endpoints)\n";
     return exit_ok;
   }
-  for (auto& p : cfg.hub.principals)
-    if (!p.password.empty() && p.password[0] != '$')
-      spdlog::warn("hub.principals: the password of '{}' is stored in plain "
-                   "text; `hubflowctl passwd` makes a hash",
-                   p.username);
+  for (auto& warning : cfg.warnings)
+    spdlog::warn("{}", warning);
 
   caf::actor_system_config sys_cfg;
   sys_cfg.load<caf::io::middleman>();

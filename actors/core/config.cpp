@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <regex>
 #include <set>
 #include <sstream>
 
@@ -273,36 +274,41 @@ std::vector<std::string> schema_errors(const positioned_document& doc) {
   valijson::adapters::NlohmannJsonAdapter target(doc.root);
   if (validator.validate(config_schema(), target, &results))
     return {};
-  std::vector<std::pair<std::string, std::string>> found;
+  // Each error as (key path, message, point at the key rather than value).
+  struct problem {
+    std::string path;
+    std::string description;
+    bool at_key;
+  };
+  std::vector<problem> found;
   valijson::ValidationResults::Error error;
-  while (results.popError(error))
-    found.emplace_back(context_to_path(error.context), error.description);
+  static const std::regex unknown_key{R"(additionalProperties' constraints: '([^']*)')"};
+  static const std::regex float_zeros{R"((\d)\.0+\b)"};
+  while (results.popError(error)) {
+    auto path = context_to_path(error.context);
+    std::smatch m;
+    if (std::regex_search(error.description, m, unknown_key))
+      found.push_back({child_path(path, m[1]), "unknown key '" + m[1].str() + "'",
+                       true});
+    else
+      found.push_back({path, std::regex_replace(error.description, float_zeros, "$1"),
+                       false});
+  }
+  // valijson reports every failing subschema up the tree; the most specific
+  // location says what is wrong, its ancestors only that a child failed.
   std::vector<std::string> messages;
   std::set<std::string> seen;
-  for (auto& [path, description] : found) {
+  for (auto& p : found) {
     bool has_deeper = std::any_of(found.begin(), found.end(), [&](auto& other) {
-      return other.first.size() > path.size()
-             && other.first.compare(0, path.size(), path) == 0;
+      return other.path.size() > p.path.size()
+             && other.path.compare(0, p.path.size(), p.path) == 0
+             && (p.path.empty() || other.path[p.path.size()] == '.'
+                 || other.path[p.path.size()] == '[');
     });
-    if (has_deeper || !seen.insert(path).second)
+    if (has_deeper || !seen.insert(p.path).second)
       continue;
-    // An unknown key: valijson names it in the description; point at it.
-    std::string where_path = path;
-    auto quote = description.find('\'');
-    if (description.find("additional") != std::string::npos
-        || description.find("Object contains a property") != std::string::npos) {
-      if (quote != std::string::npos) {
-        auto end = description.find('\'', quote + 1);
-        auto key = description.substr(quote + 1, end - quote - 1);
-        where_path = child_path(path, key);
-        description = "unknown key '" + key + "'";
-        messages.push_back(format_config_error(
-          doc.where(where_path + "#key"), where_path, description));
-        continue;
-      }
-    }
-    messages.push_back(
-      format_config_error(doc.where(where_path), where_path, description));
+    messages.push_back(format_config_error(
+      doc.where(p.at_key ? p.path + "#key" : p.path), p.path, p.description));
   }
   return messages;
 }
@@ -358,6 +364,8 @@ struct builder {
     return v.is_string() ? v.get<std::string>() : fallback;
   }
 
+  std::vector<std::string> warnings;
+
   hub_config build_hub(const json& j) {
     hub_config hub;
     hub.where = doc.where("hub");
@@ -373,6 +381,11 @@ struct builder {
         if (!read_secret(doc.nodes.at("hub.password"), hub.password, error,
                          &plain))
           fail("hub.password", error);
+        else if (plain)
+          warnings.push_back(format_config_error(
+            doc.where("hub.password"), "hub.password",
+            "the password is in the config file; prefer {file: PATH} or "
+            "{env: NAME}"));
       }
     } else if (j.contains("listen")) {
       hub.listen = at(j, "listen").get<std::vector<std::string>>();
@@ -388,6 +401,12 @@ struct builder {
                                                     : principal.sub;
         target.insert(target.end(), permits.begin(), permits.end());
       }
+      if (principal.password.rfind("$", 0) != 0)
+        warnings.push_back(format_config_error(
+          doc.where(index_path("hub.principals", i) + ".password"),
+          index_path("hub.principals", i) + ".password",
+          "plain-text password for '" + principal.username
+            + "'; `hubflowctl passwd` makes a hash"));
       hub.principals.push_back(std::move(principal));
     }
     for (auto& s : at(j, "subscriptions")) {
@@ -523,6 +542,7 @@ struct builder {
     cfg.logger.level = str(at(root, "logger"), "level", cfg.logger.level);
     cfg.logger.path = str(at(root, "logger"), "path");
     check_references(cfg);
+    cfg.warnings = warnings;
     return cfg;
   }
 
@@ -600,7 +620,7 @@ config load_config_text(const std::string& text, const std::string& file) {
     throw config_error({file, 1, 1}, "", "the config must be a YAML mapping");
   if (auto errors = schema_errors(doc); !errors.empty())
     throw config_error(errors);
-  builder b{doc, {}};
+  builder b{doc, {}, {}};
   auto cfg = b.build(file);
   if (!b.errors.empty())
     throw config_error(b.errors);

@@ -160,6 +160,8 @@ struct config {
   stats_config stats;
   http_config http;
   log_config logger;
+  /// Things that load but deserve a word in the log (plain-text secrets).
+  std::vector<std::string> warnings;
 
   const function_config* find_function(const std::string& name) const;
   const endpoint_config* find_endpoint(const std::string& name) const;
