@@ -33,6 +33,14 @@ function writeFrame(fields) {
   writeFrameBytes(Buffer.concat([header, body]));
 }
 
+// The stack up to the first frame of this worker: what follows is the
+// worker's own machinery, not the handler's.
+function handlerStack(stack) {
+  const lines = stack.split('\n');
+  const mine = lines.findIndex((line) => line.includes(__filename));
+  return (mine < 0 ? lines : lines.slice(0, mine)).join('\n');
+}
+
 function errorFields(id, err) {
   const isError = err instanceof Error;
   return {
@@ -41,7 +49,7 @@ function errorFields(id, err) {
     output: null,
     error: isError ? err.message : String(err),
     errorType: isError ? (err.name || err.constructor.name) : typeof err,
-    traceback: isError && err.stack ? err.stack : '',
+    traceback: isError && typeof err.stack === 'string' ? handlerStack(err.stack) : '',
   };
 }
 

@@ -78,15 +78,17 @@ def write_frame(stream, fields):
     stream.write(struct.pack(">I", len(body)) + body)
 
 
-def error_fields(frame_id, exc):
+def error_fields(frame_id, exc, skip_worker_frame=False):
+    tb = exc.__traceback__
+    if skip_worker_frame and tb is not None:
+        tb = tb.tb_next  # start at the handler, not at the worker's call
     return {
         "id": frame_id,
         "ok": False,
         "output": None,
         "error": str(exc),
         "errorType": type(exc).__name__,
-        "traceback": "".join(
-            traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "traceback": "".join(traceback.format_exception(type(exc), exc, tb)),
     }
 
 
@@ -147,7 +149,7 @@ def main():
             result = handler(to_event(request), dict(request["context"]))
             reply = {"id": frame_id, "ok": True, "output": to_output(result)}
         except Exception as exc:
-            reply = error_fields(frame_id, exc)
+            reply = error_fields(frame_id, exc, skip_worker_frame=True)
         write_frame(frames_out, reply)
 
 
