@@ -26,6 +26,7 @@ plugin_dir=${PLUGIN_DIR:-$bin/../plugins}
 scale=${SCALE:-1}
 rate=${RATE:-5000}
 repeat=${REPEAT:-3}
+queue_bound=1000000 # QoS 1/2 messages queued per subscriber, both brokers
 standin=${STANDIN:-}
 python=/usr/bin/python3 # Debian's, not whatever python3 is first on PATH
 bench=$bin/hubflow-bench
@@ -93,13 +94,14 @@ start_mosquitto() { # name port -> pid in $broker_pid
   local name=$1 port=$2
   # set_tcp_nodelay: Mosquitto's default leaves Nagle on, which adds tens of
   # ms to paced latencies; hubflow sets TCP_NODELAY, so both get it.
-  # max_queued_messages 0: Mosquitto otherwise drops QoS 1 messages for an
-  # online subscriber 1000 behind; an unpaced run would count them as lost.
+  # max_queued_messages: both brokers drop QoS 1/2 messages for a
+  # subscriber that is more than 1000 (their default) behind, which unpaced
+  # runs turn into "lost"; both get the same larger bound instead.
   cat >"$work/$name.conf" <<EOF
 listener $port 127.0.0.1
 allow_anonymous true
 set_tcp_nodelay true
-max_queued_messages 0
+max_queued_messages $queue_bound
 persistence false
 log_type error
 log_type warning
@@ -120,6 +122,8 @@ hub:
   listen:
     - tcp://127.0.0.1:$port
   anonymous: loopback
+  message:
+    queued: $queue_bound
 functions:
   - name: sayhi
     runtime: native
