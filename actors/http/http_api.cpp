@@ -29,7 +29,8 @@ struct http_connection {
   explicit http_connection(http_limits limits) : parser(limits) {
   }
   http_request_parser parser;
-  bool busy = false; // a request is being answered; later ones wait
+  bool busy = false;       // a request is being answered; later ones wait
+  bool processing = false; // process_input is on the stack for it
 };
 
 struct http_api_state {
@@ -81,7 +82,10 @@ void respond(http_broker* self, const reply_to& to, int status,
     return;
   }
   i->second.busy = false;
-  process_input(self, to.hdl); // pipelined requests waiting in the buffer
+  // Answered asynchronously: go on with pipelined requests in the buffer.
+  // (Answered synchronously, the loop in process_input goes on by itself.)
+  if (!i->second.processing)
+    process_input(self, to.hdl);
 }
 
 void respond_error(http_broker* self, const reply_to& to, int status,
@@ -538,35 +542,45 @@ void route(http_broker* self, const reply_to& to, const http_request& req) {
 void process_input(http_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
   auto i = st.connections.find(hdl);
-  if (i == st.connections.end() || i->second.busy)
+  if (i == st.connections.end() || i->second.busy || i->second.processing)
     return;
-  auto& parser = i->second.parser;
-  switch (parser.parse()) {
-    case http_request_parser::status::incomplete:
+  i->second.processing = true;
+  // A loop, not recursion: a client may pipeline many small requests.
+  for (;;) {
+    auto& conn = i->second;
+    auto& parser = conn.parser;
+    auto status = parser.parse();
+    if (status == http_request_parser::status::incomplete) {
       if (parser.wants_continue()) {
-        static constexpr std::string_view go_on = "HTTP/1.1 100 Continue\r\n\r\n";
+        static constexpr std::string_view go_on
+          = "HTTP/1.1 100 Continue\r\n\r\n";
         self->write(hdl, go_on.size(), go_on.data());
         self->flush(hdl);
         parser.continue_sent();
       }
-      return;
-    case http_request_parser::status::error: {
-      i->second.busy = true;
-      // After a framing error the rest of the stream cannot be trusted.
+      break;
+    }
+    conn.busy = true;
+    if (status == http_request_parser::status::error) {
+      // After a framing error the rest of the stream cannot be trusted:
+      // answer and close.
       reply_to to{hdl, false};
       auto code = parser.error_status() == 413   ? "ERR_BODY_TOO_LARGE"
                   : parser.error_status() == 431 ? "ERR_HEADERS_TOO_LARGE"
                                                  : "ERR_MALFORMED_REQUEST";
-      return respond_error(self, to, parser.error_status(), code,
-                           parser.error_message());
+      respond_error(self, to, parser.error_status(), code,
+                    parser.error_message());
+      return; // the connection is gone
     }
-    case http_request_parser::status::complete: {
-      i->second.busy = true;
-      auto req = parser.take();
-      reply_to to{hdl, req.keep_alive};
-      return route(self, to, req);
-    }
+    auto req = parser.take();
+    route(self, reply_to{hdl, req.keep_alive}, req);
+    i = st.connections.find(hdl);
+    if (i == st.connections.end())
+      return; // answered with Connection: close
+    if (i->second.busy)
+      break; // waiting for an actor's answer
   }
+  i->second.processing = false;
 }
 
 caf::behavior http_api(http_broker* self, caf::io::doorman_ptr door,
@@ -588,7 +602,17 @@ caf::behavior http_api(http_broker* self, caf::io::doorman_ptr door,
       auto i = self->state.connections.find(msg.handle);
       if (i == self->state.connections.end())
         return;
-      i->second.parser.feed(std::string_view{msg.buf.data(), msg.buf.size()});
+      auto& conn = i->second;
+      conn.parser.feed(std::string_view{msg.buf.data(), msg.buf.size()});
+      // A client that keeps pipelining while its requests wait must not
+      // grow the buffer without bound.
+      auto& lim = self->state.limits;
+      if (conn.parser.buffered() > 2 * (lim.max_body_bytes + lim.max_header_bytes)) {
+        self->close(msg.handle);
+        self->state.connections.erase(i);
+        self->state.stats.add("connections_dropped");
+        return;
+      }
       process_input(self, msg.handle);
     },
     [=](const caf::io::connection_closed_msg& msg) {

@@ -60,6 +60,11 @@ public:
     expect_continue_ = false;
   }
 
+  /// Bytes received and not yet consumed by a complete request.
+  std::size_t buffered() const {
+    return buf_.size();
+  }
+
   int error_status() const {
     return error_status_;
   }

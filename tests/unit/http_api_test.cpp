@@ -302,6 +302,24 @@ TEST_F(http_api_test, keep_alive_and_pipelining_answer_in_order) {
   EXPECT_EQ(third.header("connection"), "close");
 }
 
+TEST_F(http_api_test, many_pipelined_requests_on_one_connection) {
+  std::string raw;
+  constexpr int count = 500;
+  for (int i = 0; i < count; ++i)
+    raw += "GET /v1.0/healthz HTTP/1.1\r\n\r\n";
+  raw += "GET /v1.0/state/statestore/none HTTP/1.1\r\nConnection: close\r\n\r\n";
+  auto all = test::http_exchange(port_, raw, 10s);
+  int answered = 0;
+  std::string rest = all;
+  while (true) {
+    auto r = test::parse_http_response(rest, &rest);
+    if (r.status != 204)
+      break;
+    ++answered;
+  }
+  EXPECT_EQ(answered, count + 1);
+}
+
 TEST_F(http_api_test, publish_into_the_hub) {
   auto r = curl("-X POST -H 'Content-Type: application/json' -d '{\"t\":21}' '"
                 + base_ + "/v1.0/publish/hub/home/kitchen/temp?qos=1&retain=true'");
