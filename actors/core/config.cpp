@@ -266,6 +266,32 @@ std::string context_to_path(const std::vector<std::string>& context) {
   return path;
 }
 
+/// valijson's messages where a reader cannot tell what to change, said in
+/// the config's own terms; other messages pass unchanged.
+std::string readable(const std::string& path, const std::string& description) {
+  auto cut = path.find_last_of(".]");
+  auto key = cut == std::string::npos ? path : path.substr(cut + 1);
+  bool is_rule = path.rfind("rules[", 0) == 0 && key.empty(); // rules[N]
+  if (path == "hub" && description.find("'not' constraint") != std::string::npos)
+    return "`listen` (the embedded hub) and `address` (an external hub) "
+           "exclude each other";
+  if (is_rule && description.find("exactly one child schema") != std::string::npos)
+    return "a rule has one source and one destination: `from` or Baetyl's "
+           "`subscribe`, and `to` or Baetyl's `publish`, not both";
+  if (is_rule && description == "Missing required property 'from'.")
+    return "a rule needs `from` (or Baetyl's `subscribe`)";
+  if (is_rule && description == "Missing required property 'to'.")
+    return "a rule needs `to` (or Baetyl's `publish`)";
+  if (description.find("'pattern' constraint") != std::string::npos) {
+    if (key == "idletime" || key == "timeout" || key == "interval"
+        || key == "ttl")
+      return "not a duration (examples: 500ms, 30s, 10m, 1h)";
+    if (key == "max" || key == "maxBody")
+      return "not a size (examples: 512, 64k, 4m)";
+  }
+  return description;
+}
+
 /// valijson reports every failing subschema; keep the most specific message
 /// per location and drop locations that merely contain a failing child.
 std::vector<std::string> schema_errors(const positioned_document& doc) {
@@ -291,7 +317,9 @@ std::vector<std::string> schema_errors(const positioned_document& doc) {
       found.push_back({child_path(path, m[1]), "unknown key '" + m[1].str() + "'",
                        true});
     else
-      found.push_back({path, std::regex_replace(error.description, float_zeros, "$1"),
+      found.push_back({path,
+                       readable(path, std::regex_replace(error.description,
+                                                         float_zeros, "$1")),
                        false});
   }
   // valijson reports every failing subschema up the tree; the most specific
