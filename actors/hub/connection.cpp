@@ -94,6 +94,7 @@ void connection::on_transferred(std::uint64_t written) {
 }
 
 void connection::on_peer_closed() {
+  closed_ = true;
   if (phase_ != phase::closing)
     finish(true);
   self_->quit();
@@ -132,7 +133,9 @@ void connection::on_kick() {
     core_->flush_dirty();
     return;
   }
+  flush_out();
   self_->close(hdl_);
+  closed_ = true;
   self_->quit();
 }
 
@@ -141,6 +144,11 @@ void connection::on_kick() {
 void connection::flush_out() {
   if (out_.empty())
     return;
+  if (closed_) {
+    // CAF may already have closed the descriptor (and the OS reused it).
+    out_.clear();
+    return;
+  }
   std::size_t sent = 0;
   if (caf_pending_ == 0) {
     // Straight to the socket: cheaper than CAF's flush (no epoll_ctl, no
@@ -547,6 +555,7 @@ void connection::handle_disconnect(const mqtt::disconnect_packet& d) {
   finish(publish_will);
   flush_out();
   self_->close(hdl_);
+  closed_ = true;
   self_->quit();
 }
 
@@ -560,6 +569,7 @@ void connection::close(std::uint8_t reason) {
   finish(true);
   flush_out();
   self_->close(hdl_);
+  closed_ = true;
   self_->quit();
 }
 

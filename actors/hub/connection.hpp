@@ -60,6 +60,11 @@ public:
   std::size_t client_max_packet() const noexcept {
     return client_max_packet_;
   }
+  /// Whether the client announced a Maximum Packet Size (so publishes to
+  /// it need their size checked).
+  bool limits_packet_size() const noexcept {
+    return client_max_packet_ < 268435460;
+  }
   std::uint16_t client_receive_maximum() const noexcept {
     return client_receive_max_;
   }
@@ -132,6 +137,7 @@ private:
   mqtt::decode_options decode_opts_;
   mqtt::byte_buffer out_;
   std::uint64_t caf_pending_ = 0; // bytes handed to CAF, not yet written
+  bool closed_ = false; // the socket is (being) closed: never send again
 
   session_state* session_ = nullptr;
   std::string client_id_;

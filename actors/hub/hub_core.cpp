@@ -303,7 +303,8 @@ bool hub_core::write_publish(connection& c, const message& msg,
     h.message_expiry =
       msg.properties.message_expiry - static_cast<std::uint32_t>(age);
   }
-  if (c.client_max_packet() < mqtt::publish_size(msg, h, c.version())) {
+  if (c.limits_packet_size()
+      && c.client_max_packet() < mqtt::publish_size(msg, h, c.version())) {
     // MQTT 5 3.1.2.11.4: discard as if delivered.
     ++counters.dropped_too_large;
     return false;
