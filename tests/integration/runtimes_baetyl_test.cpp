@@ -250,3 +250,75 @@ TEST(baetyl_scenario, through_the_broker) {
   EXPECT_EQ(json_on(sub, "t/py3hi")["id"], 3);
   EXPECT_TRUE(server.proc().running());
 }
+
+namespace {
+
+/// config/examples/baetyl-function-manager.yaml with its relative codedirs
+/// made absolute (the server runs it from a temp copy).
+std::string example_config() {
+  const std::string examples = std::string{HUBFLOW_SOURCE_DIR} + "/config/examples";
+  std::ifstream in{examples + "/baetyl-function-manager.yaml"};
+  std::string yaml{std::istreambuf_iterator<char>{in}, {}};
+  const std::string relative = "codedir: 'functions/";
+  for (auto at = yaml.find(relative); at != std::string::npos;
+       at = yaml.find(relative, at + 1))
+    yaml.replace(at, relative.size(), "codedir: '" + examples + "/functions/");
+  return yaml;
+}
+
+} // namespace
+
+TEST(baetyl_scenario, the_example_config_with_hubflows_own_handlers) {
+  auto port = free_port();
+  hubflow_server server{example_config(),
+                        {"--listen", "127.0.0.1:" + std::to_string(port)}};
+  ASSERT_TRUE(wait_for_port(port, 15s)) << server.proc().output();
+  mqtt_client sub{"watcher"};
+  sub.set_credentials("test", "hahaha");
+  ASSERT_EQ(sub.connect(port), 0);
+  ASSERT_LT(sub.subscribe("#", 1), 0x80);
+  mqtt_client pub{"device"};
+  pub.set_credentials("test", "hahaha");
+  ASSERT_EQ(pub.connect(port), 0);
+
+  ASSERT_TRUE(pub.publish("t", R"({"id":1})", 1));
+  const std::vector<std::string> sayhi_topics = {"t/py3hi", "t/node8hi",
+                                                 "t/nativehi"};
+  ASSERT_TRUE(wait_until(
+    [&] {
+      for (auto& topic : sayhi_topics)
+        if (sub.messages_on(topic).empty())
+          return false;
+      return !sub.messages_on("t/sqlfilter").empty()
+             && !sub.messages_on("t/topic").empty();
+    },
+    20s))
+    << server.proc().output();
+  for (auto& topic : sayhi_topics) {
+    auto out = json_on(sub, topic);
+    EXPECT_EQ(out["id"], 1) << topic << out;
+    EXPECT_EQ(out["messageTopic"], "t") << topic << out;
+    EXPECT_TRUE(out["functionInvokeID"].is_string()) << topic << out;
+    EXPECT_EQ(out["Say"], "Hello hubflow") << topic << out;
+  }
+  EXPECT_EQ(json_on(sub, "t/sqlfilter"),
+            json::parse(R"({"qos":1,"topic":"t","id":1})"));
+  EXPECT_EQ(sub.messages_on("t/topic")[0].payload, R"({"id":1})"); // the remap
+
+  sub.clear();
+  ASSERT_TRUE(pub.publish("t", R"({"err":"boom"})", 1));
+  ASSERT_TRUE(wait_until(
+    [&] {
+      for (auto& topic : sayhi_topics)
+        if (sub.messages_on(topic).empty())
+          return false;
+      return true;
+    },
+    20s));
+  for (auto& topic : sayhi_topics) {
+    auto report = json_on(sub, topic);
+    EXPECT_EQ(report["errorType"], "TypeError") << topic << report;
+    EXPECT_EQ(report["errorMessage"].get<std::string>().substr(0, 4), "boom")
+      << topic << report;
+  }
+}
