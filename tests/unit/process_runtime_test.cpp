@@ -353,3 +353,92 @@ TEST(python_runtime, interpreter_without_msgpack_is_explained) {
             std::string::npos)
     << error;
 }
+
+namespace {
+
+/// A stand-in worker (set as the function's interpreter) that says hello
+/// properly and then answers every request with `reply_code`, so the
+/// runtime's handling of broken workers can be checked.
+function_result call_fake_worker(const code_dir& dir, const std::string& reply_code) {
+  auto fake = dir.path() + "/fake-worker";
+  {
+    std::ofstream script{fake};
+    script << R"PY(#!/usr/bin/python3
+import struct, sys, msgpack
+out = sys.stdout.buffer
+def send(body):
+    out.write(struct.pack(">I", len(body)) + body)
+    out.flush()
+send(msgpack.packb({"id": 0, "ok": True, "runtime": "fake"}))
+size = struct.unpack(">I", sys.stdin.buffer.read(4))[0]
+request = msgpack.unpackb(sys.stdin.buffer.read(size))
+)PY" << reply_code
+           << "\nsys.stdin.buffer.read()\n";
+  }
+  fs::permissions(fake, fs::perms::owner_all);
+  dir.write("index.py", "");
+  function_config cfg;
+  cfg.name = "f";
+  cfg.runtime = "python";
+  cfg.handler = "index.handler";
+  cfg.codedir = dir.path();
+  cfg.interpreter = fake;
+  cfg.instance.message_size = 1024;
+  std::string error;
+  auto rt = make_runtime(cfg, runtime_options{}, error);
+  EXPECT_TRUE(rt) << error;
+  if (!rt)
+    return {};
+  auto inst = rt->create_instance(error);
+  EXPECT_TRUE(inst) << error;
+  if (!inst)
+    return {};
+  message msg;
+  msg.topic = "t";
+  auto pid = inst->pid();
+  auto result = inst->invoke({msg, "f", "1", 5s});
+  EXPECT_TRUE(process_gone(pid)) << "a broken worker must be killed";
+  return result;
+}
+
+} // namespace
+
+TEST(process_runtime, broken_workers_are_killed_and_reported) {
+  code_dir dir;
+  auto wrong_id = call_fake_worker(
+    dir, R"(send(msgpack.packb({"id": request["id"] + 5, "ok": True})))");
+  EXPECT_EQ(wrong_id.status, outcome::failure);
+  EXPECT_NE(wrong_id.error_message.find("sent a malformed reply (answered "
+                                        "request 6 instead of 1)"),
+            std::string::npos)
+    << wrong_id.error_message;
+
+  auto garbage = call_fake_worker(dir, R"(send(b"\xc1 not msgpack"))");
+  EXPECT_EQ(garbage.status, outcome::failure);
+  EXPECT_NE(garbage.error_message.find("sent a malformed reply (not msgpack"),
+            std::string::npos)
+    << garbage.error_message;
+
+  auto no_ok = call_fake_worker(dir, R"(send(msgpack.packb({"id": 1})))");
+  EXPECT_NE(no_ok.error_message.find("malformed reply (missing 'ok')"),
+            std::string::npos)
+    << no_ok.error_message;
+
+  auto wrong_type = call_fake_worker(
+    dir, R"(send(msgpack.packb({"id": 1, "ok": True, "output": 5})))");
+  EXPECT_NE(wrong_type.error_message.find("field 'output' has the wrong type"),
+            std::string::npos)
+    << wrong_type.error_message;
+
+  // message_size is 1024: a reply may carry that plus 1 MiB of error text.
+  auto huge = call_fake_worker(dir, R"(out.write(struct.pack(">I", 50 << 20)); out.flush())");
+  EXPECT_EQ(huge.status, outcome::failure);
+  EXPECT_NE(huge.error_message.find("sent a reply over 1049600 bytes"),
+            std::string::npos)
+    << huge.error_message;
+
+  auto half = call_fake_worker(dir, R"(out.write(b"\x00\x00\x00\x10abc"); out.flush(); sys.exit(4))");
+  EXPECT_EQ(half.status, outcome::failure);
+  EXPECT_NE(half.error_message.find("exited with status 4"), std::string::npos)
+    << half.error_message;
+}
