@@ -1,0 +1,435 @@
+// Baetyl's function-manager flow end to end: a real mosquitto as the
+// external hub, build/bin/hubflow with a YAML config and the plugins of
+// build/plugins, real MQTT clients publishing and subscribing, and
+// `hubflowctl stats --json` as the window into the broker's counters.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <csignal>
+#include <optional>
+#include <regex>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "fixtures/fixtures.hpp"
+
+using namespace hubflow::test;
+using json = nlohmann::json;
+
+namespace {
+
+/// A counter of one component in a `hubflowctl stats --json` snapshot.
+std::optional<std::int64_t> counter_in(const std::string& stats_json,
+                                       const std::string& kind,
+                                       const std::string& name,
+                                       const std::string& counter) {
+  auto doc = json::parse(stats_json, nullptr, false);
+  if (doc.is_discarded() || !doc.contains("components"))
+    return std::nullopt;
+  for (auto& c : doc["components"]) {
+    if (c.value("kind", "") != kind || c.value("name", "") != name)
+      continue;
+    auto& counters = c["counters"];
+    if (counters.contains(counter))
+      return counters[counter].get<std::int64_t>();
+  }
+  return std::nullopt;
+}
+
+/// The messages on `topic` whose JSON payload has `key` == `value`.
+std::vector<json> json_messages_with(const mqtt_client& client,
+                                     const std::string& topic,
+                                     const std::string& key,
+                                     const json& value) {
+  std::vector<json> result;
+  for (auto& m : client.messages_on(topic)) {
+    auto doc = json::parse(m.payload, nullptr, false);
+    if (doc.is_object() && doc.contains(key) && doc[key] == value)
+      result.push_back(doc);
+  }
+  return result;
+}
+
+class function_manager : public ::testing::Test {
+protected:
+  mosquitto_server hub;
+  std::unique_ptr<hubflow_server> broker;
+
+  std::string hub_address() const {
+    return "tcp://127.0.0.1:" + std::to_string(hub.port());
+  }
+
+  /// Starts hubflow with `body` (rules, functions) under an external-hub
+  /// section pointing at our mosquitto.
+  void start_hubflow(const std::string& body) {
+    broker = std::make_unique<hubflow_server>(
+      "hub:\n  address: " + hub_address() + "\n" + body);
+    ASSERT_TRUE(broker->wait_ready()) << broker->proc().output();
+  }
+
+  std::string stats() {
+    return broker->stats_json();
+  }
+
+  std::optional<std::int64_t> counter(const std::string& kind,
+                                      const std::string& name,
+                                      const std::string& counter) {
+    return counter_in(stats(), kind, name, counter);
+  }
+
+  /// Waits until a component's counter equals `expected`.
+  bool wait_counter(const std::string& kind, const std::string& name,
+                    const std::string& key, std::int64_t expected,
+                    std::chrono::milliseconds timeout = 15s) {
+    return wait_until([&] { return counter(kind, name, key) == expected; },
+                      timeout);
+  }
+
+  /// A client connected to the hub, subscribed to `filters` with QoS 2 (so
+  /// the QoS a message arrives with is the one it was published with).
+  std::unique_ptr<mqtt_client>
+  hub_client(const std::vector<std::string>& filters = {}) {
+    auto client = std::make_unique<mqtt_client>();
+    EXPECT_EQ(client->connect(hub.port()), 0);
+    for (auto& f : filters)
+      EXPECT_EQ(client->subscribe(f, 2), 2);
+    return client;
+  }
+
+  /// The rule subscribes to the hub some time after hubflow started (its
+  /// link connects in the background): publish numbered warm-up messages
+  /// until one comes through on `out`. Tests then look only at their own
+  /// messages, since late warm-ups may still arrive.
+  bool wait_flowing(mqtt_client& client, const std::string& in,
+                    const std::string& out,
+                    std::chrono::milliseconds per_attempt = 300ms,
+                    std::chrono::milliseconds timeout = 15s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (int n = 0; std::chrono::steady_clock::now() < deadline; ++n) {
+      client.publish(in, R"({"warmup":)" + std::to_string(n) + "}", 1);
+      if (wait_until([&] { return !client.messages_on(out).empty(); },
+                     per_attempt))
+        return true;
+    }
+    return false;
+  }
+
+  void TearDown() override {
+    if (HasFailure() && broker)
+      std::cerr << "--- hubflow output ---\n"
+                << broker->proc().output() << "--- stats ---\n"
+                << broker->stats_json() << "\n";
+  }
+};
+
+const std::string sayhi_rule = R"(
+rules:
+  - clientid: func-sayhi-1
+    subscribe: {topic: t, qos: 1}
+    function: {name: sayhi}
+    publish: {topic: t/hi, qos: 1}
+functions:
+  - name: sayhi
+    runtime: native
+    plugin: sayhi
+    instance: {min: 0, max: 10, idletime: 30s, timeout: 10s}
+)";
+
+} // namespace
+
+// -- sayhi ------------------------------------------------------------------------
+
+TEST_F(function_manager, json_event_comes_back_with_the_five_context_fields) {
+  start_hubflow(sayhi_rule);
+  auto client = hub_client({"t/hi"});
+  ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
+  auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+  ASSERT_TRUE(client->publish("t", R"({"id":1})", 1));
+  ASSERT_TRUE(wait_until(
+    [&] { return !json_messages_with(*client, "t/hi", "id", 1).empty(); }));
+  auto after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto out = json_messages_with(*client, "t/hi", "id", 1).front();
+  EXPECT_EQ(out["messageQOS"], 1);
+  EXPECT_EQ(out["messageTopic"], "t");
+  ASSERT_TRUE(out["messageTimestamp"].is_number_integer()) << out.dump();
+  EXPECT_GE(out["messageTimestamp"].get<std::int64_t>(), before);
+  EXPECT_LE(out["messageTimestamp"].get<std::int64_t>(), after);
+  EXPECT_EQ(out["functionName"], "sayhi");
+  static const std::regex uuid{
+    "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"};
+  EXPECT_TRUE(std::regex_match(out["functionInvokeID"].get<std::string>(),
+                               uuid))
+    << out.dump();
+  EXPECT_EQ(out["Say"], "Hello hubflow");
+  EXPECT_EQ(out.size(), 7u) << out.dump();
+  // Published back with the rule's QoS 1.
+  for (auto& m : client->messages_on("t/hi"))
+    EXPECT_EQ(m.qos, 1);
+}
+
+TEST_F(function_manager, every_invocation_has_its_own_id) {
+  start_hubflow(sayhi_rule);
+  auto client = hub_client({"t/hi"});
+  ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
+  for (int id = 10; id < 15; ++id)
+    ASSERT_TRUE(client->publish("t", R"({"id":)" + std::to_string(id) + "}", 1));
+  std::set<std::string> ids;
+  ASSERT_TRUE(wait_until([&] {
+    ids.clear();
+    for (int id = 10; id < 15; ++id)
+      for (auto& out : json_messages_with(*client, "t/hi", "id", id))
+        ids.insert(out["functionInvokeID"].get<std::string>());
+    return ids.size() == 5;
+  }));
+}
+
+TEST_F(function_manager, bytes_payload_becomes_a_bytes_field) {
+  start_hubflow(sayhi_rule);
+  auto client = hub_client({"t/hi"});
+  ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
+  ASSERT_TRUE(client->publish("t", "hello, bytes", 1));
+  ASSERT_TRUE(wait_until([&] {
+    return !json_messages_with(*client, "t/hi", "bytes", "hello, bytes")
+              .empty();
+  }));
+  auto out = json_messages_with(*client, "t/hi", "bytes", "hello, bytes")
+               .front();
+  EXPECT_EQ(out["messageTopic"], "t");
+  EXPECT_EQ(out["functionName"], "sayhi");
+  EXPECT_EQ(out["Say"], "Hello hubflow");
+}
+
+TEST_F(function_manager, handler_error_is_reported_and_the_next_message_works) {
+  start_hubflow(sayhi_rule);
+  auto client = hub_client({"t/hi"});
+  ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
+  ASSERT_TRUE(client->publish("t", R"({"err":"boom"})", 1));
+  ASSERT_TRUE(wait_until([&] {
+    return !json_messages_with(*client, "t/hi", "errorMessage", "boom").empty();
+  }));
+  auto report = json_messages_with(*client, "t/hi", "errorMessage", "boom")
+                  .front();
+  EXPECT_EQ(report["functionMessage"], json::parse(R"({"err":"boom"})"));
+  EXPECT_EQ(report["errorType"], "TypeError");
+  EXPECT_EQ(report.size(), 3u) << report.dump();
+
+  ASSERT_TRUE(client->publish("t", R"({"id":2})", 1));
+  ASSERT_TRUE(wait_until(
+    [&] { return !json_messages_with(*client, "t/hi", "id", 2).empty(); }));
+  EXPECT_EQ(json_messages_with(*client, "t/hi", "id", 2).front()["Say"],
+            "Hello hubflow");
+  // Counted once: a handler's own error is not retried.
+  EXPECT_TRUE(wait_counter("rule", "func-sayhi-1", "errors", 1));
+  EXPECT_TRUE(wait_counter("function", "sayhi", "handler_errors", 1));
+}
+
+TEST_F(function_manager, error_topic_receives_the_reports) {
+  start_hubflow(R"(
+rules:
+  - clientid: func-sayhi-err
+    subscribe: {topic: t, qos: 1}
+    function: {name: sayhi}
+    publish: {topic: t/hi, qos: 1}
+    error_topic: t/errors
+functions:
+  - name: sayhi
+    plugin: sayhi
+)");
+  auto client = hub_client({"t/hi", "t/errors"});
+  ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
+  ASSERT_TRUE(client->publish("t", R"({"err":"bad input"})", 1));
+  ASSERT_TRUE(client->publish("t", R"({"id":3})", 1));
+  ASSERT_TRUE(wait_until([&] {
+    return !json_messages_with(*client, "t/errors", "errorMessage",
+                               "bad input")
+              .empty()
+           && !json_messages_with(*client, "t/hi", "id", 3).empty();
+  }));
+  auto report = json_messages_with(*client, "t/errors", "errorMessage",
+                                   "bad input")
+                  .front();
+  EXPECT_EQ(report["functionMessage"]["err"], "bad input");
+  EXPECT_EQ(report["errorType"], "TypeError");
+  // The report went to the error topic only.
+  for (auto& m : client->messages_on("t/hi"))
+    EXPECT_EQ(m.payload.find("errorMessage"), std::string::npos) << m.payload;
+  EXPECT_EQ(client->messages_on("t/errors").size(), 1u);
+}
+
+// -- scaling ----------------------------------------------------------------------
+
+TEST_F(function_manager, slow_plugin_scales_to_max_under_load_and_back_to_zero) {
+  start_hubflow(R"(
+rules:
+  - clientid: func-slow
+    subscribe: {topic: slow/in, qos: 1}
+    function: {name: slow}
+    publish: {topic: slow/out, qos: 1}
+functions:
+  - name: slow
+    plugin: slow
+    env: {delay_ms: "1000"}
+    instance: {min: 0, max: 4, idletime: 2s, timeout: 10s}
+)");
+  auto client = hub_client({"slow/out"});
+  ASSERT_TRUE(wait_flowing(*client, "slow/in", "slow/out", 2s));
+  // The warm-up instances retire after idletime: min is 0.
+  ASSERT_TRUE(wait_counter("function", "slow", "instances", 0));
+  auto started_before
+    = counter("function", "slow", "instances_started").value_or(-1);
+
+  // 12 one-second invocations at once: 4 instances busy for ~3 s.
+  constexpr int burst = 12;
+  for (int i = 0; i < burst; ++i)
+    ASSERT_TRUE(
+      client->publish("slow/in", R"({"n":)" + std::to_string(i) + "}", 1));
+  std::int64_t most = 0;
+  EXPECT_TRUE(wait_until([&] {
+    auto now = counter("function", "slow", "instances").value_or(0);
+    most = std::max(most, now);
+    return now == 4;
+  }));
+  // Every message is handled, none by a fifth instance.
+  EXPECT_TRUE(wait_until(
+    [&] {
+      for (int i = 0; i < burst; ++i)
+        if (json_messages_with(*client, "slow/out", "n", i).empty())
+          return false;
+      return true;
+    },
+    15s));
+  EXPECT_LE(most, 4);
+  EXPECT_EQ(counter("function", "slow", "max"), 4);
+  // Idle for 2 s: back to min 0.
+  EXPECT_TRUE(wait_counter("function", "slow", "instances", 0));
+  auto started = counter("function", "slow", "instances_started").value_or(0);
+  auto retired = counter("function", "slow", "instances_retired").value_or(0);
+  EXPECT_EQ(started, retired);
+  EXPECT_EQ(started - started_before, 4);
+}
+
+// -- timeouts ----------------------------------------------------------------------
+
+TEST_F(function_manager, timeout_is_reported_after_retries_and_the_broker_keeps_serving) {
+  start_hubflow(R"(
+rules:
+  - clientid: func-stuck
+    subscribe: {topic: stuck/in, qos: 1}
+    function: {name: stuck}
+    publish: {topic: stuck/out, qos: 1}
+    retry: {max: 2}
+  - clientid: func-sayhi-1
+    subscribe: {topic: t, qos: 1}
+    function: {name: sayhi}
+    publish: {topic: t/hi, qos: 1}
+functions:
+  - name: stuck
+    plugin: slow
+    env: {delay_ms: "1500"}
+    instance: {max: 1, timeout: 300ms}
+  - name: sayhi
+    plugin: sayhi
+)");
+  auto client = hub_client({"stuck/out", "t/hi"});
+  ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
+  ASSERT_TRUE(client->publish("stuck/in", R"({"id":7})", 1));
+  ASSERT_TRUE(wait_until([&] {
+    return !json_messages_with(*client, "stuck/out", "errorType",
+                               "TimeoutError")
+              .empty();
+  }));
+  auto report = json_messages_with(*client, "stuck/out", "errorType",
+                                   "TimeoutError")
+                  .front();
+  EXPECT_EQ(report["functionMessage"], json::parse(R"({"id":7})"));
+  EXPECT_EQ(report["errorMessage"], "invocation timed out after 300 ms");
+  // A timeout is the runtime's failure, not the handler's: retried
+  // retry.max times before the report.
+  EXPECT_TRUE(wait_counter("function", "stuck", "timeouts", 3));
+  EXPECT_TRUE(wait_counter("rule", "func-stuck", "retries", 2));
+  EXPECT_EQ(client->messages_on("stuck/out").size(), 1u);
+
+  // The broker keeps serving, the other function and the stuck one alike.
+  ASSERT_TRUE(client->publish("t", R"({"id":8})", 1));
+  ASSERT_TRUE(client->publish("stuck/in", R"({"id":9})", 1));
+  EXPECT_TRUE(wait_until(
+    [&] { return !json_messages_with(*client, "t/hi", "id", 8).empty(); }));
+  EXPECT_TRUE(wait_until([&] {
+    return client->messages_on("stuck/out").size() == 2;
+  }));
+  EXPECT_TRUE(broker->proc().running());
+}
+
+// -- hub failures ------------------------------------------------------------------
+
+TEST_F(function_manager, reconnects_after_the_hub_is_killed_and_restarted) {
+  start_hubflow(sayhi_rule);
+  {
+    auto client = hub_client({"t/hi"});
+    ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
+  }
+  ASSERT_TRUE(wait_counter("hub", "func-sayhi-1", "connects", 1));
+
+  hub.stop(SIGKILL);
+  ASSERT_TRUE(wait_counter("hub", "func-sayhi-1", "disconnects", 1));
+  hub.start(); // same port, same config
+  ASSERT_TRUE(wait_counter("hub", "func-sayhi-1", "connects", 2, 25s));
+
+  // The link resubscribed: messages flow again.
+  auto client = hub_client({"t/hi"});
+  ASSERT_TRUE(client->publish("t", R"({"id":42})", 1));
+  EXPECT_TRUE(wait_until(
+    [&] { return !json_messages_with(*client, "t/hi", "id", 42).empty(); }));
+}
+
+// -- plain forwards ----------------------------------------------------------------
+
+TEST_F(function_manager, rule_without_function_forwards_unchanged_with_its_qos) {
+  start_hubflow(R"(
+rules:
+  - name: remap-1
+    from: {topic: sensors/+/raw, qos: 1}
+    to: {topic: ingest, qos: 1}
+  - name: remap-0
+    from: {topic: sensors/+/raw, qos: 1}
+    to: {topic: ingest/q0, qos: 0}
+)");
+  auto client = hub_client({"ingest", "ingest/q0"});
+  auto arrived = [&](const std::string& topic, const std::string& payload) {
+    auto msgs = client->messages_on(topic);
+    return std::find_if(msgs.begin(), msgs.end(), [&](auto& m) {
+      return m.payload == payload;
+    }) != msgs.end();
+  };
+  // Warm up until both rules are subscribed.
+  ASSERT_TRUE(wait_until(
+    [&] {
+      client->publish("sensors/w/raw", "warmup", 1);
+      return wait_until([&] { return arrived("ingest", "warmup")
+                                     && arrived("ingest/q0", "warmup"); },
+                        300ms);
+    },
+    15s));
+  // Bytes that are neither JSON nor text, a NUL among them.
+  std::string body = std::string("\x01\x02 not json ") + '\0' + "\xff";
+  ASSERT_TRUE(client->publish("sensors/dev7/raw", body, 1));
+  ASSERT_TRUE(wait_until(
+    [&] { return arrived("ingest", body) && arrived("ingest/q0", body); }));
+  auto qos_on = [&](const std::string& topic) {
+    for (auto& m : client->messages_on(topic))
+      if (m.payload == body)
+        return m.qos;
+    return -1;
+  };
+  EXPECT_EQ(qos_on("ingest"), 1);
+  EXPECT_EQ(qos_on("ingest/q0"), 0);
+  EXPECT_TRUE(wait_until([&] {
+    return counter("rule", "remap-1", "out").value_or(0) >= 2;
+  }));
+}

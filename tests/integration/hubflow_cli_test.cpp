@@ -1,0 +1,199 @@
+// The command lines of build/bin/hubflow and build/bin/hubflowctl: exit
+// codes and what they print on stdout and stderr, for valid and invalid
+// configs, refused plugins, bad options and a stats port nobody serves.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "fixtures/fixtures.hpp"
+
+using namespace hubflow::test;
+
+namespace {
+
+struct outcome {
+  int exit_code;
+  std::string out; // stdout
+  std::string err; // stderr
+};
+
+/// Runs a command with stdout and stderr captured separately.
+outcome run(const std::string& cmd) {
+  temp_dir dir;
+  auto out_file = dir.path() + "/out";
+  auto err_file = dir.path() + "/err";
+  // In a subshell: run_command merges the subshell's stderr, not ours.
+  auto res = run_command("(" + cmd + " >" + out_file + " 2>" + err_file + ")");
+  auto read = [](const std::string& path) {
+    return run_command("cat " + path).output;
+  };
+  return {res.exit_code, read(out_file), read(err_file)};
+}
+
+std::string hubflow_cmd(const std::string& args) {
+  return hubflow_binary() + " --plugin-dir " + plugin_dir() + " " + args;
+}
+
+/// A config file with a function using `plugin`, under an external hub
+/// nothing needs to reach (--check never connects).
+std::string config_with_plugin(const temp_dir& dir, const std::string& plugin) {
+  return dir.write("hubflow.yaml", "hub:\n"
+                                   "  address: tcp://127.0.0.1:1\n"
+                                   "rules:\n"
+                                   "  - clientid: r1\n"
+                                   "    subscribe: {topic: t, qos: 1}\n"
+                                   "    function: {name: f}\n"
+                                   "    publish: {topic: t/hi, qos: 1}\n"
+                                   "functions:\n"
+                                   "  - name: f\n"
+                                   "    plugin: "
+                                     + plugin + "\n");
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
+} // namespace
+
+TEST(hubflow_cli, check_accepts_a_valid_config) {
+  temp_dir dir;
+  auto path = config_with_plugin(dir, "sayhi");
+  auto res = run(hubflow_cmd("--check --config " + path));
+  EXPECT_EQ(res.exit_code, 0) << res.err;
+  EXPECT_EQ(res.out, path + ": valid (1 rules, 1 functions, 0 endpoints)\n");
+}
+
+TEST(hubflow_cli, check_refuses_a_wrong_abi_plugin_naming_file_and_version) {
+  temp_dir dir;
+  auto path = config_with_plugin(dir, "wrong_abi");
+  auto res = run(hubflow_cmd("--check --config " + path));
+  EXPECT_EQ(res.exit_code, 1);
+  // Position of the function, its key, the .so and both versions.
+  EXPECT_TRUE(contains(res.err, path + ":9:5: functions[0].plugin: "
+                                  + plugin_dir() + "/wrong_abi.so: "
+                                  "unsupported plugin ABI version 99 (this "
+                                  "hubflow supports version 1)"))
+    << res.err;
+  EXPECT_TRUE(contains(res.err, "the config is invalid (1 error)")) << res.err;
+  EXPECT_TRUE(res.out.empty()) << res.out;
+}
+
+TEST(hubflow_cli, running_with_a_wrong_abi_plugin_fails_the_same_way) {
+  temp_dir dir;
+  auto path = config_with_plugin(dir, "wrong_abi");
+  process broker({hubflow_binary(), "--config", path, "--plugin-dir",
+                  plugin_dir(), "--stats-port", std::to_string(free_port())});
+  auto status = broker.wait_exit(15s);
+  ASSERT_TRUE(status) << "hubflow kept running with a refused plugin";
+  EXPECT_EQ(*status, 1);
+  EXPECT_TRUE(contains(broker.output(), "wrong_abi.so: unsupported plugin "
+                                        "ABI version 99"))
+    << broker.output();
+}
+
+TEST(hubflow_cli, check_refuses_a_plugin_without_entry_symbol) {
+  temp_dir dir;
+  auto path = config_with_plugin(dir, "no_entry");
+  auto res = run(hubflow_cmd("--check --config " + path));
+  EXPECT_EQ(res.exit_code, 1);
+  EXPECT_TRUE(contains(res.err, "no_entry.so: not a hubflow plugin: it does "
+                                "not export hubflow_plugin_entry"))
+    << res.err;
+}
+
+TEST(hubflow_cli, check_refuses_an_unknown_plugin_listing_the_dirs) {
+  temp_dir dir;
+  auto path = config_with_plugin(dir, "nosuch");
+  auto res = run(hubflow_cmd("--plugin-dir " + dir.path() + " --check --config "
+                             + path));
+  EXPECT_EQ(res.exit_code, 1);
+  // --plugin-dir in the given order, then the build's own plugin dir.
+  EXPECT_TRUE(contains(res.err, "unknown plugin 'nosuch': no nosuch.so in "
+                                  + plugin_dir() + ", " + dir.path()))
+    << res.err;
+}
+
+TEST(hubflow_cli, check_reports_config_errors_with_positions) {
+  temp_dir dir;
+  auto path = dir.write("bad.yaml", "hub:\n"
+                                    "  address: tcp://127.0.0.1:1883\n"
+                                    "rules:\n"
+                                    "  - subscribe: {topic: t}\n"
+                                    "    function: {name: pyhi}\n"
+                                    "    publish: {topic: t/hi, qos: 7}\n");
+  auto res = run(hubflow_cmd("--check --config " + path));
+  EXPECT_EQ(res.exit_code, 1);
+  EXPECT_TRUE(contains(res.err, path + ":6:33: rules[0].publish.qos: "))
+    << res.err;
+  // Schema errors stop the load before references are checked.
+  EXPECT_TRUE(contains(res.err, "the config is invalid (1 error)")) << res.err;
+}
+
+TEST(hubflow_cli, check_without_a_config_checks_the_embedded_default) {
+  auto res = run(hubflow_cmd("--check"));
+  EXPECT_EQ(res.exit_code, 0) << res.err;
+  EXPECT_TRUE(contains(res.out, "<embedded default>: valid")) << res.out;
+}
+
+TEST(hubflow_cli, missing_config_file_is_a_config_error) {
+  auto res = run(hubflow_cmd("--check --config /nonexistent/hubflow.yaml"));
+  EXPECT_EQ(res.exit_code, 1);
+  EXPECT_TRUE(contains(res.err, "/nonexistent/hubflow.yaml: cannot open the "
+                                "config file"))
+    << res.err;
+}
+
+TEST(hubflow_cli, unknown_option_exits_2) {
+  auto res = run(hubflow_binary() + " --no-such-option");
+  EXPECT_EQ(res.exit_code, 2);
+  EXPECT_TRUE(contains(res.err, "no-such-option")) << res.err;
+  EXPECT_TRUE(contains(res.err, "hubflow --help")) << res.err;
+}
+
+TEST(hubflow_cli, help_documents_every_option_and_the_exit_codes) {
+  auto res = run(hubflow_binary() + " --help");
+  EXPECT_EQ(res.exit_code, 0);
+  for (auto option : {"--config", "--check", "--log-level", "--plugin-dir",
+                      "--version", "--stats-port", "Exit codes"})
+    EXPECT_TRUE(contains(res.out, option)) << option;
+}
+
+TEST(hubflow_cli, version) {
+  auto res = run(hubflow_binary() + " --version");
+  EXPECT_EQ(res.exit_code, 0);
+  EXPECT_EQ(res.out.rfind("hubflow ", 0), 0u) << res.out;
+}
+
+TEST(hubflowctl_cli, stats_against_a_port_with_nothing_exits_1) {
+  auto port = std::to_string(free_port());
+  auto res = run(hubflowctl_binary() + " stats --stats-port " + port);
+  EXPECT_EQ(res.exit_code, 1);
+  EXPECT_TRUE(contains(res.err, "no hubflow answers on 127.0.0.1:" + port))
+    << res.err;
+  EXPECT_TRUE(res.out.empty()) << res.out;
+}
+
+TEST(hubflowctl_cli, unknown_command_exits_2) {
+  auto res = run(hubflowctl_binary() + " frobnicate");
+  EXPECT_EQ(res.exit_code, 2);
+  EXPECT_TRUE(contains(res.err, "unknown command 'frobnicate'")) << res.err;
+}
+
+TEST(hubflowctl_cli, stats_json_and_table_from_a_running_broker) {
+  // The embedded hub on a free port, so this needs no mosquitto.
+  auto listen = "127.0.0.1:" + std::to_string(free_port());
+  hubflow_server broker("hub:\n  listen: [tcp://" + listen + "]\n");
+  ASSERT_TRUE(broker.wait_ready()) << broker.proc().output();
+  std::string json;
+  ASSERT_TRUE(wait_until([&] {
+    json = broker.stats_json();
+    return contains(json, "\"components\"");
+  })) << broker.proc().output();
+  EXPECT_TRUE(contains(json, "\"version\"")) << json;
+  EXPECT_TRUE(contains(json, "\"uptime_ms\"")) << json;
+  auto table = run(hubflowctl_binary() + " stats --stats-port "
+                   + std::to_string(broker.stats_port()));
+  EXPECT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_EQ(table.out.rfind("hubflow ", 0), 0u) << table.out;
+}
