@@ -43,6 +43,7 @@ fi
 work=$(mktemp -d /tmp/hubflow-compare.XXXXXX)
 results=$work/results.jsonl
 started=() # pids of the brokers this script started, and nothing else
+declare -A broker_down=() # label -> 1 once it stopped serving
 
 cleanup() {
   local pid
@@ -150,7 +151,6 @@ EOF
 
 # run_bench broker-label pid port scenario mode args...: one hubflow-bench
 # run, its JSON result extended with who/what and the broker's CPU ticks.
-declare -A broker_down=() # label -> 1 once it stopped serving
 run_bench() {
   local label=$1 pid=$2 port=$3 scenario=$4 mode=$5
   shift 5
@@ -199,7 +199,9 @@ if [[ -n $standin ]]; then
   start_mosquitto standin "$other_port"
 else
   other_label="hubflow"
-  start_hubflow "$other_port"
+  # A hubflow that does not come up still leaves the Mosquitto side to run;
+  # its rows say n/a and the script exits 1.
+  start_hubflow "$other_port" || broker_down[hubflow]=1
 fi
 other_pid=$broker_pid
 
