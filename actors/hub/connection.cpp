@@ -36,7 +36,8 @@ connection::connection(caf::io::broker* self, caf::io::connection_handle hdl,
   : self_(self),
     hdl_(hdl),
     core_(std::move(core)),
-    fd_(static_cast<int>(hdl.id())) {
+    fd_(static_cast<int>(hdl.id())),
+    backlog_limit_(backlog_limit(core_->config())) {
 }
 
 connection::~connection() {

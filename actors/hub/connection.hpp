@@ -5,6 +5,7 @@
 // to CAF's write buffer for what the socket does not take.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -23,8 +24,15 @@ namespace hubflow::hub {
 using kick_atom = caf::atom_constant<caf::atom("hubkick")>;
 
 /// Output above this many unsent bytes makes a connection a slow consumer:
-/// QoS 0 messages to it are dropped (and counted) until it catches up.
-inline constexpr std::size_t max_backlog_bytes = 1 << 20;
+/// QoS 0 messages to it are dropped (and counted) until it catches up. The
+/// bound grows with the configured session queue (`message.queued`,
+/// counted as 1 KiB per message), so one knob bounds both QoS 0 backlog and
+/// QoS 1/2 queues.
+inline constexpr std::size_t min_backlog_bytes = 1 << 20;
+inline std::size_t backlog_limit(const hub_config& cfg) {
+  return std::max<std::size_t>(min_backlog_bytes,
+                               cfg.max_queued_messages * 1024);
+}
 
 /// How long a new connection may take to send CONNECT.
 inline constexpr std::chrono::seconds connect_timeout{10};
@@ -68,9 +76,9 @@ public:
   std::uint16_t client_receive_maximum() const noexcept {
     return client_receive_max_;
   }
-  /// More unsent output than max_backlog_bytes.
+  /// More unsent output than backlog_limit().
   bool backlogged() const noexcept {
-    return out_.size() + caf_pending_ > max_backlog_bytes;
+    return out_.size() + caf_pending_ > backlog_limit_;
   }
   /// Writes out_ to the socket (the rest into CAF's buffer).
   void flush_out();
@@ -137,6 +145,7 @@ private:
   mqtt::decode_options decode_opts_;
   mqtt::byte_buffer out_;
   std::uint64_t caf_pending_ = 0; // bytes handed to CAF, not yet written
+  std::size_t backlog_limit_;
   bool closed_ = false; // the socket is (being) closed: never send again
 
   session_state* session_ = nullptr;

@@ -339,3 +339,49 @@ TEST_F(hub_protocol, garbage_closes_only_that_connection) {
   }
   EXPECT_GT(env.counter("protocol_errors"), 0);
 }
+
+TEST_F(hub_protocol, will_delay_and_session_expiry) {
+  auto watcher = connect("will-watcher");
+  subscribe(*watcher, "wills/#");
+  auto connect_with_will = [&](const std::string& id, std::uint32_t delay,
+                               std::uint32_t expiry) {
+    auto c = std::make_unique<raw_client>(env.port);
+    connect_packet cp;
+    cp.version = v5;
+    cp.client_id = id;
+    cp.clean_start = false;
+    cp.props.session_expiry = expiry;
+    cp.has_will = true;
+    cp.will.topic = "wills/" + id;
+    cp.will.body = payload{"gone"};
+    cp.will_delay = delay;
+    EXPECT_TRUE(c->send(cp, v5));
+    auto ack = c->read(v5);
+    EXPECT_TRUE(ack && std::holds_alternative<connack_packet>(*ack));
+    return c;
+  };
+  // Delayed will: not at once, but after the delay.
+  auto start = std::chrono::steady_clock::now();
+  connect_with_will("delayed", 1, 60).reset(); // TCP gone, no DISCONNECT
+  auto will = watcher->read_publish(v5, 5s);
+  ASSERT_TRUE(will);
+  EXPECT_EQ(will->msg.topic, "wills/delayed");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 900ms);
+  // Coming back within the delay cancels the will.
+  connect_with_will("returning", 3, 60).reset();
+  ASSERT_TRUE(wait_until([&] { return env.counter("connections") == 1; }));
+  auto back = connect_with_will("returning", 3, 60);
+  EXPECT_FALSE(watcher->read_publish(v5, 4s)) << "cancelled will was sent";
+  // A session with a 1 s expiry goes away after it.
+  auto sessions = env.counter("sessions");
+  {
+    properties short_session;
+    short_session.session_expiry = 1;
+    auto c = connect("short-lived", v5, short_session, false);
+    ASSERT_TRUE(wait_until(
+      [&] { return env.counter("sessions") == sessions + 1; }));
+    ASSERT_TRUE(c->send(disconnect_packet{}, v5));
+  }
+  EXPECT_TRUE(
+    wait_until([&] { return env.counter("sessions") == sessions; }, 5s));
+}
