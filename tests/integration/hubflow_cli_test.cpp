@@ -3,6 +3,7 @@
 // configs, refused plugins, bad options and a stats port nobody serves.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <string>
 
 #include "fixtures/fixtures.hpp"
@@ -128,6 +129,23 @@ TEST(hubflow_cli, check_reports_config_errors_with_positions) {
     << res.err;
   // Schema errors stop the load before references are checked.
   EXPECT_TRUE(contains(res.err, "the config is invalid (1 error)")) << res.err;
+}
+
+TEST(hubflow_cli, every_example_config_is_valid) {
+  // The examples live in config/examples of the source tree (three levels
+  // above this file); the ones with secrets read them from the environment.
+  namespace fs = std::filesystem;
+  auto root = fs::path(__FILE__).parent_path().parent_path().parent_path();
+  int checked = 0;
+  for (auto& entry : fs::directory_iterator(root / "config" / "examples")) {
+    if (entry.path().extension() != ".yaml")
+      continue;
+    auto res = run("HUB_PASSWORD=secret " + hubflow_cmd("--check --config "
+                                                        + entry.path().string()));
+    EXPECT_EQ(res.exit_code, 0) << entry.path() << "\n" << res.err;
+    ++checked;
+  }
+  EXPECT_GT(checked, 0);
 }
 
 TEST(hubflow_cli, check_without_a_config_checks_the_embedded_default) {
