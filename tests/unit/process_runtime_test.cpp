@@ -286,8 +286,11 @@ TEST_P(process_runtime_test, load_errors_fail_create_instance) {
     << error;
   EXPECT_NE(error.find("missing_function"), std::string::npos) << error;
 
+  // A module that exists but does not load: the interpreter's error.
+  dir_.write("broken.py", "import nosuchmodule\n");
+  dir_.write("broken.js", "require('nosuchmodule');\n");
   auto cfg = config("x");
-  cfg.handler = "nosuchmodule.handler";
+  cfg.handler = "broken.handler";
   rt = make_runtime(cfg, runtime_options{}, error);
   ASSERT_TRUE(rt) << error;
   EXPECT_FALSE(rt->create_instance(error));
@@ -295,6 +298,27 @@ TEST_P(process_runtime_test, load_errors_fail_create_instance) {
                                                : "Cannot find module"),
             std::string::npos)
     << error;
+}
+
+TEST_P(process_runtime_test, missing_module_is_refused_at_config_load) {
+  auto cfg = config("x");
+  cfg.handler = "nosuchmodule.handler";
+  std::string error;
+  EXPECT_FALSE(make_runtime(cfg, runtime_options{}, error));
+  EXPECT_EQ(error, "module 'nosuchmodule' of handler 'nosuchmodule.handler' is "
+                   "not in codedir '" + dir_.path() + "' (looked for nosuchmodule"
+                   + (GetParam() == "python" ? ".py" : ".js") + " and the like)");
+  // Packages count as modules (python: a/b.py for a.b; node: a directory).
+  fs::create_directories(fs::path{dir_.path()} / "pkg");
+  dir_.write("pkg/__init__.py", "");
+  dir_.write("pkg/mod.py", "def handler(e, c):\n    return {'from': 'pkg.mod'}\n");
+  dir_.write("pkg/index.js", "exports.handler = () => ({ from: 'pkg' });\n");
+  cfg.handler = GetParam() == "python" ? "pkg.mod.handler" : "pkg.handler";
+  auto rt = make_runtime(cfg, runtime_options{}, error);
+  ASSERT_TRUE(rt) << error;
+  auto inst = rt->create_instance(error);
+  ASSERT_TRUE(inst) << error;
+  EXPECT_EQ(call(*inst, "{}").status, outcome::output);
 }
 
 TEST_P(process_runtime_test, config_is_validated_at_load) {

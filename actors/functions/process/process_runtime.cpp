@@ -1,6 +1,6 @@
 #include "functions/process/process_runtime.hpp"
 
-#include <atomic>
+#include <algorithm>
 #include <filesystem>
 
 #include <unistd.h>
@@ -29,6 +29,8 @@ struct language {
   const char* script;  // in the workers directory
   std::string runtime_options::*default_interpreter;
   std::vector<std::pair<std::string, std::string>> env;
+  bool dots_are_packages; // python: module a.b is a/b.py
+  std::vector<const char*> module_files; // what a module may be, by suffix
 };
 
 const language python{"python",
@@ -36,8 +38,29 @@ const language python{"python",
                       &runtime_options::python,
                       {{"PYTHONUNBUFFERED", "1"},
                        // codedir may be read-only; never litter it.
-                       {"PYTHONDONTWRITEBYTECODE", "1"}}};
-const language node{"node", "hubflow_worker.js", &runtime_options::node, {}};
+                       {"PYTHONDONTWRITEBYTECODE", "1"}},
+                      true,
+                      {".py", "/__init__.py", ".pyc", ".abi3.so"}};
+const language node{"node",
+                    "hubflow_worker.js",
+                    &runtime_options::node,
+                    {},
+                    false,
+                    {".js", ".cjs", ".json", ".node", "/index.js", "/package.json"}};
+
+/// Whether `module` exists in `codedir` the way the worker will load it.
+/// Checked at config load so that a typo is not first noticed when a
+/// message arrives; the worker's own import reports anything subtler.
+bool module_exists(const language& lang, const fs::path& codedir,
+                   std::string module) {
+  if (lang.dots_are_packages)
+    std::replace(module.begin(), module.end(), '.', '/');
+  std::error_code ec;
+  for (auto suffix : lang.module_files)
+    if (fs::exists(codedir / (module + suffix), ec))
+      return true;
+  return fs::is_regular_file(codedir / module, ec); // node: an exact file
+}
 
 /// Everything a worker is started with, resolved once at config load.
 struct worker_spec {
@@ -253,6 +276,13 @@ std::unique_ptr<function_runtime> make_process_runtime(const language& lang,
   std::error_code ec;
   if (!fs::is_directory(codedir, ec)) {
     error = "codedir '" + codedir.string() + "' is not a directory";
+    return nullptr;
+  }
+  auto module = cfg.handler.substr(0, dot);
+  if (!module_exists(lang, codedir, module)) {
+    error = "module '" + module + "' of handler '" + cfg.handler
+            + "' is not in codedir '" + codedir.string() + "' (looked for "
+            + module + lang.module_files.front() + " and the like)";
     return nullptr;
   }
   auto interpreter_name = cfg.interpreter.empty()
