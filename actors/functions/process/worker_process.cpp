@@ -73,20 +73,14 @@ std::unique_ptr<worker_process> worker_process::spawn(const options& opts,
   w->log_name_ = opts.log_name;
   // stdin is a socket rather than a pipe so that writes can use MSG_NOSIGNAL:
   // a worker that died must give us EPIPE, not kill hubflow with SIGPIPE.
-  int in[2], out[2], err[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0) {
-    error = errno_text("socketpair", errno);
-    return nullptr;
-  }
-  if (::pipe2(out, O_CLOEXEC) != 0) {
-    error = errno_text("pipe", errno);
-    ::close(in[0]), ::close(in[1]);
-    return nullptr;
-  }
-  if (::pipe2(err, O_CLOEXEC) != 0 || ::pipe2(w->wake_fd_, O_CLOEXEC) != 0) {
-    error = errno_text("pipe", errno);
-    for (int fd : {in[0], in[1], out[0], out[1]})
-      ::close(fd);
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, in) != 0
+      || ::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0
+      || ::pipe2(w->wake_fd_, O_CLOEXEC) != 0) {
+    error = errno_text("cannot create the worker's pipes", errno);
+    for (int* fd : {&in[0], &in[1], &out[0], &out[1], &err[0], &err[1]})
+      close_fd(*fd);
+    w->reaped_ = true; // nothing to reap; the destructor closes wake_fd_
     return nullptr;
   }
   posix_spawn_file_actions_t actions;
