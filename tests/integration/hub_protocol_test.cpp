@@ -385,3 +385,23 @@ TEST_F(hub_protocol, will_delay_and_session_expiry) {
   EXPECT_TRUE(
     wait_until([&] { return env.counter("sessions") == sessions; }, 5s));
 }
+
+TEST_F(hub_protocol, slow_consumer_loses_qos0_without_stalling_others) {
+  raw_client slow{env.port, 4096}; // subscribes, then never reads
+  ASSERT_TRUE(slow.mqtt_connect("slow", v311));
+  subscribe(slow, "flood/#", {}, v311);
+  auto fast = connect("fast", v311);
+  subscribe(*fast, "flood/#", {}, v311);
+  auto pub = connect("flooder", v311);
+  const std::string body(1024, 'f');
+  constexpr int rounds = 100;
+  constexpr int per_round = 100; // 10 MiB in all
+  for (int r = 0; r < rounds; ++r) {
+    for (int i = 0; i < per_round; ++i)
+      ASSERT_TRUE(pub->send(make_publish("flood/x", body), v311));
+    for (int i = 0; i < per_round; ++i)
+      ASSERT_TRUE(fast->read_publish(v311, 10s))
+        << "fast consumer stalled in round " << r << " at " << i;
+  }
+  EXPECT_GT(env.counter("dropped_qos0_slow"), 0);
+}

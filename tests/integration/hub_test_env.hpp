@@ -92,8 +92,13 @@ private:
 /// checks of what the hub sends).
 class raw_client {
 public:
-  explicit raw_client(std::uint16_t port) {
+  /// `receive_buffer` > 0 shrinks the socket's receive buffer (before
+  /// connecting, so the TCP window stays small): a slow consumer.
+  explicit raw_client(std::uint16_t port, int receive_buffer = 0) {
     fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (receive_buffer > 0)
+      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer,
+                   sizeof(receive_buffer));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
