@@ -49,7 +49,7 @@ bool process_gone(int pid) {
 /// Handlers in both languages with the same behaviour per name, so every
 /// test runs once for python and once for node.
 const char* python_handlers = R"PY(
-import os, sys, time
+import asyncio, os, sys, time
 
 def echo(event, context):
     return {"event": event if isinstance(event, dict) else event.decode(),
@@ -84,6 +84,10 @@ def pid(event, context):
 
 def number(event, context):
     return 42
+
+async def later(event, context):
+    await asyncio.sleep(0.01)
+    return {"later": True}
 )PY";
 
 const char* node_handlers = R"JS(
@@ -100,6 +104,10 @@ exports.crash = () => { process.stderr.write('about to crash\n'); process.exit(7
 exports.noisy = (event) => { console.log('printed to stdout'); return { ok: 1 }; };
 exports.pid = () => ({ pid: process.pid });
 exports.number = () => 42;
+exports.later = async () => {
+  await new Promise((resolve) => setTimeout(resolve, 10));
+  return { later: true };
+};
 )JS";
 
 class process_runtime_test : public testing::TestWithParam<std::string> {
@@ -203,6 +211,16 @@ TEST_P(process_runtime_test, return_values) {
   auto number = instance("number");
   ASSERT_TRUE(number);
   EXPECT_EQ(call(*number, "{}").output.str(), "42");
+}
+
+TEST_P(process_runtime_test, async_handlers) {
+  auto inst = instance("later");
+  ASSERT_TRUE(inst);
+  for (int i = 0; i < 2; ++i) {
+    auto result = call(*inst, "{}");
+    ASSERT_EQ(result.status, outcome::output) << result.error_message;
+    EXPECT_EQ(json::parse(result.output.str()), json::parse(R"({"later":true})"));
+  }
 }
 
 TEST_P(process_runtime_test, exceptions_become_handler_errors) {

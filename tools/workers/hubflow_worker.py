@@ -6,7 +6,7 @@ one process per function instance. It loads the handler, then answers one
 request at a time over length-prefixed msgpack frames on stdin/stdout (see
 schemas/worker-frames.md). Handlers follow Baetyl's contract:
 
-    def handler(event, context): ...
+    def handler(event, context): ...      (or `async def`)
 
 `event` is a dict when the payload is a JSON object, else bytes; `context`
 holds messageQOS, messageTopic, messageTimestamp, functionName and
@@ -14,7 +14,9 @@ functionInvokeID. A dict or list is published as JSON, bytes as they are, a
 str as UTF-8, None publishes nothing; an exception becomes an error report.
 """
 
+import asyncio
 import importlib
+import inspect
 import json
 import os
 import platform
@@ -127,11 +129,28 @@ def to_event(request):
     return payload
 
 
+class Invoker:
+    """Calls the handler; `async def` handlers run to completion on one
+    event loop kept for the worker's lifetime."""
+
+    def __init__(self, handler):
+        self.handler = handler
+        self.loop = None
+
+    def __call__(self, event, context):
+        result = self.handler(event, context)
+        if inspect.isawaitable(result):
+            if self.loop is None:
+                self.loop = asyncio.new_event_loop()
+            result = self.loop.run_until_complete(result)
+        return result
+
+
 def main():
     codedir, spec, name = sys.argv[1], sys.argv[2], sys.argv[3]
     frames_in, frames_out = take_frame_streams()
     try:
-        handler = load_handler(codedir, spec)
+        invoke = Invoker(load_handler(codedir, spec))
     except BaseException as exc:  # report any import failure, then stop
         write_frame(frames_out, error_fields(0, exc))
         return 1
@@ -146,7 +165,7 @@ def main():
             return 0
         frame_id = request["id"]
         try:
-            result = handler(to_event(request), dict(request["context"]))
+            result = invoke(to_event(request), dict(request["context"]))
             reply = {"id": frame_id, "ok": True, "output": to_output(result)}
         except Exception as exc:
             reply = error_fields(frame_id, exc, skip_worker_frame=True)
