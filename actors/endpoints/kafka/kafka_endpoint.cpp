@@ -46,7 +46,7 @@ caf::behavior kafka_endpoint(endpoint_actor* self,
   // not start) must not take the endpoint down with it.
   self->set_exit_handler([=](caf::exit_msg& msg) {
     auto& st = self->state;
-    if (msg.source == st.producer.address()) {
+    if (st.producer && msg.source == st.producer.address()) {
       spdlog::warn("kafka endpoint {}: producer stopped: {}", st.settings->name,
                    self->system().render(msg.reason));
       st.producer = nullptr;

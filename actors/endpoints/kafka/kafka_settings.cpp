@@ -445,6 +445,10 @@ property_list producer_properties(const kafka_settings& s) {
     // Java-compatible key hashing: the same key lands on the same partition
     // whichever Kafka client produced it; records without a key are spread.
     props.emplace_back("partitioner", "murmur2_random");
+  // Without this librdkafka sends records without a key to a "sticky"
+  // partition of its choice and never asks the partitioner (Default's round
+  // robin and Static are partitioners of the producer actor).
+  props.emplace_back("sticky.partitioning.linger.ms", "0");
   // Batch sizes and bytes on the wire come from librdkafka's statistics.
   props.emplace_back("statistics.interval.ms", "500");
   return props;
