@@ -204,10 +204,12 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   mosquitto_disconnect_v5_callback_set(st.mosq, on_disconnect);
   mosquitto_publish_v5_callback_set(st.mosq, on_publish);
   mosquitto_message_v5_callback_set(st.mosq, on_message);
-  // connect_async + loop_start: the first connect may fail (broker not up
-  // yet); the network thread keeps retrying with the backoff above.
-  mosquitto_connect_async(st.mosq, st.host.c_str(), st.port, 60);
+  // loop_start, then connect_async: the network thread retries with the
+  // backoff above when the first connect fails (the broker is not up yet).
+  // In the other order libmosquitto's thread waits forever for a first
+  // connect that already failed (eclipse/mosquitto#1903).
   mosquitto_loop_start(st.mosq);
+  mosquitto_connect_async(st.mosq, st.host.c_str(), st.port, 60);
   self->send(self, tick_atom::value);
   return {
     [=](subscribe_atom, const std::string& filter, std::uint8_t qos,
