@@ -382,11 +382,24 @@ TEST_F(function_manager, reconnects_after_the_hub_is_killed_and_restarted) {
   hub.start(); // same port, same config
   ASSERT_TRUE(wait_counter("hub", "func-sayhi-1", "connects", 2, 25s));
 
-  // The link resubscribed: messages flow again.
+  // The link resubscribed: messages flow again. (Its SUBSCRIBE may still
+  // be on the way when the counter shows the connect, hence wait_flowing.)
   auto client = hub_client({"t/hi"});
+  ASSERT_TRUE(wait_flowing(*client, "t", "t/hi"));
   ASSERT_TRUE(client->publish("t", R"({"id":42})", 1));
   EXPECT_TRUE(wait_until(
     [&] { return !json_messages_with(*client, "t/hi", "id", 42).empty(); }));
+  EXPECT_EQ(counter("hub", "func-sayhi-1", "connects"), 2);
+}
+
+TEST_F(function_manager, connects_once_a_hub_that_was_down_at_start_comes_up) {
+  hub.stop(); // an edge box where hubflow starts before its broker
+  start_hubflow(sayhi_rule);
+  EXPECT_EQ(counter("hub", "func-sayhi-1", "connects").value_or(0), 0);
+  hub.start();
+  ASSERT_TRUE(wait_counter("hub", "func-sayhi-1", "connects", 1, 25s));
+  auto client = hub_client({"t/hi"});
+  EXPECT_TRUE(wait_flowing(*client, "t", "t/hi"));
 }
 
 // -- plain forwards ----------------------------------------------------------------
