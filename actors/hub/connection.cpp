@@ -392,20 +392,25 @@ void connection::deliver_to_rules(std::vector<rule_delivery>& rules,
     queue_ack(packet_id, ack, rules.size(), 0);
   for (auto& r : rules) {
     ++core_->counters.rule_deliveries;
+    if (!packet_id) {
+      // QoS 0: nothing waits for the answer. A plain send keeps CAF's
+      // table of pending requests (a flat map, erased linearly) and its
+      // timeout clock out of the way; the answer arrives as an ordinary
+      // message (see session_broker).
+      self_->send(r.subscriber, deliver_atom::value, std::move(r.msg));
+      continue;
+    }
     self_
       ->request(r.subscriber, rule_ack_timeout, deliver_atom::value,
                 std::move(r.msg))
       .then(
-        [this, packet_id](ok_atom) {
-          if (packet_id)
-            rule_answered(packet_id, true);
-        },
+        [this, packet_id](ok_atom) { rule_answered(packet_id, true); },
         [this, packet_id](caf::error& err) {
           ++core_->counters.rule_errors;
-          spdlog::debug("hub: rule delivery for '{}' failed: {}", client_id_,
-                        self_->system().render(err));
-          if (packet_id)
-            rule_answered(packet_id, false);
+          if (spdlog::should_log(spdlog::level::debug))
+            spdlog::debug("hub: rule delivery for '{}' failed: {}",
+                          client_id_, self_->system().render(err));
+          rule_answered(packet_id, false);
         });
   }
   rules.clear();
@@ -659,6 +664,9 @@ caf::behavior session_broker(caf::io::broker* self,
       keep->on_kick();
       core->flush_dirty();
     },
+    // Answers of rule subscribers to QoS 0 deliveries (sent, not requested).
+    [](ok_atom) {},
+    [core](caf::error&) { ++core->counters.rule_errors; },
   };
 }
 
