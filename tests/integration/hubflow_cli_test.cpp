@@ -3,6 +3,12 @@
 // configs, refused plugins, bad options and a stats port nobody serves.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <filesystem>
 #include <string>
 
@@ -181,6 +187,67 @@ TEST(hubflow_cli, version) {
   auto res = run(hubflow_binary() + " --version");
   EXPECT_EQ(res.exit_code, 0);
   EXPECT_EQ(res.out.rfind("hubflow ", 0), 0u) << res.out;
+}
+
+/// A loopback TCP listener that holds its port while it lives.
+class port_holder {
+public:
+  port_holder() {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    ::listen(fd_, 4);
+    socklen_t len = sizeof(addr);
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~port_holder() {
+    ::close(fd_);
+  }
+  std::uint16_t port() const {
+    return port_;
+  }
+
+private:
+  int fd_;
+  std::uint16_t port_;
+};
+
+TEST(hubflow_cli, taken_stats_port_exits_3) {
+  port_holder taken;
+  temp_dir dir;
+  auto path = config_with_plugin(dir, "sayhi");
+  process broker({hubflow_binary(), "--config", path, "--plugin-dir",
+                  plugin_dir(), "--stats-port", std::to_string(taken.port())});
+  auto status = broker.wait_exit(15s);
+  ASSERT_TRUE(status) << "hubflow kept running without its stats port";
+  EXPECT_EQ(*status, 3) << broker.output();
+  EXPECT_TRUE(contains(broker.output(), "cannot serve stats on 127.0.0.1:"
+                                          + std::to_string(taken.port())))
+    << broker.output();
+}
+
+TEST(hubflow_cli, taken_listen_port_exits_3) {
+  port_holder taken;
+  process broker({hubflow_binary(), "--listen",
+                  "127.0.0.1:" + std::to_string(taken.port()), "--stats-port",
+                  std::to_string(free_port())});
+  auto status = broker.wait_exit(15s);
+  ASSERT_TRUE(status) << "hubflow kept running without its listen port";
+  EXPECT_EQ(*status, 3) << broker.output();
+  EXPECT_TRUE(contains(broker.output(), std::to_string(taken.port())))
+    << broker.output();
+}
+
+TEST(hubflow_cli, sigterm_stops_it_with_exit_0) {
+  hubflow_server broker(
+    "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(free_port()) + "]\n");
+  ASSERT_TRUE(broker.wait_ready()) << broker.proc().output();
+  EXPECT_EQ(broker.proc().stop(SIGTERM, 10s), 0) << broker.proc().output();
+  EXPECT_TRUE(contains(broker.proc().output(), "shutting down"))
+    << broker.proc().output();
 }
 
 TEST(hubflowctl_cli, stats_against_a_port_with_nothing_exits_1) {
