@@ -405,3 +405,35 @@ TEST_F(hub_protocol, slow_consumer_loses_qos0_without_stalling_others) {
   }
   EXPECT_GT(env.counter("dropped_qos0_slow"), 0);
 }
+
+TEST_F(hub_protocol, offline_queue_is_bounded_and_counts_drops) {
+  hub_config cfg = test_hub_config();
+  cfg.max_queued_messages = 3;
+  hub_env small{cfg};
+  ASSERT_TRUE(small.hub) << small.error;
+  {
+    raw_client sub{small.port};
+    ASSERT_TRUE(sub.mqtt_connect("bounded", v311, {}, false));
+    subscribe(sub, "b/#", {1}, v311);
+  }
+  ASSERT_TRUE(wait_until([&] { return small.counter("connections") == 0; }));
+  raw_client pub{small.port};
+  ASSERT_TRUE(pub.mqtt_connect("bpub", v311));
+  for (std::uint16_t i = 1; i <= 5; ++i) {
+    ASSERT_TRUE(
+      pub.send(make_publish("b/t", "m" + std::to_string(i), 1, i), v311));
+    ASSERT_TRUE(pub.read(v311)); // PUBACK
+  }
+  EXPECT_EQ(small.counter("dropped_queue_full"), 2);
+  raw_client back{small.port};
+  auto ack = back.mqtt_connect("bounded", v311, {}, false);
+  ASSERT_TRUE(ack && ack->session_present);
+  for (int i = 1; i <= 3; ++i) {
+    auto got = back.read_publish(v311);
+    ASSERT_TRUE(got) << i;
+    EXPECT_EQ(got->msg.body.view(), "m" + std::to_string(i));
+    ASSERT_TRUE(
+      back.send(ack_packet{packet_type::puback, got->packet_id, 0, {}}, v311));
+  }
+  EXPECT_FALSE(back.read_publish(v311, 300ms));
+}
