@@ -1,6 +1,7 @@
 // hubflow: the broker binary. Reads the command line and the config, builds
 // every actor (stats, hub, endpoints, function supervisors, rules), then runs
 // until SIGINT or SIGTERM.
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
@@ -74,6 +75,8 @@ struct options {
   std::vector<std::string> plugin_dirs;
   std::vector<std::string> listen;
   int stats_port = -1;
+  std::string python;
+  std::string node;
 };
 
 std::optional<options> parse_options(int argc, char** argv, int& exit) {
@@ -95,6 +98,11 @@ std::optional<options> parse_options(int argc, char** argv, int& exit) {
      "replaces the embedded hub's listeners; repeatable")
     ("stats-port", po::value(&opts.stats_port)->value_name("PORT"),
      "overrides stats.port (0 picks a free port and logs it)")
+    ("python", po::value(&opts.python)->value_name("PATH"),
+     "interpreter for Python functions (default /usr/bin/python3; a "
+     "function's `interpreter:` wins)")
+    ("node", po::value(&opts.node)->value_name("PATH"),
+     "interpreter for Node functions (default: node on the PATH)")
     ("print-default-config", "print the embedded default config and exit");
   po::variables_map vm;
   try {
@@ -118,6 +126,18 @@ std::optional<options> parse_options(int argc, char** argv, int& exit) {
   if (vm.count("print-default-config")) {
     std::cout << default_config_text();
     exit = exit_ok;
+    return std::nullopt;
+  }
+  // spdlog reads an unknown level as "off": a typo would silence the log.
+  const std::vector<std::string> levels{"trace", "debug", "info", "warn",
+                                        "warning", "error", "off"};
+  if (!opts.log_level.empty()
+      && std::find(levels.begin(), levels.end(), opts.log_level)
+           == levels.end()) {
+    std::cerr << "hubflow: --log-level '" << opts.log_level
+              << "' is not one of trace, debug, info, warn, error, off\n"
+                 "Try 'hubflow --help'.\n";
+    exit = exit_usage;
     return std::nullopt;
   }
   return opts;
@@ -166,6 +186,10 @@ runtime_options make_runtime_options(const options& opts) {
   runtime_options result;
   result.plugin_dirs = opts.plugin_dirs;
   result.plugin_dirs.push_back(HUBFLOW_DEFAULT_PLUGIN_DIR);
+  if (!opts.python.empty())
+    result.python = opts.python;
+  if (!opts.node.empty())
+    result.node = opts.node;
   result.workers_dir = std::string{HUBFLOW_SOURCE_DIR} + "/tools/workers";
   if (auto* dir = std::getenv("HUBFLOW_WORKERS_DIR"))
     result.workers_dir = dir;
