@@ -175,6 +175,14 @@ TEST(hubflow_cli, unknown_option_exits_2) {
   EXPECT_TRUE(contains(res.err, "hubflow --help")) << res.err;
 }
 
+TEST(hubflow_cli, unknown_log_level_exits_2) {
+  auto res = run(hubflow_binary() + " --check --log-level verbose");
+  EXPECT_EQ(res.exit_code, 2);
+  EXPECT_TRUE(contains(res.err, "--log-level 'verbose' is not one of"))
+    << res.err;
+  EXPECT_EQ(run(hubflow_binary() + " --check --log-level debug").exit_code, 0);
+}
+
 TEST(hubflow_cli, help_documents_every_option_and_the_exit_codes) {
   auto res = run(hubflow_binary() + " --help");
   EXPECT_EQ(res.exit_code, 0);
