@@ -18,6 +18,11 @@ namespace {
 /// How many topic aliases a client may set up (MQTT 5 Topic Alias Maximum).
 constexpr std::uint16_t server_topic_alias_max = 256;
 
+/// QoS 1/2 publishes a v5 client may have unacknowledged (MQTT 5 Receive
+/// Maximum): bounds what one client can make the hub hold while rules
+/// answer.
+constexpr std::uint16_t server_receive_max = 1024;
+
 /// How long a rule may take to answer before the client's ack is given up.
 constexpr auto rule_ack_timeout = std::chrono::seconds(30);
 
@@ -312,6 +317,7 @@ void connection::handle_connect(mqtt::connect_packet& c) {
     if (assigned)
       props.assigned_client_id = client_id_;
     props.topic_alias_maximum = topic_alias_max_;
+    props.receive_maximum = server_receive_max;
     if (core.config().max_message_size < mqtt_max_packet)
       props.maximum_packet_size =
         static_cast<std::uint32_t>(core.config().max_message_size);
@@ -349,6 +355,11 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
   }
   auto ack_type = msg.qos == 2 ? mqtt::packet_type::pubrec
                                : mqtt::packet_type::puback;
+  if (msg.qos > 0 && version_ == mqtt::v5
+      && acks_.size() + session_->incoming_qos2.size() >= server_receive_max) {
+    close(mqtt::rc::receive_maximum_exceeded);
+    return false;
+  }
   if (!core.auth().may_publish(principal_, msg.topic)) {
     ++core.counters.denied_publish;
     spdlog::warn("hub: client '{}' may not publish to '{}'", client_id_,

@@ -72,6 +72,7 @@ TEST_F(hub_protocol, assigns_client_id_and_announces_limits) {
   ASSERT_TRUE(ack->props.assigned_client_id);
   EXPECT_FALSE(ack->props.assigned_client_id->empty());
   EXPECT_TRUE(ack->props.topic_alias_maximum.has_value());
+  EXPECT_EQ(ack->props.receive_maximum, 1024);
   // MQTT 3.1.1 with an empty id and a persistent session is refused.
   raw_client old{env.port};
   auto refused = old.mqtt_connect("", v311, {}, false);
