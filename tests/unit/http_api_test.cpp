@@ -1,7 +1,9 @@
 // The HTTP API over real HTTP (curl and raw sockets), in-process, with a
 // real Redis endpoint as the state store (redis-server started on a free
 // port) and small fake actors for the hub, function supervisors and stats.
+#include <atomic>
 #include <mutex>
+#include <thread>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -238,6 +240,38 @@ TEST_F(http_api_test, etags_conflicts_and_delete_with_if_match) {
   EXPECT_EQ(curl(base_ + "/v1.0/state/statestore/e").status, 204);
   EXPECT_EQ(curl("-X DELETE " + base_ + "/v1.0/state/statestore/gone").status,
             204);
+}
+
+TEST_F(http_api_test, concurrent_http_writers_lose_no_update) {
+  ASSERT_EQ(post_json("/v1.0/state/statestore", R"([{"key":"n","value":0}])")
+              .status,
+            204);
+  constexpr int writers = 4;
+  constexpr int increments = 15;
+  std::atomic<int> conflicts{0};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w)
+    threads.emplace_back([&] {
+      for (int done = 0; done < increments;) {
+        auto current = test::http_request(port_, "GET", "/v1.0/state/statestore/n");
+        if (current.status != 200)
+          continue;
+        auto next = std::stoi(current.body) + 1;
+        auto r = test::http_request(
+          port_, "POST", "/v1.0/state/statestore",
+          R"([{"key":"n","value":)" + std::to_string(next) + R"(,"etag":")"
+            + current.header("etag") + R"("}])");
+        if (r.status == 204)
+          ++done;
+        else if (r.status == 409)
+          ++conflicts;
+      }
+    });
+  for (auto& t : threads)
+    t.join();
+  auto final_value = test::http_request(port_, "GET", "/v1.0/state/statestore/n");
+  EXPECT_EQ(final_value.body, std::to_string(writers * increments));
+  EXPECT_GT(conflicts.load(), 0) << "the writers never raced";
 }
 
 TEST_F(http_api_test, ttl_from_metadata) {
