@@ -106,8 +106,9 @@ void connection::on_peer_closed() {
   self_->quit();
 }
 
-void connection::on_tick() {
-  if (phase_ == phase::closing)
+void connection::on_tick(std::uint64_t generation) {
+  // Only the latest scheduled tick counts: re-scheduling supersedes.
+  if (phase_ == phase::closing || generation != tick_generation_)
     return;
   auto now = steady_clock::now();
   if (phase_ == phase::awaiting_connect) {
@@ -641,7 +642,7 @@ void connection::take_over(bool session_ends, caf::io::broker* requester) {
 }
 
 void connection::schedule_tick(std::chrono::milliseconds after) {
-  self_->delayed_send(self_, after, tick_atom::value);
+  self_->delayed_send(self_, after, tick_atom::value, ++tick_generation_);
 }
 
 // -- the session broker -------------------------------------------------------
@@ -665,9 +666,9 @@ caf::behavior session_broker(caf::io::broker* self,
       keep->on_peer_closed();
       core->flush_dirty();
     },
-    [conn, core](tick_atom) {
+    [conn, core](tick_atom, std::uint64_t generation) {
       auto keep = conn;
-      keep->on_tick();
+      keep->on_tick(generation);
       core->flush_dirty();
     },
     [conn, core](kick_atom) {

@@ -53,7 +53,7 @@ public:
   void on_data(std::string_view bytes);
   void on_transferred(std::uint64_t remaining);
   void on_peer_closed();
-  void on_tick();
+  void on_tick(std::uint64_t generation);
   /// The session was taken over (or the hub shuts down): close now.
   void on_kick();
 
@@ -156,6 +156,7 @@ private:
   std::uint32_t will_delay_ = 0;
   std::uint16_t keep_alive_ = 0;
   steady_clock::time_point last_rx_;
+  std::uint64_t tick_generation_ = 0;
   std::size_t client_max_packet_ = 268435460;
   std::uint16_t client_receive_max_ = 65535;
   std::uint16_t topic_alias_max_ = 0; // what we accept from the client
