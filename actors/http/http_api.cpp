@@ -1,5 +1,6 @@
 #include "http/http_api.hpp"
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <set>
@@ -31,7 +32,11 @@ struct http_connection {
   http_request_parser parser;
   bool busy = false;       // a request is being answered; later ones wait
   bool processing = false; // process_input is on the stack for it
+  std::chrono::steady_clock::time_point last_seen
+    = std::chrono::steady_clock::now();
 };
+
+using sweep_atom = caf::atom_constant<caf::atom("http_sweep")>;
 
 struct http_api_state {
   static inline const char* name = "hubflow.http_api";
@@ -41,6 +46,7 @@ struct http_api_state {
   std::map<caf::io::connection_handle, http_connection> connections;
   probe stats{"http", "api"};
   bool report_scheduled = false;
+  bool sweep_scheduled = false;
 };
 
 using http_broker = caf::io::stateful_broker<http_api_state>;
@@ -52,6 +58,16 @@ struct reply_to {
 };
 
 void process_input(http_broker* self, caf::io::connection_handle hdl);
+
+/// Checks for idle connections while there are any.
+void schedule_sweep(http_broker* self) {
+  auto& st = self->state;
+  if (st.sweep_scheduled || st.connections.empty())
+    return;
+  st.sweep_scheduled = true;
+  auto every = std::max(st.ctx->idle_timeout / 2, std::chrono::milliseconds(50));
+  self->delayed_send(self, every, sweep_atom::value);
+}
 
 void touch_stats(http_broker* self) {
   auto& st = self->state;
@@ -82,6 +98,7 @@ void respond(http_broker* self, const reply_to& to, int status,
     return;
   }
   i->second.busy = false;
+  i->second.last_seen = std::chrono::steady_clock::now();
   // Answered asynchronously: go on with pipelined requests in the buffer.
   // (Answered synchronously, the loop in process_input goes on by itself.)
   if (!i->second.processing)
@@ -597,12 +614,14 @@ caf::behavior http_api(http_broker* self, caf::io::doorman_ptr door,
                                       http_connection{self->state.limits});
       self->state.stats.add("connections_accepted");
       touch_stats(self);
+      schedule_sweep(self);
     },
     [=](const caf::io::new_data_msg& msg) {
       auto i = self->state.connections.find(msg.handle);
       if (i == self->state.connections.end())
         return;
       auto& conn = i->second;
+      conn.last_seen = std::chrono::steady_clock::now();
       conn.parser.feed(std::string_view{msg.buf.data(), msg.buf.size()});
       // A client that keeps pipelining while its requests wait must not
       // grow the buffer without bound.
@@ -625,6 +644,23 @@ caf::behavior http_api(http_broker* self, caf::io::doorman_ptr door,
     [=](tick_atom) {
       self->state.report_scheduled = false;
       self->state.stats.report(self);
+    },
+    [=](sweep_atom) {
+      auto& st = self->state;
+      st.sweep_scheduled = false;
+      auto cutoff = std::chrono::steady_clock::now() - st.ctx->idle_timeout;
+      for (auto i = st.connections.begin(); i != st.connections.end();) {
+        // A connection waiting for an actor's answer is not idle.
+        if (!i->second.busy && i->second.last_seen < cutoff) {
+          self->close(i->first);
+          i = st.connections.erase(i);
+          st.stats.add("connections_idle_closed");
+        } else {
+          ++i;
+        }
+      }
+      touch_stats(self);
+      schedule_sweep(self);
     },
   };
 }

@@ -51,6 +51,9 @@ struct http_context {
   std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
   /// Invocations wait for the supervisor, which applies its own timeout.
   std::chrono::milliseconds invoke_timeout{std::chrono::seconds(120)};
+  /// A connection with no request in progress and nothing received for this
+  /// long is closed (idle keep-alive clients, half-sent requests).
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
 };
 
 /// Binds cfg.listen ("host:port"; port 0 picks a free one) and spawns the

@@ -458,6 +458,28 @@ TEST_F(http_api_test, redis_down_answers_503_and_recovers) {
             204);
 }
 
+TEST_F(http_api_test, idle_and_half_sent_connections_are_closed) {
+  http_context ctx;
+  ctx.idle_timeout = 300ms;
+  http_config cfg;
+  cfg.listen = "127.0.0.1:0";
+  std::string error;
+  std::uint16_t port = 0;
+  auto api = spawn_http_api(sys_, cfg, ctx, error, &port);
+  ASSERT_TRUE(api) << error;
+  for (std::string raw : {"", "GET /v1.0/heal"}) {
+    auto start = std::chrono::steady_clock::now();
+    auto answer = test::http_exchange(port, raw, 8s);
+    auto waited = std::chrono::steady_clock::now() - start;
+    EXPECT_TRUE(answer.empty()) << answer;
+    EXPECT_LT(waited, 5s) << "the server kept an idle connection open";
+  }
+  // A keep-alive client that is answered is not cut off mid-exchange.
+  auto r = test::http_request(port, "GET", "/v1.0/healthz");
+  EXPECT_EQ(r.status, 204);
+  caf::anon_send_exit(api, caf::exit_reason::user_shutdown);
+}
+
 TEST_F(http_api_test, busy_port_is_reported) {
   http_config cfg;
   cfg.listen = "127.0.0.1:" + std::to_string(port_);
