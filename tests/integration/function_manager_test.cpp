@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
 #include <optional>
 #include <regex>
 #include <set>
@@ -65,8 +66,12 @@ protected:
   /// Starts hubflow with `body` (rules, functions) under an external-hub
   /// section pointing at our mosquitto.
   void start_hubflow(const std::string& body) {
-    broker = std::make_unique<hubflow_server>(
-      "hub:\n  address: " + hub_address() + "\n" + body);
+    start_hubflow_with("hub:\n  address: " + hub_address() + "\n" + body);
+  }
+
+  /// Starts hubflow with a whole config of the test's own.
+  void start_hubflow_with(const std::string& yaml) {
+    broker = std::make_unique<hubflow_server>(yaml);
     ASSERT_TRUE(broker->wait_ready()) << broker->proc().output();
   }
 
@@ -124,6 +129,21 @@ protected:
                 << broker->stats_json() << "\n";
   }
 };
+
+/// Mosquitto config lines for a hub that only lets Baetyl's example user
+/// (test/hahaha) in; the password file is written to `dir`.
+std::string password_file_config(const temp_dir& dir) {
+  auto passwords = dir.path() + "/passwd";
+  auto made = run_command("mosquitto_passwd -b -c " + passwords
+                          + " test hahaha");
+  EXPECT_EQ(made.exit_code, 0) << made.output;
+  // Mosquitto started as root reads it as its own unprivileged user.
+  namespace fs = std::filesystem;
+  fs::permissions(dir.path(), fs::perms::others_read | fs::perms::others_exec,
+                  fs::perm_options::add);
+  fs::permissions(passwords, fs::perms::others_read, fs::perm_options::add);
+  return "allow_anonymous false\npassword_file " + passwords;
+}
 
 const std::string sayhi_rule = R"(
 rules:
@@ -261,6 +281,52 @@ functions:
   for (auto& m : client->messages_on("t/hi"))
     EXPECT_EQ(m.payload.find("errorMessage"), std::string::npos) << m.payload;
   EXPECT_EQ(client->messages_on("t/errors").size(), 1u);
+}
+
+TEST_F(function_manager, baetyls_service_yml_runs_with_the_hubs_credentials) {
+  // A hub that wants Baetyl's example user, and the issue's service.yml with
+  // nothing changed but the port.
+  temp_dir dir;
+  mosquitto_server secured(0, password_file_config(dir));
+  start_hubflow_with(R"(hub:
+  address: tcp://127.0.0.1:)" + std::to_string(secured.port()) + R"(
+  username: test
+  password: hahaha
+rules:
+  - clientid: func-sayhi-1
+    subscribe: {topic: t, qos: 1}
+    function: {name: sayhi}
+    publish: {topic: t/hi, qos: 1}
+functions:
+  - name: sayhi
+    runtime: native          # native plugins now; sql, python, node come later
+    plugin: sayhi            # resolved in the plugin dirs
+    instance: {min: 0, max: 10, idletime: 30s, timeout: 10s}
+)");
+  mqtt_client client;
+  client.set_credentials("test", "hahaha");
+  ASSERT_EQ(client.connect(secured.port()), 0);
+  ASSERT_EQ(client.subscribe("t/hi", 1), 1);
+  ASSERT_TRUE(wait_flowing(client, "t", "t/hi"));
+  ASSERT_TRUE(client.publish("t", R"({"id":1})", 1));
+  ASSERT_TRUE(wait_until(
+    [&] { return !json_messages_with(client, "t/hi", "id", 1).empty(); }));
+  EXPECT_EQ(json_messages_with(client, "t/hi", "id", 1).front()["Say"],
+            "Hello hubflow");
+}
+
+TEST_F(function_manager, refused_credentials_are_counted_and_not_connected) {
+  temp_dir dir;
+  mosquitto_server secured(0, password_file_config(dir));
+  start_hubflow_with("hub:\n  address: tcp://127.0.0.1:"
+                     + std::to_string(secured.port())
+                     + "\n  username: test\n  password: wrong\n"
+                     + sayhi_rule);
+  EXPECT_TRUE(wait_until([&] {
+    return counter("hub", "func-sayhi-1", "connect_refused").value_or(0) >= 1;
+  }));
+  EXPECT_EQ(counter("hub", "func-sayhi-1", "connects").value_or(0), 0);
+  EXPECT_TRUE(broker->proc().running());
 }
 
 // -- scaling ----------------------------------------------------------------------
