@@ -514,6 +514,44 @@ rules:
   }));
 }
 
+TEST_F(function_manager, mqtt5_hub_link_keeps_user_properties_and_qos_2) {
+  start_hubflow_with("hub:\n  address: " + hub_address()
+                     + "\n  protocol: mqttv5\n"
+                       "rules:\n"
+                       "  - name: v5-forward\n"
+                       "    from: {topic: v5/in, qos: 2}\n"
+                       "    to: {topic: v5/out, qos: 2}\n");
+  mqtt_client client("", 5);
+  ASSERT_EQ(client.connect(hub.port()), 0);
+  ASSERT_EQ(client.subscribe("v5/out", 2), 2);
+  ASSERT_TRUE(wait_until(
+    [&] {
+      client.publish("v5/in", "warmup", 1);
+      return wait_until([&] { return !client.messages_on("v5/out").empty(); },
+                        300ms);
+    },
+    15s));
+  // mosquitto_pub speaks MQTT 5 with a user property.
+  auto pub = run_command("mosquitto_pub -V 5 -p " + std::to_string(hub.port())
+                         + " -q 2 -t v5/in -m with-props"
+                           " -D publish user-property site edge-7");
+  ASSERT_EQ(pub.exit_code, 0) << pub.output;
+  ASSERT_TRUE(wait_until([&] {
+    for (auto& m : client.messages_on("v5/out"))
+      if (m.payload == "with-props")
+        return true;
+    return false;
+  }));
+  for (auto& m : client.messages_on("v5/out")) {
+    if (m.payload != "with-props")
+      continue;
+    EXPECT_EQ(m.qos, 2);
+    EXPECT_EQ(m.user_properties,
+              (std::vector<std::pair<std::string, std::string>>{
+                {"site", "edge-7"}}));
+  }
+}
+
 // -- limits --------------------------------------------------------------------
 
 TEST_F(function_manager, min_instances_are_kept_warm_without_traffic) {
