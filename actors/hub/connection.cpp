@@ -3,10 +3,6 @@
 #include <algorithm>
 #include <cerrno>
 
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
-
 #include <spdlog/spdlog.h>
 
 #include "core/type_ids.hpp"
@@ -39,9 +35,8 @@ bool is_loopback(const std::string& addr) {
 connection::connection(caf::io::broker* self, caf::io::connection_handle hdl,
                        std::shared_ptr<hub_core> core)
   : self_(self),
-    hdl_(hdl),
     core_(std::move(core)),
-    fd_(static_cast<int>(hdl.id())),
+    transport_(self, hdl),
     backlog_limit_(backlog_limit(core_->config())) {
 }
 
@@ -53,14 +48,8 @@ connection::~connection() {
 }
 
 void connection::start() {
-  // Small MQTT packets must not wait for Nagle's algorithm.
-  int one = 1;
-  ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  peer_ = self_->remote_addr(hdl_);
+  peer_ = transport_.peer();
   loopback_ = is_loopback(peer_);
-  // at_most(N) zeroes N bytes after every read: keep N small.
-  self_->configure_read(hdl_, caf::io::receive_policy::at_most(4096));
-  self_->ack_writes(hdl_, true);
   decode_opts_.version = 0;
   decode_opts_.max_packet_size = core_->config().max_message_size;
   last_rx_ = steady_clock::now();
@@ -96,11 +85,11 @@ void connection::on_data(std::string_view bytes) {
 }
 
 void connection::on_transferred(std::uint64_t written) {
-  caf_pending_ = caf_pending_ > written ? caf_pending_ - written : 0;
+  transport_.written(written);
 }
 
 void connection::on_peer_closed() {
-  closed_ = true;
+  transport_.peer_closed();
   if (phase_ != phase::closing)
     finish(true);
   self_->quit();
@@ -141,8 +130,7 @@ void connection::on_kick() {
     return;
   }
   flush_out();
-  self_->close(hdl_);
-  closed_ = true;
+  transport_.close();
   self_->quit();
 }
 
@@ -151,28 +139,7 @@ void connection::on_kick() {
 void connection::flush_out() {
   if (out_.empty())
     return;
-  if (closed_) {
-    // CAF may already have closed the descriptor (and the OS reused it).
-    out_.clear();
-    return;
-  }
-  std::size_t sent = 0;
-  if (caf_pending_ == 0) {
-    // Straight to the socket: cheaper than CAF's flush (no epoll_ctl, no
-    // extra loop pass). Only while CAF holds nothing, to keep the order.
-    auto n = ::send(fd_, out_.data(), out_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0)
-      sent = static_cast<std::size_t>(n);
-    // On EAGAIN or an error CAF takes everything; it reports a broken
-    // connection itself.
-  }
-  if (sent < out_.size()) {
-    auto& buf = self_->wr_buf(hdl_);
-    buf.insert(buf.end(), out_.begin() + static_cast<std::ptrdiff_t>(sent),
-               out_.end());
-    caf_pending_ += out_.size() - sent;
-    self_->flush(hdl_);
-  }
+  transport_.send(out_.data(), out_.size());
   out_.clear();
   if (out_.capacity() > (1u << 20))
     mqtt::byte_buffer{}.swap(out_); // give a burst's memory back
@@ -572,8 +539,7 @@ void connection::handle_disconnect(const mqtt::disconnect_packet& d) {
                       && d.reason == mqtt::rc::disconnect_with_will;
   finish(publish_will);
   flush_out();
-  self_->close(hdl_);
-  closed_ = true;
+  transport_.close();
   self_->quit();
 }
 
@@ -586,8 +552,7 @@ void connection::close(std::uint8_t reason) {
     write(mqtt::disconnect_packet{mqtt::packet_type::disconnect, reason, {}});
   finish(true);
   flush_out();
-  self_->close(hdl_);
-  closed_ = true;
+  transport_.close();
   self_->quit();
 }
 

@@ -1,8 +1,8 @@
 // One MQTT client connection: the protocol state machine of a session
 // broker. It parses every complete packet of a read, routes publishes
 // through hub_core (which writes straight into the subscribers' output
-// buffers), and sends its output with ::send() on the socket, falling back
-// to CAF's write buffer for what the socket does not take.
+// buffers), and hands each connection's output to its transport once per
+// batch.
 #pragma once
 
 #include <algorithm>
@@ -17,6 +17,7 @@
 
 #include "hub/hub_core.hpp"
 #include "hub/mqtt_codec.hpp"
+#include "hub/transport.hpp"
 
 namespace hubflow::hub {
 
@@ -78,7 +79,7 @@ public:
   }
   /// More unsent output than backlog_limit().
   bool backlogged() const noexcept {
-    return out_.size() + caf_pending_ > backlog_limit_;
+    return out_.size() + transport_.backlog() > backlog_limit_;
   }
   /// Writes out_ to the socket (the rest into CAF's buffer).
   void flush_out();
@@ -133,9 +134,8 @@ private:
   void schedule_tick(std::chrono::milliseconds after);
 
   caf::io::broker* self_;
-  caf::io::connection_handle hdl_;
   std::shared_ptr<hub_core> core_;
-  int fd_;
+  caf_transport transport_;
   std::string peer_;
   bool loopback_ = false;
 
@@ -144,9 +144,7 @@ private:
   mqtt::packet_reader reader_;
   mqtt::decode_options decode_opts_;
   mqtt::byte_buffer out_;
-  std::uint64_t caf_pending_ = 0; // bytes handed to CAF, not yet written
   std::size_t backlog_limit_;
-  bool closed_ = false; // the socket is (being) closed: never send again
 
   session_state* session_ = nullptr;
   std::string client_id_;
