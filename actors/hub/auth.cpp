@@ -162,17 +162,6 @@ bool is_dollar_topic(std::string_view name) {
   return !name.empty() && name.front() == '$';
 }
 
-// `$share/<group>/<filter>` subscribes to <filter>.
-std::string_view strip_share_prefix(std::string_view filter) {
-  constexpr std::string_view prefix = "$share/";
-  if (filter.substr(0, prefix.size()) != prefix)
-    return filter;
-  auto rest = filter.substr(prefix.size());
-  auto slash = rest.find('/');
-  return slash == std::string_view::npos ? std::string_view{}
-                                         : rest.substr(slash + 1);
-}
-
 } // namespace
 
 bool filter_covers(std::string_view permit, std::string_view filter) {
@@ -248,9 +237,12 @@ bool authenticator::may_subscribe(const principal_config* p,
                                   std::string_view filter) const {
   if (p == nullptr)
     return allow_anonymous_;
-  filter = strip_share_prefix(filter);
-  if (filter.empty())
-    return false;
+  // `$share/<group>/<filter>` subscribes to <filter>.
+  if (auto shared = mqtt::parse_shared_filter(filter)) {
+    if (!shared->valid)
+      return false;
+    filter = shared->filter;
+  }
   for (const auto& permit : p->sub)
     if (filter_covers(permit, filter))
       return true;

@@ -284,4 +284,5 @@ TEST_F(authenticator_test, shared_subscriptions_are_judged_by_their_filter) {
   EXPECT_TRUE(auth.may_subscribe(app, "$share/workers/sensors/+/temp"));
   EXPECT_FALSE(auth.may_subscribe(app, "$share/workers/cmd/#"));
   EXPECT_FALSE(auth.may_subscribe(app, "$share/workers"));
+  EXPECT_FALSE(auth.may_subscribe(app, "$share//sensors/#")); // no group
 }
