@@ -173,14 +173,19 @@ print(json.dumps(out))' "$1"
 }
 
 # settled_stats runtime received: the runtime's stats once its rule counted
-# `received` messages in (stats reach hubflowctl every stats.interval), or
-# after 5 s whatever they are then.
+# `received` messages in and out and its function `received` outputs, or
+# after 5 s whatever they are then. Each actor reports every stats.interval
+# on its own timer: a function snapshot even 100 ms stale would still hold
+# the previous run's samples in its latency window, and at 1% of the window
+# they are its p99.
 settled_stats() {
   local runtime=$1 received=$2 snapshot i
   for ((i = 0; i < 50; i++)); do
     snapshot=$(stats_of "$runtime")
-    "$python" -c 'import json, sys; s = json.loads(sys.argv[1])
-sys.exit(0 if s.get("rule", {}).get("in", 0) >= int(sys.argv[2]) else 1)' "$snapshot" "$received" && break
+    "$python" -c 'import json, sys; s, n = json.loads(sys.argv[1]), int(sys.argv[2])
+rule, function = s.get("rule", {}), s.get("function", {})
+sys.exit(0 if min(rule.get("in", 0), rule.get("out", 0), function.get("outputs", 0)) >= n else 1)' \
+      "$snapshot" "$received" && break
     sleep 0.1
   done
   echo "$snapshot"
