@@ -13,6 +13,7 @@
 
 #include "core/type_ids.hpp"
 #include "endpoints/kafka/kafka_client.hpp"
+#include "endpoints/kafka/kafka_endpoint.hpp"
 #include "endpoints/kafka/kafka_mapping.hpp"
 
 namespace hubflow::kafka {
@@ -84,6 +85,17 @@ struct kafka_producer_state {
 
   ~kafka_producer_state();
 
+  bool client_tried = false;
+
+  /// Creates the librdkafka producer unless that was done (or failed).
+  void ensure_client(caf::event_based_actor* self) {
+    if (client_tried)
+      return;
+    client_tried = true;
+    setup(self);
+    if (!setup_error.empty())
+      spdlog::error("kafka endpoint {}: {}", settings->name, setup_error);
+  }
   void setup(caf::event_based_actor* self);
   void publish(message&& msg, std::string&& topic, caf::response_promise rp);
   /// Hands waiting records to librdkafka while it has room.
@@ -233,7 +245,8 @@ bool kafka_producer_state::produce(waiting_record& record) {
     record.promise.deliver(ok_atom::value);
     return true;
   }
-  auto headers = rd_kafka_headers_new(out.headers.size());
+  auto headers = out.headers.empty() ? nullptr
+                                     : rd_kafka_headers_new(out.headers.size());
   for (auto& [name, value] : out.headers)
     rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()),
                         value.data(), static_cast<ssize_t>(value.size()));
@@ -251,7 +264,8 @@ bool kafka_producer_state::produce(waiting_record& record) {
     RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<uintptr_t>(id))),
     RD_KAFKA_V_END);
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-    rd_kafka_headers_destroy(headers); // ownership passes only on success
+    if (headers != nullptr)
+      rd_kafka_headers_destroy(headers); // ownership passes only on success
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
       return false;
     ++counters.failed;
@@ -362,21 +376,26 @@ component_stats kafka_producer_state::snapshot() const {
 }
 
 caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
-                             std::shared_ptr<const kafka_settings> settings) {
+                             std::shared_ptr<const kafka_settings> settings,
+                             bool connect_now, extra_handlers extra) {
   auto& st = self->state;
   st.settings = std::move(settings);
-  st.setup(self);
-  if (!st.setup_error.empty())
-    spdlog::error("kafka endpoint {}: {}", st.settings->name, st.setup_error);
+  if (connect_now)
+    st.ensure_client(self);
   self->delayed_send(self, tick_interval, tick_atom::value);
-  return {
+  caf::message_handler producer{
     [=](publish_atom, message& msg, std::string& topic) {
       auto rp = self->make_response_promise();
+      self->state.ensure_client(self);
+      // A rule may hand over its topic template unexpanded.
+      if (topic.find("${") != std::string::npos)
+        topic = expand_kafka_topic(topic, msg.topic);
       self->state.publish(std::move(msg), std::move(topic), rp);
       return rp;
     },
     [=](publish_atom, message& msg) {
       auto rp = self->make_response_promise();
+      self->state.ensure_client(self);
       auto topic = msg.topic;
       self->state.publish(std::move(msg), std::move(topic), rp);
       return rp;
@@ -399,13 +418,18 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
     },
     [=](get_atom) { return self->state.snapshot(); },
   };
+  if (!extra)
+    return producer;
+  return producer.or_else(extra(self));
 }
 
 } // namespace
 
-caf::actor spawn_kafka_producer(caf::event_based_actor* parent,
-                                std::shared_ptr<const kafka_settings> settings) {
-  return parent->spawn<caf::linked>(kafka_producer, std::move(settings));
+caf::actor spawn_kafka_producer(caf::actor_system& sys,
+                                std::shared_ptr<const kafka_settings> settings,
+                                bool connect_now, extra_handlers extra) {
+  return sys.spawn(kafka_producer, std::move(settings), connect_now,
+                   std::move(extra));
 }
 
 } // namespace hubflow::kafka

@@ -1,0 +1,452 @@
+// Kafka producer throughput and latency, side by side in one run:
+//   raw      librdkafka alone (the bar: what the library does by itself)
+//   endpoint the same records through hubflow's Kafka endpoint actor
+//            (publish requests answered after the delivery report)
+//   mqtt     (with --hubflow BIN) MQTT QoS 1 publishes into a hubflow
+//            broker whose rule ends at the same Kafka endpoint: PUBACK
+//            only after Kafka's acknowledgement
+// against librdkafka's mock cluster (3 brokers, acks all, 64 B values).
+// Every mode keeps the same number of records in flight. Prints msgs/s,
+// latency percentiles and the ratio to raw.
+//
+//   kafka-bench [--messages N] [--inflight W] [--size B] [--partitions P]
+//               [--hubflow build/bin/hubflow]
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <condition_variable>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <caf/all.hpp>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <mosquitto.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/type_ids.hpp"
+#include "endpoints/endpoint.hpp"
+
+using namespace hubflow;
+using steady = std::chrono::steady_clock;
+
+namespace {
+
+struct options {
+  long messages = 200000;
+  long inflight = 10000;
+  std::size_t size = 64;
+  int partitions = 3;
+  std::string hubflow; // path of the hubflow binary for the MQTT mode
+};
+
+struct result {
+  std::string mode;
+  long messages = 0;
+  double seconds = 0;
+  std::vector<std::int64_t> latencies_us;
+
+  double rate() const {
+    return seconds > 0 ? messages / seconds : 0;
+  }
+  std::int64_t quantile(double q) {
+    if (latencies_us.empty())
+      return 0;
+    auto i = static_cast<std::size_t>(q * (latencies_us.size() - 1));
+    std::nth_element(latencies_us.begin(), latencies_us.begin() + i,
+                     latencies_us.end());
+    return latencies_us[i];
+  }
+};
+
+message warm_up_message() {
+  message m;
+  m.topic = "plant/line1/telemetry";
+  m.body = payload{"warm-up"};
+  m.qos = 1;
+  return m;
+}
+
+std::int64_t micros_since(steady::time_point t) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t)
+    .count();
+}
+
+// -- raw librdkafka ------------------------------------------------------------
+
+struct raw_state {
+  std::vector<steady::time_point> sent;
+  std::vector<std::int64_t> latencies;
+  long delivered = 0;
+  long failed = 0;
+};
+
+void raw_delivery(rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+  auto st = static_cast<raw_state*>(opaque);
+  auto i = reinterpret_cast<std::uintptr_t>(m->_private);
+  if (m->err)
+    ++st->failed;
+  ++st->delivered;
+  st->latencies.push_back(micros_since(st->sent[i]));
+}
+
+result run_raw(const options& opt, const std::string& bootstraps) {
+  raw_state st;
+  st.sent.resize(opt.messages);
+  st.latencies.reserve(opt.messages);
+  auto conf = rd_kafka_conf_new();
+  char why[512];
+  // The same settings the endpoint derives from its defaults.
+  for (auto [k, v] : {std::pair{"bootstrap.servers", bootstraps.c_str()},
+                      {"acks", "all"},
+                      {"enable.idempotence", "true"},
+                      {"linger.ms", "5"},
+                      {"batch.num.messages", "100000"},
+                      {"batch.size", "1000000"},
+                      {"socket.nagle.disable", "true"}})
+    rd_kafka_conf_set(conf, k, v, why, sizeof(why));
+  rd_kafka_conf_set_opaque(conf, &st);
+  rd_kafka_conf_set_dr_msg_cb(conf, raw_delivery);
+  auto rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+  std::string value(opt.size, 'x');
+  // Warm-up: metadata and the idempotent producer id.
+  rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("bench"),
+                    RD_KAFKA_V_VALUE(value.data(), value.size()),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+  rd_kafka_flush(rk, 10000);
+  st.delivered = 0;
+  st.latencies.clear();
+  auto start = steady::now();
+  for (long i = 0; i < opt.messages; ++i) {
+    while (i - st.delivered >= opt.inflight)
+      rd_kafka_poll(rk, 1);
+    st.sent[i] = steady::now();
+    while (rd_kafka_producev(rk, RD_KAFKA_V_TOPIC("bench"),
+                             RD_KAFKA_V_VALUE(value.data(), value.size()),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(i)),
+                             RD_KAFKA_V_END)
+           == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+      rd_kafka_poll(rk, 1);
+    rd_kafka_poll(rk, 0);
+  }
+  while (st.delivered < opt.messages)
+    rd_kafka_poll(rk, 10);
+  result r{"raw librdkafka", opt.messages,
+           std::chrono::duration<double>(steady::now() - start).count(),
+           std::move(st.latencies)};
+  if (st.failed > 0)
+    std::fprintf(stderr, "raw: %ld deliveries failed\n", st.failed);
+  rd_kafka_destroy(rk);
+  return r;
+}
+
+// -- through the endpoint actor ------------------------------------------------
+
+/// Keeps `window` publish requests outstanding until `count` are answered.
+/// Many drivers share the in-flight total, as many MQTT sessions would: CAF
+/// 0.17 finds the handler of a response by a linear search over the
+/// requester's outstanding requests, so one actor with 10000 of them
+/// measures CAF's bookkeeping, not the endpoint.
+struct driver_state {
+  static inline const char* name = "kafka-bench.driver";
+  long next = 0;
+  long done = 0;
+  long failed = 0;
+  std::vector<std::int64_t> latencies;
+  caf::response_promise finished;
+};
+
+caf::behavior driver(caf::stateful_actor<driver_state>* self, caf::actor ep,
+                     long count, long window, std::size_t size) {
+  auto value = std::make_shared<message>();
+  value->topic = "plant/line1/telemetry";
+  value->body = payload{std::string(size, 'x')};
+  value->qos = 1;
+  auto send_one = std::make_shared<std::function<void()>>();
+  auto answered = [=](bool ok) {
+    auto& st = self->state;
+    if (!ok)
+      ++st.failed;
+    if (++st.done == count)
+      st.finished.deliver(st.latencies, st.failed);
+    else if (st.next < count)
+      (*send_one)();
+  };
+  *send_one = [=] {
+    auto started = steady::now();
+    ++self->state.next;
+    self->request(ep, caf::infinite, publish_atom::value, *value,
+                  std::string("bench"))
+      .then(
+        [=](ok_atom) {
+          self->state.latencies.push_back(micros_since(started));
+          answered(true);
+        },
+        [=](caf::error&) { answered(false); });
+  };
+  return {
+    [=](caf::get_atom) {
+      auto& st = self->state;
+      st.latencies.reserve(count);
+      st.finished = self->make_response_promise();
+      for (long i = 0; i < std::min(window, count); ++i)
+        (*send_one)();
+      return st.finished;
+    },
+  };
+}
+
+result run_endpoint(const options& opt, caf::actor_system& sys,
+                    const std::string& bootstraps) {
+  endpoint_config cfg;
+  cfg.name = "bench";
+  cfg.type = "kafka";
+  cfg.settings = YAML::Load("name: bench\ntype: kafka\nhost: " + bootstraps
+                            + "\nkafkaAcknowledgement: All\n");
+  cfg.where = {"kafka-bench", 1, 1};
+  auto ep = endpoint_registry().at("kafka").spawn(sys, cfg, {false, true});
+  caf::scoped_actor self{sys};
+  // Warm-up, as for raw.
+  auto warm = warm_up_message();
+  self->request(ep, std::chrono::seconds(30), publish_atom::value, warm,
+                std::string("bench"))
+    .receive([](ok_atom) {}, [&](caf::error& e) {
+      std::fprintf(stderr, "warm-up failed: %s\n", sys.render(e).c_str());
+    });
+  constexpr long per_driver = 100;
+  long drivers = std::max(1L, (opt.inflight + per_driver - 1) / per_driver);
+  std::vector<caf::actor> ds;
+  for (long i = 0; i < drivers; ++i)
+    ds.push_back(sys.spawn(driver, ep,
+                           opt.messages / drivers + (i < opt.messages % drivers),
+                           std::min(per_driver, opt.inflight), opt.size));
+  result r{"hubflow endpoint", opt.messages, 0, {}};
+  auto start = steady::now();
+  std::vector<decltype(self->request(ds[0], caf::infinite, caf::get_atom::value))>
+    handles;
+  for (auto& d : ds)
+    handles.push_back(self->request(d, caf::infinite, caf::get_atom::value));
+  long failed = 0;
+  for (auto& h : handles)
+    h.receive(
+      [&](std::vector<std::int64_t>& lat, long f) {
+        r.latencies_us.insert(r.latencies_us.end(), lat.begin(), lat.end());
+        failed += f;
+      },
+      [](caf::error&) {});
+  r.seconds = std::chrono::duration<double>(steady::now() - start).count();
+  if (failed > 0)
+    std::fprintf(stderr, "endpoint: %ld publishes failed\n", failed);
+  for (auto& d : ds)
+    self->send_exit(d, caf::exit_reason::user_shutdown);
+  self->send_exit(ep, caf::exit_reason::user_shutdown);
+  return r;
+}
+
+// -- MQTT -> rule -> Kafka through a hubflow broker ---------------------------
+
+std::uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+struct mqtt_state {
+  std::mutex mtx;
+  std::condition_variable cv;
+  bool connected = false;
+  long acked = 0;
+  std::vector<steady::time_point> sent; // by mid
+  std::vector<std::int64_t> latencies;
+};
+
+result run_mqtt(const options& opt, const std::string& bootstraps) {
+  auto port = free_port();
+  char dir[] = "/tmp/kafka-bench-XXXXXX";
+  ::mkdtemp(dir);
+  auto config = std::string(dir) + "/hubflow.yaml";
+  auto yaml = "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port)
+              + "]\n  anonymous: loopback\n  message: {inflight: 65535}\n"
+                "endpoints:\n  - name: kafka1\n    type: kafka\n    host: "
+              + bootstraps
+              + "\n    kafkaAcknowledgement: All\n"
+                "rules:\n  - name: to-kafka\n    from: {topic: 'plant/#', qos: 1}\n"
+                "    to: {endpoint: kafka1, topic: bench}\n";
+  if (FILE* f = std::fopen(config.c_str(), "w")) {
+    std::fputs(yaml.c_str(), f);
+    std::fclose(f);
+  }
+  auto stats_port = std::to_string(free_port());
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    auto log = std::string(dir) + "/hubflow.log";
+    auto fd = std::fopen(log.c_str(), "w");
+    ::dup2(fileno(fd), 1);
+    ::dup2(fileno(fd), 2);
+    ::execl(opt.hubflow.c_str(), opt.hubflow.c_str(), "--config", config.c_str(),
+            "--stats-port", stats_port.c_str(), nullptr);
+    ::_exit(127);
+  }
+  mosquitto_lib_init();
+  mqtt_state st;
+  st.sent.resize(65536);
+  st.latencies.reserve(opt.messages);
+  auto mosq = mosquitto_new("kafka-bench", true, &st);
+  mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311);
+  mosquitto_max_inflight_messages_set(mosq, 0); // the window is ours
+  mosquitto_connect_callback_set(mosq, [](mosquitto*, void* p, int rc) {
+    auto st = static_cast<mqtt_state*>(p);
+    std::lock_guard<std::mutex> g{st->mtx};
+    st->connected = rc == 0;
+    st->cv.notify_all();
+  });
+  mosquitto_publish_callback_set(mosq, [](mosquitto*, void* p, int mid) {
+    auto st = static_cast<mqtt_state*>(p);
+    std::lock_guard<std::mutex> g{st->mtx};
+    st->latencies.push_back(micros_since(st->sent[mid & 0xFFFF]));
+    ++st->acked;
+    st->cv.notify_all();
+  });
+  bool up = false;
+  for (int i = 0; i < 100 && !up; ++i) {
+    up = mosquitto_connect(mosq, "127.0.0.1", port, 60) == MOSQ_ERR_SUCCESS;
+    if (!up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  result r{"mqtt -> rule -> kafka", opt.messages, 0, {}};
+  if (!up) {
+    std::fprintf(stderr, "mqtt: hubflow did not start (see %s/hubflow.log)\n", dir);
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    return r;
+  }
+  mosquitto_loop_start(mosq);
+  {
+    std::unique_lock<std::mutex> g{st.mtx};
+    st.cv.wait_for(g, std::chrono::seconds(10), [&] { return st.connected; });
+  }
+  std::string value(opt.size, 'x');
+  auto window = std::min<long>(opt.inflight, 65000);
+  auto publish = [&](long count, bool timed) {
+    long base;
+    {
+      std::lock_guard<std::mutex> g{st.mtx};
+      base = st.acked;
+    }
+    for (long i = 0; i < count; ++i) {
+      std::unique_lock<std::mutex> g{st.mtx};
+      st.cv.wait(g, [&] { return i - (st.acked - base) < window; });
+      int mid = 0;
+      auto now = steady::now();
+      g.unlock();
+      // mids are assigned by libmosquitto; the send time is stored by mid
+      // right after, before its PUBACK can be handled under the lock.
+      std::lock_guard<std::mutex> g2{st.mtx};
+      mosquitto_publish(mosq, &mid, "plant/line1/telemetry",
+                        static_cast<int>(value.size()), value.data(), 1, false);
+      st.sent[mid & 0xFFFF] = now;
+    }
+    std::unique_lock<std::mutex> g{st.mtx};
+    st.cv.wait_for(g, std::chrono::seconds(120),
+                   [&] { return st.acked - base >= count; });
+    (void) timed;
+  };
+  publish(1, false); // warm-up: the rule, the endpoint and Kafka metadata
+  {
+    std::lock_guard<std::mutex> g{st.mtx};
+    st.latencies.clear();
+  }
+  auto start = steady::now();
+  publish(opt.messages, true);
+  r.seconds = std::chrono::duration<double>(steady::now() - start).count();
+  {
+    std::lock_guard<std::mutex> g{st.mtx};
+    r.latencies_us = st.latencies;
+    if (st.acked < opt.messages + 1)
+      std::fprintf(stderr, "mqtt: only %ld of %ld acknowledged\n", st.acked - 1,
+                   opt.messages);
+  }
+  mosquitto_disconnect(mosq);
+  mosquitto_loop_stop(mosq, false);
+  mosquitto_destroy(mosq);
+  ::kill(pid, SIGTERM);
+  ::waitpid(pid, nullptr, 0);
+  return r;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  options opt;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string key = argv[i];
+    std::string value = argv[i + 1];
+    if (key == "--messages")
+      opt.messages = std::stol(value);
+    else if (key == "--inflight")
+      opt.inflight = std::stol(value);
+    else if (key == "--size")
+      opt.size = std::stoul(value);
+    else if (key == "--partitions")
+      opt.partitions = std::stoi(value);
+    else if (key == "--hubflow")
+      opt.hubflow = value;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", key.c_str());
+      return 2;
+    }
+  }
+  spdlog::set_level(spdlog::level::err);
+  // The mock cluster lives in its own client instance, as a broker would.
+  auto conf = rd_kafka_conf_new();
+  char why[512];
+  rd_kafka_conf_set(conf, "test.mock.num.brokers", "3", why, sizeof(why));
+  auto owner = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+  auto cluster = rd_kafka_handle_mock_cluster(owner);
+  rd_kafka_mock_topic_create(cluster, "bench", opt.partitions, 3);
+  std::string bootstraps = rd_kafka_mock_cluster_bootstraps(cluster);
+
+  caf::actor_system_config cfg;
+  cfg.add_message_types<caf::id_block::hubflow>();
+  caf::actor_system sys{cfg};
+
+  std::vector<result> results;
+  results.push_back(run_raw(opt, bootstraps));
+  results.push_back(run_endpoint(opt, sys, bootstraps));
+  if (!opt.hubflow.empty())
+    results.push_back(run_mqtt(opt, bootstraps));
+
+  std::printf("kafka-bench: %ld x %zu B, acks all, %ld in flight, mock cluster "
+              "(3 brokers, %d partitions)\n",
+              opt.messages, opt.size, opt.inflight, opt.partitions);
+  std::printf("%-24s %12s %10s %10s %10s %8s\n", "mode", "msgs/s", "p50 us",
+              "p99 us", "p99.9 us", "ratio");
+  auto base = results.front().rate();
+  for (auto& r : results)
+    std::printf("%-24s %12.0f %10lld %10lld %10lld %7.2f\n", r.mode.c_str(),
+                r.rate(), static_cast<long long>(r.quantile(0.5)),
+                static_cast<long long>(r.quantile(0.99)),
+                static_cast<long long>(r.quantile(0.999)),
+                base > 0 ? r.rate() / base : 0.0);
+  rd_kafka_destroy(owner);
+  return 0;
+}
