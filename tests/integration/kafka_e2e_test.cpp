@@ -1,0 +1,101 @@
+// MQTT -> rule -> Kafka and Kafka -> rule -> MQTT through the real hubflow
+// binary, with librdkafka's mock cluster (in this test process) as Kafka:
+// a QoS 1 PUBACK only once Kafka acknowledged the record.
+#include <gtest/gtest.h>
+
+#include "fixtures/fixtures.hpp"
+#include "fixtures/kafka_fixture.hpp"
+
+using namespace hubflow;
+using namespace hubflow::test;
+
+namespace {
+
+std::string broker_config(std::uint16_t port, const std::string& bootstraps) {
+  return "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port)
+         + "]\n  anonymous: loopback\n"
+           "endpoints:\n"
+           "  - name: kafka1\n    type: kafka\n    host: " + bootstraps + "\n"
+           "    partitionStrategy: Topic\n    deliveryTimeoutMs: 60000\n"
+           "  - name: kafka-in\n    type: kafka\n    host: " + bootstraps + "\n"
+           "    consumerGroupId: hubflow-e2e\n"
+           "rules:\n"
+           "  - name: telemetry-to-kafka\n"
+           "    from: {topic: 'factory/+/telemetry', qos: 1}\n"
+           "    to: {endpoint: kafka1, topic: 'telemetry-${mqtt.topic.2}'}\n"
+           "  - name: commands-from-kafka\n"
+           "    from: {endpoint: kafka-in, topic: commands}\n"
+           "    to: {topic: 'factory/commands', qos: 1}\n";
+}
+
+} // namespace
+
+TEST(kafka_e2e, mqtt_publishes_reach_kafka_and_kafka_records_reach_mqtt) {
+  kafka_mock_cluster kafka{3};
+  kafka.create_topic("telemetry-line1", 3);
+  kafka.create_topic("telemetry-line2", 3);
+  kafka.create_topic("commands", 2);
+  auto port = free_port();
+  hubflow_server server{broker_config(port, kafka.bootstraps())};
+  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
+  ASSERT_TRUE(wait_for_port(port)) << server.proc().output();
+
+  mqtt_client publisher{"e2e-pub", 5};
+  ASSERT_EQ(publisher.connect(port), 0);
+  for (int i = 0; i < 20; ++i)
+    ASSERT_TRUE(publisher.publish("factory/line" + std::to_string(1 + i % 2)
+                                    + "/telemetry",
+                                  "v" + std::to_string(i), 1, false, 30s))
+      << "no PUBACK for message " << i << "\n" << server.proc().output();
+  // PUBACK came after Kafka's acknowledgement: the records are there now.
+  EXPECT_EQ(kafka.record_count("telemetry-line1"), 10);
+  EXPECT_EQ(kafka.record_count("telemetry-line2"), 10);
+  for (auto& r : kafka.consume("telemetry-line1", 10))
+    EXPECT_EQ(r.key, "factory/line1/telemetry"); // partitionStrategy Topic
+
+  // Kafka -> MQTT: a record in `commands` reaches the hub's subscribers.
+  mqtt_client subscriber{"e2e-sub", 5};
+  ASSERT_EQ(subscriber.connect(port), 0);
+  ASSERT_EQ(subscriber.subscribe("factory/commands", 1), 1);
+  kafka.produce("commands", "open valve", std::string("valve-7"), {{"site", "north"}});
+  ASSERT_TRUE(subscriber.wait_messages(1, 30s)) << server.proc().output();
+  auto got = subscriber.messages_on("factory/commands");
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].payload, "open valve");
+  bool has_key = false;
+  for (auto& [k, v] : got[0].user_properties)
+    has_key = has_key || (k == "Key" && v == "valve-7");
+  EXPECT_TRUE(has_key);
+  // Committed once the hub took it.
+  EXPECT_TRUE(wait_until([&] {
+    auto committed = kafka.committed("hubflow-e2e", "commands");
+    std::int64_t total = 0;
+    for (auto& [p, o] : committed)
+      total += o;
+    return total == 1;
+  }));
+}
+
+TEST(kafka_e2e, no_puback_while_kafka_cannot_acknowledge) {
+  kafka_mock_cluster kafka{3};
+  kafka.create_topic("telemetry-line1", 1);
+  auto port = free_port();
+  hubflow_server server{broker_config(port, kafka.bootstraps())};
+  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
+  ASSERT_TRUE(wait_for_port(port));
+  mqtt_client publisher{"e2e-pub", 5};
+  ASSERT_EQ(publisher.connect(port), 0);
+  ASSERT_TRUE(publisher.publish("factory/line1/telemetry", "before", 1, false, 30s));
+  kafka.set_all_down();
+  // The publish is held: no PUBACK while no broker can take the record.
+  EXPECT_FALSE(publisher.publish("factory/line1/telemetry", "during", 1, false, 2s));
+  kafka.set_all_up();
+  // Once Kafka is back the held record is delivered (and then acknowledged).
+  EXPECT_TRUE(wait_until([&] { return kafka.record_count("telemetry-line1") == 2; },
+                         30s))
+    << "partitions: " << kafka.partition_count("telemetry-line1")
+    << " records: " << kafka.record_count("telemetry-line1");
+  auto records = kafka.consume("telemetry-line1", 2);
+  ASSERT_EQ(records.size(), 2u);
+  EXPECT_EQ(records[1].value, "during");
+}
