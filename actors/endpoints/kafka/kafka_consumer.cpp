@@ -25,7 +25,9 @@ constexpr auto commit_delay = std::chrono::milliseconds(20);
 /// A delivery the subscriber refused is offered again after this pause.
 constexpr auto redeliver_delay = std::chrono::seconds(1);
 /// Records handed to the subscriber and not yet acknowledged, at most.
-constexpr std::size_t max_in_flight = 1000;
+/// (CAF 0.17 looks a response's handler up linearly among the requester's
+/// outstanding requests: a few hundred keep that cheap.)
+constexpr std::size_t max_in_flight = 256;
 
 /// A record the subscriber has been sent and may not have acknowledged.
 struct inflight_record {

@@ -14,7 +14,7 @@
 // offset is committed once the subscriber answered ok_atom.
 // (unsubscribe_atom, kafka_topic, subscriber) stops that consumer.
 //
-// (get_atom, stats_atom) -> component_stats of the producer side.
+// (get_atom) -> component_stats of the producer side.
 // Semantics and the librdkafka mapping: docs/kafka.md.
 #pragma once
 
