@@ -322,7 +322,11 @@ void kafka_consumer_state::on_rebalance(rd_kafka_resp_err_t err,
   bool cooperative = std::string(rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE";
   if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
     for (int i = 0; i < parts->cnt; ++i)
-      partitions[parts->elems[i].partition] = partition_track{next_epoch++};
+    {
+      partition_track track;
+      track.epoch = next_epoch++;
+      partitions[parts->elems[i].partition] = std::move(track);
+    }
     if (cooperative)
       destroy_error(rd_kafka_incremental_assign(rk, parts));
     else
