@@ -52,6 +52,12 @@ TEST(kafka_e2e, mqtt_publishes_reach_kafka_and_kafka_records_reach_mqtt) {
   EXPECT_EQ(kafka.record_count("telemetry-line2"), 10);
   for (auto& r : kafka.consume("telemetry-line1", 10))
     EXPECT_EQ(r.key, "factory/line1/telemetry"); // partitionStrategy Topic
+  // The endpoint's counters show in `hubflowctl stats`.
+  EXPECT_TRUE(wait_until([&] {
+    auto json = server.stats_json();
+    return json.find("\"name\":\"kafka1\"") != std::string::npos
+           && json.find("\"acked\":20") != std::string::npos;
+  })) << server.stats_json();
 
   // Kafka -> MQTT: a record in `commands` reaches the hub's subscribers.
   mqtt_client subscriber{"e2e-sub", 5};
@@ -91,10 +97,12 @@ TEST(kafka_e2e, no_puback_while_kafka_cannot_acknowledge) {
   EXPECT_FALSE(publisher.publish("factory/line1/telemetry", "during", 1, false, 2s));
   kafka.set_all_up();
   // Once Kafka is back the held record is delivered (and then acknowledged).
+  // (Within deliveryTimeoutMs: librdkafka's reconnect backoff and, for the
+  // idempotent producer, its recovery after timed-out requests take a while.)
   EXPECT_TRUE(wait_until([&] { return kafka.record_count("telemetry-line1") == 2; },
-                         30s))
-    << "partitions: " << kafka.partition_count("telemetry-line1")
-    << " records: " << kafka.record_count("telemetry-line1");
+                         60s))
+    << "records: " << kafka.record_count("telemetry-line1") << "\n"
+    << server.proc().output();
   auto records = kafka.consume("telemetry-line1", 2);
   ASSERT_EQ(records.size(), 2u);
   EXPECT_EQ(records[1].value, "during");
