@@ -6,8 +6,8 @@
 #include <chrono>
 #include <cstdio>
 #include <ctime>
-#include <random>
 
+#include "core/probe.hpp"
 #include "endpoints/kafka/kafka_endpoint.hpp"
 
 namespace hubflow {
@@ -187,7 +187,7 @@ bool add_cloud_event_headers(const kafka_settings& settings,
   emit("specversion", create ? "1.0" : "");
   emit("type", create ? "hubflow.telemetry" : "");
   emit("source", create ? "hubflow://" + settings.name : "");
-  emit("id", create ? random_uuid() : "");
+  emit("id", create ? make_uuid() : "");
   emit("subject", create ? kafka_topic : "");
   emit("time", create ? rfc3339(now) : "");
   emit("datacontenttype", "");
@@ -319,22 +319,6 @@ bool is_valid_topic_name(std::string_view topic) {
           || c == '-'))
       return false;
   return true;
-}
-
-std::string random_uuid() {
-  thread_local std::mt19937_64 gen{std::random_device{}()};
-  std::uint64_t hi = gen();
-  std::uint64_t lo = gen();
-  hi = (hi & 0xFFFFFFFFFFFF0FFFull) | 0x0000000000004000ull; // version 4
-  lo = (lo & 0x3FFFFFFFFFFFFFFFull) | 0x8000000000000000ull; // variant 1
-  char buf[37];
-  std::snprintf(buf, sizeof(buf), "%08x-%04x-%04x-%04x-%012llx",
-                static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xFFFF),
-                static_cast<unsigned>(hi & 0xFFFF),
-                static_cast<unsigned>(lo >> 48),
-                static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFull));
-  return buf;
 }
 
 std::string rfc3339(message::clock::time_point time) {

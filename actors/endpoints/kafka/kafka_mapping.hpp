@@ -63,9 +63,6 @@ std::size_t add_header_properties(const header_list& headers,
 /// Kafka's rule for topic names: 1-249 of [a-zA-Z0-9._-], not "." or "..".
 bool is_valid_topic_name(std::string_view topic);
 
-/// A random (version 4) UUID in its canonical text form.
-std::string random_uuid();
-
 /// `time` as RFC 3339 in UTC with milliseconds (2024-05-01T12:00:00.123Z).
 std::string rfc3339(message::clock::time_point time);
 
