@@ -1,14 +1,25 @@
 // Every atom and message type hubflow's actors exchange, in one place.
 //
-// The protocols, by role:
+// The protocols, by role. The hot ones also come in a ticketed form: a plain
+// message carrying a ticket the sender chose, answered with
+// (reply_atom, ticket, answer) to the sender (core/reply.hpp says why).
 // - Sink (embedded router, external hub link, Kafka producer, Redis writer):
-//     (publish_atom, message) -> ok_atom once the message is as delivered as
-//     the destination promises (e.g. after the Kafka ack), or a caf::error.
+//     (publish_atom, message[, target]) -> ok_atom once the message is as
+//     delivered as the destination promises (e.g. after the Kafka ack), or a
+//     caf::error. Ticketed: (publish_atom, message, target, ticket) ->
+//     (reply_atom, ticket, ok_atom | caf::error); an empty target means the
+//     sink's default (the hub: the message's topic).
 // - Source (a hub, a Kafka consumer): (subscribe_atom, filter, qos, actor) ->
-//     ok_atom; the subscriber then gets (deliver_atom, message) requests and
-//     answers ok_atom when it has handled them, which lets the source ack or
-//     commit upstream. (unsubscribe_atom, filter, actor) undoes a subscription.
-// - Function supervisor: (invoke_atom, message) -> function_result.
+//     ok_atom; the subscriber then gets (deliver_atom, message, ticket) and
+//     answers (reply_atom, ticket, ok_atom | caf::error) when it has handled
+//     it, which lets the source ack or commit upstream; ticket 0 wants no
+//     answer. Request form: (deliver_atom, message) -> ok_atom (the Kafka
+//     consumer, at most 256 records in flight, uses it to learn when the
+//     subscriber is gone). (unsubscribe_atom, filter, actor) undoes a
+//     subscription.
+// - Function supervisor: (invoke_atom, message) -> function_result, or
+//     ticketed (invoke_atom, message, ticket) -> (reply_atom, ticket,
+//     function_result).
 // - Stats actor: (report_atom, component_stats) from every component;
 //     (caf::get_atom) -> std::string holding the JSON snapshot.
 #pragma once
@@ -40,6 +51,7 @@ using report_atom = caf::atom_constant<caf::atom("report")>;
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using retire_atom = caf::atom_constant<caf::atom("retire")>;
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
+using reply_atom = caf::atom_constant<caf::atom("reply")>;
 using ok_atom = caf::ok_atom;
 using get_atom = caf::get_atom;
 

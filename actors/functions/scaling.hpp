@@ -1,6 +1,7 @@
 // The function supervisor's decisions as plain functions, so they can be
-// tested without actors: when to start instances, when to retire them, how
-// long to wait before restarting after failures.
+// tested without actors: when to start instances, how many invocations an
+// instance takes at once, when to retire instances, how long to wait before
+// restarting after failures.
 #pragma once
 
 #include <algorithm>
@@ -31,6 +32,19 @@ inline std::size_t instances_to_start(const pool_view& p) {
   auto covered = p.idle + p.starting;
   std::size_t uncovered = p.queued > covered ? p.queued - covered : 0;
   return std::min(room, std::max(below_min, uncovered));
+}
+
+/// How many queued invocations one idle instance takes at once, with
+/// `idle_left` idle instances still to be served (this one included). While
+/// the pool can still grow, one each, so a slow function scales out instead
+/// of queueing behind one instance; at `max`, the queue is shared among the
+/// idle instances, at most `limit` each.
+inline std::size_t batch_share(const pool_view& p, std::size_t idle_left,
+                               std::size_t limit) {
+  if (p.ready + p.starting < p.max || idle_left == 0)
+    return 1;
+  auto share = (p.queued + idle_left - 1) / idle_left;
+  return std::clamp<std::size_t>(share, 1, limit);
 }
 
 /// An idle instance retires after `idletime` without work, unless that

@@ -16,7 +16,11 @@
 namespace hubflow {
 
 /// Spawns the supervisor of one function. It answers
-/// `(invoke_atom, message) -> function_result`.
+/// `(invoke_atom, message) -> function_result`, and the ticketed form
+/// `(invoke_atom, message, ticket)` with `(reply_atom, ticket,
+/// function_result)` (core/reply.hpp). Under load an instance takes queued
+/// invocations in batches (scaling::batch_share); the timeout still applies
+/// to each invocation.
 caf::actor spawn_function_supervisor(caf::actor_system& sys,
                                      const function_config& cfg,
                                      std::shared_ptr<function_runtime> runtime);

@@ -371,39 +371,28 @@ void connection::deliver_to_rules(std::vector<rule_delivery>& rules,
     queue_ack(packet_id, ack, rules.size(), 0);
   for (auto& r : rules) {
     ++core_->counters.rule_deliveries;
-    if (!packet_id) {
-      // QoS 0: nothing waits for the answer. A plain send keeps CAF's
-      // table of pending requests (a flat map, erased linearly) and its
-      // timeout clock out of the way; the answer arrives as an ordinary
-      // message (see session_broker).
-      self_->send(r.subscriber, deliver_atom::value, std::move(r.msg));
-      continue;
-    }
-    self_
-      ->request(r.subscriber, rule_ack_timeout, deliver_atom::value,
-                std::move(r.msg))
-      .then(
-        [this, packet_id](ok_atom) { rule_answered(packet_id, true); },
-        [this, packet_id](caf::error& err) {
-          ++core_->counters.rule_errors;
-          if (spdlog::should_log(spdlog::level::debug))
-            spdlog::debug("hub: rule delivery for '{}' failed: {}",
-                          client_id_, self_->system().render(err));
-          rule_answered(packet_id, false);
-        });
+    // Ticketed, not requested (core/reply.hpp); QoS 0 wants no answer.
+    auto ticket = packet_id ? rule_tickets_.add(packet_id) : 0;
+    self_->send(r.subscriber, deliver_atom::value, std::move(r.msg), ticket);
   }
   rules.clear();
 }
 
 void connection::queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
                            std::size_t waiting, std::uint8_t reason) {
-  acks_.push_back(pending_ack{packet_id, type, waiting, false, reason});
+  acks_.push_back(
+    pending_ack{packet_id, type, waiting, false, reason, steady_clock::now()});
   pump_acks();
 }
 
-void connection::rule_answered(std::uint16_t packet_id, bool ok) {
+void connection::on_rule_answer(std::uint64_t ticket, bool ok) {
+  auto packet_id = rule_tickets_.take(ticket);
+  if (!packet_id)
+    return;
+  if (!ok)
+    ++core_->counters.rule_errors;
   auto i = std::find_if(acks_.begin(), acks_.end(), [&](auto& a) {
-    return a.packet_id == packet_id && a.waiting > 0;
+    return a.packet_id == *packet_id && a.waiting > 0;
   });
   if (i == acks_.end())
     return;
@@ -411,7 +400,25 @@ void connection::rule_answered(std::uint16_t packet_id, bool ok) {
   if (!ok)
     i->failed = true;
   pump_acks();
-  core_->flush_dirty();
+}
+
+void connection::expire_rule_acks(steady_clock::time_point now) {
+  // Acks queue in arrival order, so the oldest waiting ones are in front.
+  bool expired = false;
+  for (auto& a : acks_) {
+    if (now - a.since < rule_ack_timeout)
+      break;
+    if (a.waiting > 0) {
+      ++core_->counters.rule_errors;
+      a.waiting = 0;
+      a.failed = true;
+      expired = true;
+      std::erase_if(rule_tickets_.entries(),
+                    [&](auto& kv) { return kv.second == a.packet_id; });
+    }
+  }
+  if (expired)
+    pump_acks();
 }
 
 void connection::pump_acks() {
@@ -641,9 +648,15 @@ caf::behavior session_broker(caf::io::broker* self,
       keep->on_kick();
       core->flush_dirty();
     },
-    // Answers of rule subscribers to QoS 0 deliveries (sent, not requested).
-    [](ok_atom) {},
-    [core](caf::error&) { ++core->counters.rule_errors; },
+    // Rule subscribers' answers to QoS 1/2 deliveries.
+    [conn, core](reply_atom, std::uint64_t ticket, ok_atom) {
+      conn->on_rule_answer(ticket, true);
+      core->flush_dirty();
+    },
+    [conn, core](reply_atom, std::uint64_t ticket, const caf::error&) {
+      conn->on_rule_answer(ticket, false);
+      core->flush_dirty();
+    },
   };
 }
 

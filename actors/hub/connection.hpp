@@ -15,6 +15,7 @@
 
 #include <caf/io/broker.hpp>
 
+#include "core/reply.hpp"
 #include "hub/hub_core.hpp"
 #include "hub/mqtt_codec.hpp"
 #include "hub/transport.hpp"
@@ -57,6 +58,12 @@ public:
   void on_tick(std::uint64_t generation);
   /// The session was taken over (or the hub shuts down): close now.
   void on_kick();
+  /// A rule subscriber answered the delivery sent with `ticket`.
+  void on_rule_answer(std::uint64_t ticket, bool ok);
+  /// Gives up on rule answers older than rule_ack_timeout (a rule that
+  /// died): their publishes stay unacknowledged, so clients resend them.
+  /// Called by the hub's housekeeping.
+  void expire_rule_acks(steady_clock::time_point now);
 
   // -- used by hub_core -------------------------------------------------------
 
@@ -104,6 +111,7 @@ private:
     std::size_t waiting;    // rule subscribers that have not answered
     bool failed;
     std::uint8_t reason;
+    steady_clock::time_point since;
   };
 
   bool handle(mqtt::packet& p);
@@ -120,7 +128,6 @@ private:
                 std::uint8_t reason);
   void queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
                  std::size_t waiting, std::uint8_t reason);
-  void rule_answered(std::uint16_t packet_id, bool ok);
   void pump_acks();
   void write(const mqtt::packet& p);
   void deliver_to_rules(std::vector<rule_delivery>& rules,
@@ -160,6 +167,7 @@ private:
   std::uint16_t topic_alias_max_ = 0; // what we accept from the client
   std::vector<std::string> topic_aliases_;
   std::deque<pending_ack> acks_;
+  awaiting<std::uint16_t> rule_tickets_; // delivery ticket -> packet id
   std::vector<rule_delivery> rule_scratch_;
 };
 

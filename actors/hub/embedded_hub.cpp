@@ -15,6 +15,7 @@
 #include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/reply.hpp"
 #include "core/type_ids.hpp"
 #include "hub/connection.hpp"
 #include "hub/hub_core.hpp"
@@ -155,6 +156,37 @@ component_stats snapshot(const hub::hub_core& core) {
   return s;
 }
 
+/// A publish by another actor (a rule, the HTTP API): answered once every
+/// rule it reached has answered, or with the first rule's error.
+struct publish_waiter {
+  std::size_t left;
+  reply answer;
+};
+
+void publish_for(caf::io::broker* self, hub::hub_core& core,
+                 awaiting<std::shared_ptr<publish_waiter>>& waiting,
+                 message& msg, reply answer) {
+  if (!valid_topic_name(msg.topic)) {
+    answer.deliver(caf::make_error(caf::sec::invalid_argument,
+                                   "invalid topic name '" + msg.topic + "'"));
+    return;
+  }
+  std::vector<hub::rule_delivery> rules;
+  core.route(msg, 0, rules);
+  core.flush_dirty();
+  if (rules.empty()) {
+    answer.deliver(ok_atom::value);
+    return;
+  }
+  auto w = std::make_shared<publish_waiter>(
+    publish_waiter{rules.size(), std::move(answer)});
+  for (auto& r : rules) {
+    ++core.counters.rule_deliveries;
+    self->send(r.subscriber, deliver_atom::value, std::move(r.msg),
+               waiting.add(w));
+  }
+}
+
 /// The hub's control broker: owns the listeners, forks session brokers,
 /// serves rules, runs housekeeping and reports stats.
 caf::behavior hub_broker(caf::io::broker* self,
@@ -174,6 +206,7 @@ caf::behavior hub_broker(caf::io::broker* self,
   auto last_report = std::make_shared<std::vector<std::pair<std::string,
                                                             std::int64_t>>>();
   auto ticks = std::make_shared<int>(0);
+  auto waiting = std::make_shared<awaiting<std::shared_ptr<publish_waiter>>>();
   self->delayed_send(self, stats_interval, tick_atom::value);
   return {
     [self, core](const caf::io::new_connection_msg& m) {
@@ -200,43 +233,24 @@ caf::behavior hub_broker(caf::io::broker* self,
       core->unsubscribe_rule(who, filter);
       return ok_atom::value;
     },
-    [self, core](publish_atom, message& msg) -> caf::result<ok_atom> {
-      if (!valid_topic_name(msg.topic))
-        return caf::make_error(caf::sec::invalid_argument,
-                               "invalid topic name '" + msg.topic + "'");
-      std::vector<hub::rule_delivery> rules;
-      core->route(msg, 0, rules);
-      core->flush_dirty();
-      if (rules.empty())
-        return ok_atom::value;
-      // Answer once every rule subscriber has handled it (or one failed).
-      struct pending {
-        std::size_t left;
-        bool done = false;
-      };
-      auto rp = self->make_response_promise<ok_atom>();
-      auto state = std::make_shared<pending>(pending{rules.size()});
-      for (auto& r : rules) {
-        ++core->counters.rule_deliveries;
-        self
-          ->request(r.subscriber, std::chrono::seconds(30),
-                    deliver_atom::value, std::move(r.msg))
-          .then(
-            [rp, state](ok_atom) mutable {
-              if (--state->left == 0 && !state->done) {
-                state->done = true;
-                rp.deliver(ok_atom::value);
-              }
-            },
-            [rp, state, core](caf::error& err) mutable {
-              ++core->counters.rule_errors;
-              if (!state->done) {
-                state->done = true;
-                rp.deliver(std::move(err));
-              }
-            });
-      }
-      return rp;
+    [self, core, waiting](publish_atom, message& msg) {
+      publish_for(self, *core, *waiting, msg,
+                  reply{self->make_response_promise<ok_atom>()});
+    },
+    [self, core, waiting](publish_atom, message& msg, const std::string&,
+                          std::uint64_t ticket) {
+      publish_for(self, *core, *waiting, msg,
+                  reply{self->current_sender(), ticket});
+    },
+    // Rules' answers to deliveries of such publishes.
+    [waiting](reply_atom, std::uint64_t ticket, ok_atom) {
+      if (auto w = waiting->take(ticket); w && --(*w)->left == 0)
+        (*w)->answer.deliver(ok_atom::value);
+    },
+    [core, waiting](reply_atom, std::uint64_t ticket, caf::error& err) {
+      ++core->counters.rule_errors;
+      if (auto w = waiting->take(ticket))
+        (*w)->answer.deliver(std::move(err));
     },
     [core](get_atom, const std::string& what) -> caf::message {
       if (what == "listen_port")

@@ -10,12 +10,16 @@
 // protocol of core/type_ids.hpp for in-process rules:
 //   (subscribe_atom, std::string filter, uint8_t qos, caf::actor subscriber)
 //       -> ok_atom; matching messages then arrive at the subscriber as
-//       request(subscriber, (deliver_atom, message)). A client's QoS 1/2
-//       PUBLISH is acknowledged only after every matching rule subscriber
-//       answered ok_atom; if one answers an error, no ack is sent.
+//       (deliver_atom, message, ticket) (ticket 0 for QoS 0 and hub-internal
+//       publishes: no answer wanted). A client's QoS 1/2 PUBLISH is
+//       acknowledged only after every matching rule subscriber answered
+//       (reply_atom, ticket, ok_atom); after an error, or no answer within
+//       30 s, no ack is sent.
 //   (unsubscribe_atom, std::string filter, caf::actor subscriber) -> ok_atom
 //   (publish_atom, message) -> ok_atom once routed (and, when rule
-//       subscribers match, once they all answered ok_atom).
+//       subscribers match, once they all answered ok_atom); ticketed:
+//       (publish_atom, message, target (ignored), ticket) ->
+//       (reply_atom, ticket, ok_atom | caf::error).
 //   (get_atom, std::string "listen_port") -> uint16_t: the first bound port
 //   (get_atom, std::string "listen_ports") -> std::string: "p1,p2,..."
 //   (get_atom, std::string "stats") -> component_stats

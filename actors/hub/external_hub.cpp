@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/probe.hpp"
+#include "core/reply.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow {
@@ -31,7 +32,7 @@ struct subscription {
 };
 
 struct pending_publish {
-  caf::response_promise promise;
+  reply answer;
   clock_type::time_point sent;
 };
 
@@ -178,6 +179,36 @@ void subscribe_now(link_actor* self, const subscription& sub) {
                  self->state.client_id, sub.filter, mosquitto_strerror(rc));
 }
 
+constexpr std::uint64_t any_answer_ticket = 1;
+
+/// Publishes on the external hub; QoS 1/2 are answered on PUBACK/PUBCOMP.
+void publish(link_actor* self, const message& msg, reply answer) {
+  auto& st = self->state;
+  auto* props = st.cfg.protocol == 5 ? write_properties(msg.properties)
+                                     : nullptr;
+  int mid = 0;
+  auto rc = mosquitto_publish_v5(
+    st.mosq, &mid, msg.topic.c_str(), static_cast<int>(msg.body.size()),
+    msg.body.view().data(), msg.qos, msg.retain, props);
+  mosquitto_property_free_all(&props);
+  if (rc != MOSQ_ERR_SUCCESS) {
+    st.stats->add("publish_failures");
+    answer.deliver(caf::make_error(caf::sec::runtime_error,
+                                   "hub " + st.cfg.address
+                                     + ": cannot publish to '" + msg.topic
+                                     + "': " + mosquitto_strerror(rc)));
+    return;
+  }
+  st.stats->add("out");
+  if (msg.qos == 0) {
+    answer.deliver(ok_atom::value);
+    return;
+  }
+  st.in_flight.emplace(mid, pending_publish{std::move(answer),
+                                            clock_type::now()});
+  st.stats->set("in_flight", static_cast<std::int64_t>(st.in_flight.size()));
+}
+
 caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
@@ -229,28 +260,16 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       mosquitto_unsubscribe(self->state.mosq, nullptr, filter.c_str());
       return ok_atom::value;
     },
-    [=](publish_atom, const message& msg) -> caf::result<ok_atom> {
-      auto& st = self->state;
-      auto* props = st.cfg.protocol == 5 ? write_properties(msg.properties)
-                                         : nullptr;
-      int mid = 0;
-      auto rc = mosquitto_publish_v5(
-        st.mosq, &mid, msg.topic.c_str(), static_cast<int>(msg.body.size()),
-        msg.body.view().data(), msg.qos, msg.retain, props);
-      mosquitto_property_free_all(&props);
-      if (rc != MOSQ_ERR_SUCCESS) {
-        st.stats->add("publish_failures");
-        return caf::make_error(caf::sec::runtime_error,
-                               "hub " + st.cfg.address + ": cannot publish to '"
-                                 + msg.topic + "': " + mosquitto_strerror(rc));
-      }
-      st.stats->add("out");
-      if (msg.qos == 0)
-        return ok_atom::value;
-      auto promise = self->make_response_promise<ok_atom>();
-      st.in_flight.emplace(mid, pending_publish{promise, clock_type::now()});
-      st.stats->set("in_flight", static_cast<std::int64_t>(st.in_flight.size()));
-      return promise;
+    [=](publish_atom, const message& msg) {
+      publish(self, msg, reply{self->make_response_promise<ok_atom>()});
+    },
+    [=](publish_atom, const message& msg, const std::string&,
+        std::uint64_t ticket) {
+      publish(self, msg, reply{self->current_sender(), ticket});
+    },
+    [](reply_atom, std::uint64_t, ok_atom) {},
+    [=](reply_atom, std::uint64_t, const caf::error&) {
+      self->state.stats->add("deliver_failures");
     },
     [=](acked_atom, int mid, int rc) {
       auto& st = self->state;
@@ -258,9 +277,9 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       if (i == st.in_flight.end())
         return;
       if (rc == 0)
-        i->second.promise.deliver(ok_atom::value);
+        i->second.answer.deliver(ok_atom::value);
       else
-        i->second.promise.deliver(caf::make_error(
+        i->second.answer.deliver(caf::make_error(
           caf::sec::runtime_error,
           "hub refused the publish with reason code " + std::to_string(rc)));
       st.in_flight.erase(i);
@@ -275,11 +294,11 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
                                     &matched);
         if (!matched)
           continue;
-        // libmosquitto has acknowledged the message already; a failed
-        // delivery is counted (the rule reports its own errors).
-        self->request(sub.subscriber, caf::infinite, deliver_atom::value, msg)
-          .then([](ok_atom) {},
-                [=](caf::error&) { self->state.stats->add("deliver_failures"); });
+        // libmosquitto has acknowledged the message already: the answer
+        // only counts failures (the rule reports its own errors), so every
+        // delivery may carry the same ticket.
+        self->send(sub.subscriber, deliver_atom::value, msg,
+                   any_answer_ticket);
       }
     },
     [=](connected_atom, int rc) {
@@ -315,7 +334,7 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       auto now = clock_type::now();
       for (auto i = st.in_flight.begin(); i != st.in_flight.end();) {
         if (now - i->second.sent > publish_ack_timeout) {
-          i->second.promise.deliver(caf::make_error(
+          i->second.answer.deliver(caf::make_error(
             caf::sec::request_timeout, "hub did not acknowledge in time"));
           st.stats->add("publish_failures");
           i = st.in_flight.erase(i);

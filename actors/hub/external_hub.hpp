@@ -16,9 +16,12 @@ namespace hubflow {
 /// the background, reconnects with backoff (1 s doubling to 30 s) when the
 /// broker goes away and resubscribes what it had. Messages:
 /// - (subscribe_atom, filter, qos, subscriber) -> ok_atom; matching messages
-///   arrive at the subscriber as (deliver_atom, message) requests.
+///   arrive at the subscriber as (deliver_atom, message, ticket); answers
+///   only count failures (libmosquitto acknowledged already).
 /// - (publish_atom, message) -> ok_atom once the broker acknowledged it
-///   (PUBACK/PUBCOMP; at once for QoS 0), or an error when not connected.
+///   (PUBACK/PUBCOMP; at once for QoS 0), or an error when not connected;
+///   ticketed: (publish_atom, message, target (ignored), ticket) ->
+///   (reply_atom, ticket, ok_atom | caf::error).
 caf::actor spawn_external_hub_link(caf::actor_system& sys,
                                    const hub_config& cfg,
                                    const std::string& client_id);

@@ -15,9 +15,6 @@ namespace {
 /// Rule subscribers are numbered from here on, sessions below.
 constexpr mqtt::subscriber_id rule_id_base = mqtt::subscriber_id{1} << 62;
 
-/// How long a rule may take to answer a delivery before it counts as failed.
-constexpr auto rule_timeout = std::chrono::seconds(30);
-
 constexpr std::uint32_t never_expires = 0xFFFFFFFF;
 
 } // namespace
@@ -328,10 +325,8 @@ void hub_core::send_to_rules(caf::io::broker* requester,
                              std::vector<rule_delivery>& rules) {
   for (auto& r : rules) {
     ++counters.rule_deliveries;
-    requester->request(r.subscriber, rule_timeout, deliver_atom::value,
-                       std::move(r.msg))
-      .then([](ok_atom) {},
-            [this](caf::error&) { ++counters.rule_errors; });
+    requester->send(r.subscriber, deliver_atom::value, std::move(r.msg),
+                    std::uint64_t{0});
   }
   rules.clear();
 }
@@ -364,6 +359,8 @@ void hub_core::cancel_will(const std::string& client_id) {
 
 void hub_core::housekeeping(caf::io::broker* requester) {
   auto now = steady_clock::now();
+  for (auto c : live)
+    c->expire_rule_acks(now);
   std::vector<delayed_will> due;
   for (auto i = wills_.begin(); i != wills_.end();) {
     if (i->due <= now) {

@@ -167,8 +167,8 @@ public:
   void route(const message& msg, mqtt::subscriber_id from,
              std::vector<rule_delivery>& rules);
 
-  /// Sends `rules` deliveries from `requester` without waiting for answers
-  /// (wills, remapped copies, retained for rules); errors are counted.
+  /// Sends `rules` deliveries from `requester` without wanting answers
+  /// (wills, remapped copies, retained for rules).
   void send_to_rules(caf::io::broker* requester,
                      std::vector<rule_delivery>& rules);
 

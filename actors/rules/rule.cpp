@@ -1,27 +1,27 @@
 #include "rules/rule.hpp"
 
-#include <map>
+#include <optional>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/probe.hpp"
+#include "core/reply.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow {
 
 namespace {
 
-using clock_type = std::chrono::steady_clock;
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 /// One message on its way through the rule.
 struct job {
   message input;
-  caf::response_promise upstream; // answered when the message is handled
-  int attempts = 0;               // function or destination attempts so far
-  std::optional<message> output;  // set once the function produced it
+  reply upstream;                // answered when the message is handled
+  int attempts = 0;              // function or destination attempts so far
+  std::optional<message> output; // set once the function produced it
 };
 
 struct rule_state {
@@ -29,8 +29,9 @@ struct rule_state {
 
   rule_config cfg;
   rule_wiring wiring;
-  std::map<std::uint64_t, job> jobs; // waiting for a retry
-  std::uint64_t next_job = 0;
+  /// Every job in flight, by the ticket it was last sent with: at the
+  /// function, at the destination, or waiting for a retry.
+  awaiting<job> jobs;
   std::unique_ptr<probe> stats;
 };
 
@@ -38,19 +39,33 @@ using rule_actor = caf::stateful_actor<rule_state>;
 
 constexpr std::chrono::milliseconds retry_base_delay{100};
 
-void run_function(rule_actor* self, job j);
-void deliver(rule_actor* self, job j);
+/// Sends the job to its next stop: the function while it has no output,
+/// then the destination.
+void advance(rule_actor* self, job j) {
+  auto& st = self->state;
+  ++j.attempts;
+  bool to_function = !j.output;
+  auto ticket = st.jobs.add(std::move(j));
+  auto& stored = st.jobs.entries().at(ticket);
+  if (to_function)
+    self->send(st.wiring.function, invoke_atom::value, stored.input, ticket);
+  else
+    self->send(st.wiring.destination, publish_atom::value, *stored.output,
+               st.wiring.destination_is_endpoint ? st.cfg.to.topic
+                                                 : std::string{},
+               ticket);
+}
 
-/// Retries later (backoff grows with attempts) or gives up with `on_give_up`.
+/// Retries later (backoff grows with attempts), or returns false when the
+/// job has used up its attempts.
 bool retry_later(rule_actor* self, job& j) {
   auto& st = self->state;
   if (j.attempts > st.cfg.retry_max)
     return false;
   st.stats->add("retries");
-  auto id = st.next_job++;
   auto delay = retry_base_delay * j.attempts;
-  st.jobs.emplace(id, std::move(j));
-  self->delayed_send(self, delay, retry_atom::value, id);
+  auto ticket = st.jobs.add(std::move(j));
+  self->delayed_send(self, delay, retry_atom::value, ticket);
   return true;
 }
 
@@ -77,38 +92,7 @@ void report_error(rule_actor* self, job j, const std::string& error,
   report.origin = st.cfg.name;
   j.output = std::move(report);
   j.attempts = 0;
-  deliver(self, std::move(j));
-}
-
-void deliver(rule_actor* self, job j) {
-  auto& st = self->state;
-  ++j.attempts;
-  auto shared = std::make_shared<job>(std::move(j));
-  auto on_ok = [=](ok_atom) {
-    self->state.stats->add("out");
-    done(self, *shared);
-  };
-  auto on_error = [=](caf::error& err) {
-    auto& st = self->state;
-    auto text = self->system().render(err);
-    if (retry_later(self, *shared))
-      return;
-    st.stats->add("delivery_failures");
-    spdlog::error("rule {}: cannot deliver to '{}' after {} attempts: {}",
-                  st.cfg.name, st.cfg.to.topic, shared->attempts, text);
-    // Not acknowledged upstream: the source keeps the message (an MQTT
-    // publisher gets no PUBACK, a Kafka offset is not committed).
-    shared->upstream.deliver(caf::make_error(
-      caf::sec::runtime_error, "rule " + st.cfg.name + ": " + text));
-  };
-  if (st.wiring.destination_is_endpoint)
-    self->request(st.wiring.destination, caf::infinite, publish_atom::value,
-                  *shared->output, st.cfg.to.topic)
-      .then(on_ok, on_error);
-  else
-    self->request(st.wiring.destination, caf::infinite, publish_atom::value,
-                  *shared->output)
-      .then(on_ok, on_error);
+  advance(self, std::move(j));
 }
 
 /// The message the rule publishes: the output bytes (or the input for a
@@ -125,42 +109,51 @@ message make_output(const rule_state& st, const message& input,
   return out;
 }
 
-void run_function(rule_actor* self, job j) {
+void function_answered(rule_actor* self, job j, function_result& result) {
   auto& st = self->state;
-  ++j.attempts;
-  auto shared = std::make_shared<job>(std::move(j));
-  self->request(st.wiring.function, caf::infinite, invoke_atom::value,
-                shared->input)
-    .then(
-      [=](function_result& result) {
-        auto& st = self->state;
-        auto& jb = *shared;
-        switch (result.status) {
-          case function_result::outcome::output:
-            jb.output = make_output(st, jb.input, std::move(result.output));
-            jb.attempts = 0;
-            deliver(self, std::move(jb));
-            break;
-          case function_result::outcome::nothing:
-            st.stats->add("filtered");
-            done(self, jb);
-            break;
-          case function_result::outcome::handler_error:
-            report_error(self, std::move(jb), result.error_message,
-                         result.error_type);
-            break;
-          case function_result::outcome::failure:
-            if (!retry_later(self, jb))
-              report_error(self, std::move(jb), result.error_message,
-                           result.error_type);
-            break;
-        }
-      },
-      [=](caf::error& err) {
-        if (!retry_later(self, *shared))
-          report_error(self, std::move(*shared), self->system().render(err),
-                       "InvokeError");
-      });
+  switch (result.status) {
+    case function_result::outcome::output:
+      j.output = make_output(st, j.input, std::move(result.output));
+      j.attempts = 0;
+      advance(self, std::move(j));
+      break;
+    case function_result::outcome::nothing:
+      st.stats->add("filtered");
+      done(self, j);
+      break;
+    case function_result::outcome::handler_error:
+      report_error(self, std::move(j), result.error_message,
+                   result.error_type);
+      break;
+    case function_result::outcome::failure:
+      if (!retry_later(self, j))
+        report_error(self, std::move(j), result.error_message,
+                     result.error_type);
+      break;
+  }
+}
+
+void destination_failed(rule_actor* self, job j, const caf::error& err) {
+  auto& st = self->state;
+  auto text = self->system().render(err);
+  if (retry_later(self, j))
+    return;
+  st.stats->add("delivery_failures");
+  spdlog::error("rule {}: cannot deliver to '{}' after {} attempts: {}",
+                st.cfg.name, st.cfg.to.topic, j.attempts, text);
+  // Not acknowledged upstream: the source keeps the message (an MQTT
+  // publisher gets no PUBACK, a Kafka offset is not committed).
+  j.upstream.deliver(caf::make_error(caf::sec::runtime_error,
+                                     "rule " + st.cfg.name + ": " + text));
+}
+
+void start(rule_actor* self, message msg, reply upstream) {
+  auto& st = self->state;
+  st.stats->add("in");
+  job j{std::move(msg), std::move(upstream), 0, std::nullopt};
+  if (!st.wiring.function)
+    j.output = make_output(st, j.input, j.input.body);
+  advance(self, std::move(j));
 }
 
 caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
@@ -189,33 +182,35 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
           });
   self->send(self, tick_atom::value);
   return {
-    [=](deliver_atom, message& msg) -> caf::result<ok_atom> {
-      auto& st = self->state;
-      st.stats->add("in");
-      auto promise = self->make_response_promise<ok_atom>();
-      job j{std::move(msg), promise, 0, std::nullopt};
-      if (st.wiring.function) {
-        run_function(self, std::move(j));
-      } else {
-        j.output = make_output(st, j.input, j.input.body);
-        deliver(self, std::move(j));
-      }
-      return promise;
+    [=](deliver_atom, message& msg) {
+      start(self, std::move(msg), reply{self->make_response_promise<ok_atom>()});
     },
-    [=](retry_atom, std::uint64_t id) {
-      auto i = self->state.jobs.find(id);
-      if (i == self->state.jobs.end())
-        return;
-      auto j = std::move(i->second);
-      self->state.jobs.erase(i);
-      if (j.output)
-        deliver(self, std::move(j));
-      else
-        run_function(self, std::move(j));
+    [=](deliver_atom, message& msg, std::uint64_t ticket) {
+      start(self, std::move(msg), reply{self->current_sender(), ticket});
+    },
+    // The function's answer.
+    [=](reply_atom, std::uint64_t ticket, function_result& result) {
+      if (auto j = self->state.jobs.take(ticket))
+        function_answered(self, std::move(*j), result);
+    },
+    // The destination's answers.
+    [=](reply_atom, std::uint64_t ticket, ok_atom) {
+      if (auto j = self->state.jobs.take(ticket)) {
+        self->state.stats->add("out");
+        done(self, *j);
+      }
+    },
+    [=](reply_atom, std::uint64_t ticket, caf::error& err) {
+      if (auto j = self->state.jobs.take(ticket))
+        destination_failed(self, std::move(*j), err);
+    },
+    [=](retry_atom, std::uint64_t ticket) {
+      if (auto j = self->state.jobs.take(ticket))
+        advance(self, std::move(*j));
     },
     [=](tick_atom) {
-      self->state.stats->set("retrying",
-                             static_cast<std::int64_t>(self->state.jobs.size()));
+      self->state.stats->set("in_flight", static_cast<std::int64_t>(
+                                            self->state.jobs.size()));
       self->state.stats->report(self);
       self->delayed_send(self, std::chrono::milliseconds(500),
                          tick_atom::value);

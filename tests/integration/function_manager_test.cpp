@@ -433,6 +433,43 @@ functions:
   EXPECT_TRUE(broker->proc().running());
 }
 
+TEST_F(function_manager, timeout_applies_to_each_invocation_of_a_batch) {
+  // One instance, 120 ms per message, 300 ms timeout: the eight messages
+  // queue and run as batches that take far longer than 300 ms in all, yet
+  // no invocation times out.
+  start_hubflow(R"(
+rules:
+  - clientid: func-batched
+    subscribe: {topic: batched/in, qos: 1}
+    function: {name: batched}
+    publish: {topic: batched/out, qos: 1}
+functions:
+  - name: batched
+    plugin: slow
+    env: {delay_ms: "120"}
+    instance: {max: 1, timeout: 300ms}
+)");
+  auto client = hub_client({"batched/out"});
+  ASSERT_TRUE(wait_flowing(*client, "batched/in", "batched/out", 2s));
+  for (int i = 0; i < 8; ++i)
+    ASSERT_TRUE(client->publish("batched/in",
+                                R"({"n":)" + std::to_string(i) + "}", 1));
+  EXPECT_TRUE(wait_until([&] {
+    for (int i = 0; i < 8; ++i)
+      if (json_messages_with(*client, "batched/out", "n", i).empty())
+        return false;
+    return true;
+  }));
+  for (int i = 0; i < 8; ++i)
+    EXPECT_EQ(json_messages_with(*client, "batched/out", "n", i).size(), 1u)
+      << "message " << i;
+  // (An invocation that timed out would have produced an error report,
+  // not the echo checked above.)
+  EXPECT_EQ(counter("function", "batched", "timeouts").value_or(0), 0);
+  EXPECT_EQ(counter("function", "batched", "instances_started").value_or(-1),
+            1);
+}
+
 // -- hub failures ------------------------------------------------------------------
 
 TEST_F(function_manager, reconnects_after_the_hub_is_killed_and_restarted) {

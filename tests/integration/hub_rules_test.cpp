@@ -2,6 +2,8 @@
 // publish), end-to-end acknowledgements, Baetyl remapping and permissions.
 #include "hub_test_env.hpp"
 
+#include "core/reply.hpp"
+
 using namespace hubflow;
 using namespace hubflow::test;
 using namespace hubflow::mqtt;
@@ -16,7 +18,7 @@ using release_atom = caf::atom_constant<caf::atom("release")>;
 /// (hold until release) or with an error (fail).
 struct rule_probe_state {
   std::vector<message> got;
-  std::vector<caf::response_promise> held;
+  std::vector<reply> held;
   bool hold = false;
   bool fail = false;
   static inline const char* name = "rule_probe";
@@ -24,16 +26,15 @@ struct rule_probe_state {
 
 caf::behavior rule_probe(caf::stateful_actor<rule_probe_state>* self) {
   return {
-    [self](deliver_atom, message& m) -> caf::result<ok_atom> {
+    [self](deliver_atom, message& m, std::uint64_t ticket) {
       self->state.got.push_back(m);
+      reply answer{self->current_sender(), ticket};
       if (self->state.fail)
-        return caf::make_error(caf::sec::runtime_error, "rule failed");
-      if (self->state.hold) {
-        auto rp = self->make_response_promise();
-        self->state.held.push_back(rp);
-        return caf::delegated<ok_atom>{};
-      }
-      return ok_atom::value;
+        answer.deliver(caf::make_error(caf::sec::runtime_error, "rule failed"));
+      else if (self->state.hold)
+        self->state.held.push_back(std::move(answer));
+      else
+        answer.deliver(ok_atom::value);
     },
     [self](hold_atom) { self->state.hold = true; },
     [self](fail_atom) { self->state.fail = true; },

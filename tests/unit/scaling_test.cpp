@@ -1,6 +1,6 @@
 // The function supervisor's decisions (functions/scaling.hpp) on their own:
-// how many instances to start, when an idle one retires, how long a restart
-// waits after failures.
+// how many instances to start, how many invocations one takes at once, when
+// an idle one retires, how long a restart waits after failures.
 #include <gtest/gtest.h>
 
 #include "functions/scaling.hpp"
@@ -75,6 +75,25 @@ TEST(instances_to_start, filling_a_pool_step_by_step_stops_at_max) {
     EXPECT_LE(p.ready, p.max);
   }
   EXPECT_EQ(p.ready, 4u);
+}
+
+// -- batch_share ------------------------------------------------------------------
+
+TEST(batch_share, one_each_while_the_pool_can_grow) {
+  // A slow function must scale out, not queue behind its first instance.
+  EXPECT_EQ(batch_share(pool(1, 1, 0, 50, 0, 4), 1, 64), 1u);
+  EXPECT_EQ(batch_share(pool(2, 1, 1, 50, 0, 4), 1, 64), 1u);
+}
+
+TEST(batch_share, at_max_the_queue_is_split_among_idle_instances) {
+  EXPECT_EQ(batch_share(pool(1, 1, 0, 50, 0, 1), 1, 64), 50u);
+  EXPECT_EQ(batch_share(pool(4, 2, 0, 50, 0, 4), 2, 64), 25u);
+  EXPECT_EQ(batch_share(pool(4, 3, 0, 10, 0, 4), 3, 64), 4u); // rounds up
+}
+
+TEST(batch_share, never_beyond_the_limit_nor_below_one) {
+  EXPECT_EQ(batch_share(pool(1, 1, 0, 1000, 0, 1), 1, 64), 64u);
+  EXPECT_EQ(batch_share(pool(2, 2, 0, 1, 0, 2), 2, 64), 1u);
 }
 
 // -- should_retire --------------------------------------------------------------

@@ -3,6 +3,8 @@
 // As a destination (sink) it answers
 //   (publish_atom, message, std::string kafka_topic) -> ok_atom | error
 //   (publish_atom, message)  (the message's topic is the Kafka topic)
+//   (publish_atom, message, kafka_topic, ticket) -> (reply_atom, ticket,
+//       ok_atom | error), the ticketed form rules use (core/reply.hpp)
 // once Kafka acknowledged the record as `kafkaAcknowledgement` asks (None:
 // at once), with an error when librdkafka gave up retrying. `message.topic`
 // is the MQTT topic the message arrived on (partition key for the Topic

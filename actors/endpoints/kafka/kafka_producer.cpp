@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/reply.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/kafka/kafka_client.hpp"
 #include "endpoints/kafka/kafka_endpoint.hpp"
@@ -31,7 +32,7 @@ constexpr int close_flush_ms = 3000;
 
 /// A record librdkafka has accepted and not yet reported on.
 struct pending_delivery {
-  caf::response_promise promise; // already answered for acks None
+  reply answer; // already answered for acks None
   bool answered = false;
   steady::time_point started;
   std::string topic;
@@ -42,7 +43,7 @@ struct pending_delivery {
 struct waiting_record {
   message msg;
   std::string topic;
-  caf::response_promise promise;
+  reply answer;
   steady::time_point started;
 };
 
@@ -97,7 +98,7 @@ struct kafka_producer_state {
       spdlog::error("kafka endpoint {}: {}", settings->name, setup_error);
   }
   void setup(caf::event_based_actor* self);
-  void publish(message&& msg, std::string&& topic, caf::response_promise rp);
+  void publish(message&& msg, std::string&& topic, reply rp);
   /// Hands waiting records to librdkafka while it has room.
   void drain_backlog();
   /// False when librdkafka's queue is full (the record stays waiting).
@@ -202,7 +203,7 @@ caf::error kafka_producer_state::failure(const std::string& what) const {
 }
 
 void kafka_producer_state::publish(message&& msg, std::string&& topic,
-                                   caf::response_promise rp) {
+                                   reply rp) {
   if (rk == nullptr) {
     ++counters.failed;
     rp.deliver(failure(setup_error));
@@ -215,7 +216,7 @@ void kafka_producer_state::publish(message&& msg, std::string&& topic,
     return;
   if (backlog.size() >= max_backlog) {
     ++counters.failed;
-    record.promise.deliver(failure("producer queue full ("
+    record.answer.deliver(failure("producer queue full ("
                                    + std::to_string(max_backlog)
                                    + " records waiting for Kafka)"));
     return;
@@ -232,7 +233,7 @@ void kafka_producer_state::drain_backlog() {
 bool kafka_producer_state::produce(waiting_record& record) {
   if (!is_valid_topic_name(record.topic)) {
     ++counters.failed;
-    record.promise.deliver(failure("invalid Kafka topic '" + record.topic
+    record.answer.deliver(failure("invalid Kafka topic '" + record.topic
                                    + "' (topics are 1-249 of [a-zA-Z0-9._-])"));
     return true;
   }
@@ -242,7 +243,7 @@ bool kafka_producer_state::produce(waiting_record& record) {
     // The publisher's message was handled as MQTT asks (dropped once its
     // expiry interval ran out): acknowledged, not retried.
     ++counters.expired;
-    record.promise.deliver(ok_atom::value);
+    record.answer.deliver(ok_atom::value);
     return true;
   }
   auto headers = out.headers.empty() ? nullptr
@@ -269,7 +270,7 @@ bool kafka_producer_state::produce(waiting_record& record) {
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
       return false;
     ++counters.failed;
-    record.promise.deliver(failure("cannot produce to topic " + record.topic
+    record.answer.deliver(failure("cannot produce to topic " + record.topic
                                    + ": " + rd_kafka_err2str(err)));
     return true;
   }
@@ -280,10 +281,10 @@ bool kafka_producer_state::produce(waiting_record& record) {
   entry.body = body;
   if (settings->acks == acknowledgement::none) {
     // Fire and forget: the caller does not wait for Kafka.
-    record.promise.deliver(ok_atom::value);
+    record.answer.deliver(ok_atom::value);
     entry.answered = true;
   } else {
-    entry.promise = std::move(record.promise);
+    entry.answer = std::move(record.answer);
   }
   return true;
 }
@@ -300,13 +301,13 @@ void kafka_producer_state::on_delivery(const rd_kafka_message_t* m) {
                   steady::now() - entry.started)
                   .count());
     if (!entry.answered && !closing)
-      entry.promise.deliver(ok_atom::value);
+      entry.answer.deliver(ok_atom::value);
   } else {
     ++counters.failed;
     spdlog::warn("kafka endpoint {}: delivery to {} failed: {}",
                  settings->name, entry.topic, rd_kafka_err2str(m->err));
     if (!entry.answered && !closing)
-      entry.promise.deliver(
+      entry.answer.deliver(
         failure("delivery to topic " + entry.topic + " failed after retrying for up to "
                 + std::to_string(settings->delivery_timeout_ms)
                 + " ms: " + rd_kafka_err2str(m->err)));
@@ -375,6 +376,19 @@ component_stats kafka_producer_state::snapshot() const {
   return out;
 }
 
+/// The sink protocol's three forms end here. An empty target means the
+/// message's own topic; a rule may hand over its topic template unexpanded.
+void publish(caf::stateful_actor<kafka_producer_state>* self,
+             message msg, std::string topic,
+             reply answer) {
+  self->state.ensure_client(self);
+  if (topic.empty())
+    topic = msg.topic;
+  else if (topic.find("${") != std::string::npos)
+    topic = expand_kafka_topic(topic, msg.topic);
+  self->state.publish(std::move(msg), std::move(topic), std::move(answer));
+}
+
 caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
                              std::shared_ptr<const kafka_settings> settings,
                              bool connect_now, extra_handlers extra) {
@@ -385,20 +399,17 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
   self->delayed_send(self, tick_interval, tick_atom::value);
   caf::message_handler producer{
     [=](publish_atom, message& msg, std::string& topic) {
-      auto rp = self->make_response_promise();
-      self->state.ensure_client(self);
-      // A rule may hand over its topic template unexpanded.
-      if (topic.find("${") != std::string::npos)
-        topic = expand_kafka_topic(topic, msg.topic);
-      self->state.publish(std::move(msg), std::move(topic), rp);
-      return rp;
+      publish(self, std::move(msg), std::move(topic),
+              reply{self->make_response_promise<ok_atom>()});
+    },
+    [=](publish_atom, message& msg, std::string& topic, std::uint64_t ticket) {
+      publish(self, std::move(msg), std::move(topic),
+              reply{self->current_sender(), ticket});
     },
     [=](publish_atom, message& msg) {
-      auto rp = self->make_response_promise();
-      self->state.ensure_client(self);
       auto topic = msg.topic;
-      self->state.publish(std::move(msg), std::move(topic), rp);
-      return rp;
+      publish(self, std::move(msg), std::move(topic),
+              reply{self->make_response_promise<ok_atom>()});
     },
     [=](poll_atom) {
       auto& st = self->state;

@@ -18,7 +18,8 @@ namespace hubflow::kafka {
 using extra_handlers = std::function<caf::behavior(caf::event_based_actor*)>;
 
 /// Spawns the endpoint actor around its producer: it answers
-/// (publish_atom, message, kafka_topic), (publish_atom, message) and
+/// (publish_atom, message, kafka_topic), (publish_atom, message), the
+/// ticketed (publish_atom, message, kafka_topic, ticket) and
 /// (get_atom) -> component_stats, then whatever `extra` answers. The
 /// librdkafka producer is created at once when `connect_now`, else on the
 /// first publish (an endpoint only used as a source never connects one).

@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 
 #include "core/probe.hpp"
+#include "core/reply.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow {
@@ -65,7 +66,7 @@ void execute(redis_actor* self, std::vector<std::string> argv,
 
 /// One attempt of a sink write; retries transport failures with backoff.
 void attempt_write(redis_actor* self, std::vector<std::string> argv,
-                   std::string name, caf::response_promise rp, int attempt) {
+                   std::string name, reply rp, int attempt) {
   auto cmd = argv;
   execute(self, std::move(cmd),
           [self, argv = std::move(argv), name = std::move(name), rp,
@@ -98,8 +99,10 @@ void attempt_write(redis_actor* self, std::vector<std::string> argv,
           });
 }
 
-caf::result<ok_atom> write(redis_actor* self, const message& msg,
-                           const std::string& target) {
+/// The sink protocol's forms end here; an empty target means the
+/// endpoint's key template.
+void write(redis_actor* self, const message& msg, const std::string& target,
+           reply answer) {
   auto& st = self->state;
   st.stats.add("messages_in");
   std::string error;
@@ -108,13 +111,12 @@ caf::result<ok_atom> write(redis_actor* self, const message& msg,
   if (!name) {
     st.stats.add("errors");
     touch_stats(self);
-    return caf::make_error(caf::sec::runtime_error,
-                           "redis endpoint '" + st.endpoint + "': " + error);
+    answer.deliver(caf::make_error(
+      caf::sec::runtime_error, "redis endpoint '" + st.endpoint + "': " + error));
+    return;
   }
-  auto rp = self->make_response_promise();
-  attempt_write(self, make_write_command(*st.settings, *name, msg), *name, rp,
-                0);
-  return caf::delegated<ok_atom>{};
+  attempt_write(self, make_write_command(*st.settings, *name, msg), *name,
+                std::move(answer), 0);
 }
 
 caf::behavior redis_endpoint(redis_actor* self, std::string name,
@@ -137,12 +139,16 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
   st.stats.label("address", st.client->address());
   touch_stats(self);
   return {
-    [=](publish_atom, const message& msg,
-        const std::string& target) -> caf::result<ok_atom> {
-      return write(self, msg, target);
+    [=](publish_atom, const message& msg, const std::string& target) {
+      write(self, msg, target, reply{self->make_response_promise<ok_atom>()});
     },
-    [=](publish_atom, const message& msg) -> caf::result<ok_atom> {
-      return write(self, msg, std::string{});
+    [=](publish_atom, const message& msg, const std::string& target,
+        std::uint64_t ticket) {
+      write(self, msg, target, reply{self->current_sender(), ticket});
+    },
+    [=](publish_atom, const message& msg) {
+      write(self, msg, std::string{},
+            reply{self->make_response_promise<ok_atom>()});
     },
     [=](state_save_atom, const std::vector<state_item>& items)
       -> caf::result<ok_atom> {

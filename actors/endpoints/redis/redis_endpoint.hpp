@@ -7,6 +7,8 @@
 //       failures are retried `retry_max` times with backoff, then answered
 //       with an error.
 //   (publish_atom, message) -> ok_atom      same, with the `key` setting.
+//   (publish_atom, message, target, ticket) -> (reply_atom, ticket,
+//       ok_atom | error), the ticketed form rules use (core/reply.hpp).
 //   the state store protocol of endpoints/redis/state_store.hpp.
 //   (get_atom) -> component_stats           its counters, for tests/tools.
 #pragma once
