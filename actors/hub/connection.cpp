@@ -402,6 +402,17 @@ void connection::on_rule_answer(std::uint64_t ticket, bool ok) {
   pump_acks();
 }
 
+void connection::flush_soon() {
+  if (!flush_scheduled_) {
+    flush_scheduled_ = true;
+    self_->send(self_, flush_atom::value);
+  }
+}
+
+void connection::on_flush() {
+  flush_scheduled_ = false;
+}
+
 void connection::expire_rule_acks(steady_clock::time_point now) {
   // Acks queue in arrival order, so the oldest waiting ones are in front.
   bool expired = false;
@@ -649,12 +660,16 @@ caf::behavior session_broker(caf::io::broker* self,
       core->flush_dirty();
     },
     // Rule subscribers' answers to QoS 1/2 deliveries.
-    [conn, core](reply_atom, std::uint64_t ticket, ok_atom) {
+    [conn](reply_atom, std::uint64_t ticket, ok_atom) {
       conn->on_rule_answer(ticket, true);
-      core->flush_dirty();
+      conn->flush_soon();
     },
-    [conn, core](reply_atom, std::uint64_t ticket, const caf::error&) {
+    [conn](reply_atom, std::uint64_t ticket, const caf::error&) {
       conn->on_rule_answer(ticket, false);
+      conn->flush_soon();
+    },
+    [conn, core](flush_atom) {
+      conn->on_flush();
       core->flush_dirty();
     },
   };
