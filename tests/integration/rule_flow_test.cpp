@@ -1,0 +1,78 @@
+// A rule under a burst, through the real broker and real MQTT clients: the
+// rule keeps at most 256 invocations at its function and holds the rest in
+// its backlog, so a burst far larger than the function's queue is processed
+// without Overloaded failures, retries or losses, and in order.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "fixtures/fixtures.hpp"
+
+using namespace hubflow::test;
+using json = nlohmann::json;
+
+namespace {
+
+json component(const std::string& stats, const std::string& kind,
+               const std::string& name) {
+  auto doc = json::parse(stats, nullptr, false);
+  if (doc.is_object())
+    for (auto& c : doc["components"])
+      if (c["kind"] == kind && c["name"] == name)
+        return c["counters"];
+  return nullptr;
+}
+
+} // namespace
+
+TEST(rule_flow, burst_beyond_the_function_queue_needs_no_retries) {
+  auto port = free_port();
+  // One instance and a queue of 300: a burst of 5000 overflowed it when the
+  // rule sent everything at once.
+  hubflow_server server("hub:\n  listen: [tcp://127.0.0.1:"
+                        + std::to_string(port)
+                        + "]\n"
+                          "rules:\n"
+                          "  - name: burst\n"
+                          "    from: {topic: burst/in}\n"
+                          "    function: {name: echo}\n"
+                          "    to: {topic: burst/out}\n"
+                          "functions:\n"
+                          "  - name: echo\n"
+                          "    plugin: "
+                        + plugin_dir()
+                        + "/identity.so\n"
+                          "    instance: {max: 1, queue: 300}\n");
+  ASSERT_TRUE(wait_for_port(port, 15s)) << server.proc().output();
+  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
+  mqtt_client sub{"watcher"};
+  mqtt_client pub{"device"};
+  ASSERT_EQ(sub.connect(port), 0);
+  ASSERT_EQ(sub.subscribe("burst/out", 0), 0);
+  ASSERT_EQ(pub.connect(port), 0);
+
+  constexpr int burst = 5000;
+  for (int i = 0; i < burst; ++i)
+    ASSERT_TRUE(pub.publish("burst/in", R"({"n":)" + std::to_string(i) + "}"));
+  ASSERT_TRUE(sub.wait_messages(burst, 30s))
+    << sub.messages().size() << " of " << burst << " arrived\n"
+    << server.stats_json();
+  auto got = sub.messages_on("burst/out");
+  for (int i = 0; i < burst; ++i)
+    ASSERT_EQ(json::parse(got[i].payload)["n"], i) << "out of order at " << i;
+
+  // Every invocation was taken the first time: no overflow, no retry.
+  json fn, rule;
+  ASSERT_TRUE(wait_until([&] {
+    auto stats = server.stats_json();
+    fn = component(stats, "function", "echo");
+    rule = component(stats, "rule", "burst");
+    return fn.is_object() && fn.value("outputs", 0) == burst
+           && rule.is_object() && rule.value("out", 0) == burst;
+  })) << server.stats_json();
+  EXPECT_EQ(fn.value("invocations", -1), burst);
+  EXPECT_EQ(fn.value("overflows", 0), 0);
+  EXPECT_EQ(rule.value("retries", 0), 0);
+  EXPECT_EQ(rule.value("errors", 0), 0);
+  EXPECT_EQ(rule.value("backlog", -1), 0);
+}
