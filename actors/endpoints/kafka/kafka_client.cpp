@@ -43,8 +43,10 @@ void queue_waker::on_event(rd_kafka_t*, void* opaque) {
   auto self = static_cast<queue_waker*>(opaque);
   if (self->pending_.exchange(true, std::memory_order_acq_rel))
     return; // a wake-up is already on its way
+  // High priority: delivery reports then overtake the publishes queued in
+  // the endpoint's mailbox, so an acknowledgement never waits behind them.
   if (auto target = caf::actor_cast<caf::actor>(self->target_.lock()))
-    caf::anon_send(target, poll_atom::value);
+    caf::anon_send<caf::message_priority::high>(target, poll_atom::value);
 }
 
 void latency_window::add(std::int64_t micros) {
