@@ -294,8 +294,11 @@ void check_timeout(supervisor_actor* self, std::uint64_t batch_id) {
   clock_type::time_point started;
   {
     std::lock_guard<std::mutex> guard{slot.progress->mtx};
-    if (slot.progress->results.size() >= slot.batch.size())
-      return; // finished; batch_done is on its way
+    auto& results = slot.progress->results;
+    if (results.size() >= slot.batch.size()
+        || (!results.empty()
+            && results.back().status == function_result::outcome::failure))
+      return; // the batch is over (done or broken); batch_done is on its way
     started = slot.progress->started;
   }
   auto timeout = st.cfg.instance.timeout;
