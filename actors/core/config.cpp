@@ -589,6 +589,20 @@ struct builder {
       fail(path + ".endpoint", "unknown endpoint '" + end.endpoint + "'");
   }
 
+  /// A rule's destination topic as its endpoint type reads it (a Kafka
+  /// topic template must expand to a topic Kafka accepts).
+  void check_target(const config& cfg, const rule_end& end,
+                    const std::string& path) {
+    auto ep = end.endpoint.empty() ? nullptr : cfg.find_endpoint(end.endpoint);
+    if (!ep)
+      return;
+    auto type = endpoint_registry().find(ep->type);
+    if (type == endpoint_registry().end() || !type->second.check_target)
+      return;
+    if (auto problem = type->second.check_target(end.topic))
+      fail(path + ".topic", *problem);
+  }
+
   /// A rule may only name functions and endpoints that exist; endpoints
   /// learn how they are used (source, destination) for their own checks.
   void check_references(config& cfg) {
@@ -607,6 +621,7 @@ struct builder {
              "unknown function '" + rule.function + "'");
       check_end(cfg, rule.from, path + from_key);
       check_end(cfg, rule.to, path + to_key);
+      check_target(cfg, rule.to, path + to_key);
       if (!rule.from.endpoint.empty())
         usage[rule.from.endpoint].as_source = true;
       if (!rule.to.endpoint.empty())

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,11 @@ struct endpoint_type {
                      const std::string& key_path,
                      std::vector<std::string>& errors)>
     validate;
+  /// Checks what a rule writes as `to.topic` for this endpoint (a Kafka
+  /// topic template, ...): nothing when valid, else what is wrong. Unset:
+  /// anything goes.
+  std::function<std::optional<std::string>(const std::string& target)>
+    check_target;
   /// Spawns the endpoint actor (config already validated).
   std::function<caf::actor(caf::actor_system&, const endpoint_config&,
                            const endpoint_usage&)>

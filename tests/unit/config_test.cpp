@@ -132,6 +132,26 @@ TEST(config_errors, unknown_endpoint) {
                    "unknown endpoint 'kafka1'");
 }
 
+TEST(config_errors, kafka_topic_template_is_checked_at_load) {
+  auto config = [](const std::string& topic) {
+    return hub_block + "endpoints:\n"
+                       "  - name: kafka1\n"
+                       "    type: kafka\n"
+                       "    host: 127.0.0.1:9092\n"
+                       "rules:\n"
+                       "  - from: {topic: 'factory/+/telemetry'}\n"
+                       "    to: {endpoint: kafka1, topic: '"
+           + topic + "'}\n";
+  };
+  EXPECT_TRUE(errors_of(config("telemetry-${mqtt.topic.2}")).empty());
+  EXPECT_EQ(only_error(config("telemetry-${mqtt.topc}")),
+            "hubflow.yaml:9:35: rules[0].to.topic: unknown placeholder "
+            "${mqtt.topc} (known: ${mqtt.topic}, ${mqtt.topic.N} with N >= 1)");
+  EXPECT_EQ(only_error(config("tele metry")),
+            "hubflow.yaml:9:35: rules[0].to.topic: Kafka topics may hold only "
+            "[a-zA-Z0-9._-], not ' '");
+}
+
 TEST(config_errors, duplicate_function_names) {
   auto error = only_error(hub_block + sayhi_function
                           + "  - name: sayhi\n"

@@ -80,6 +80,7 @@ endpoint_type kafka_endpoint_type() {
                      std::vector<std::string>& errors) {
     kafka::parse_kafka_settings(config, usage, key_path, errors);
   };
+  type.check_target = check_kafka_topic_template;
   type.spawn = [](caf::actor_system& sys, const endpoint_config& config,
                   const endpoint_usage& usage) {
     std::vector<std::string> errors;
