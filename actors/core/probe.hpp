@@ -46,7 +46,4 @@ private:
   std::size_t next_sample_ = 0;
 };
 
-/// A random UUID (version 4) in its canonical text form.
-std::string make_uuid();
-
 } // namespace hubflow

@@ -11,6 +11,7 @@
 
 #include "core/probe.hpp"
 #include "core/reply.hpp"
+#include "core/uuid.hpp"
 #include "core/type_ids.hpp"
 #include "functions/scaling.hpp"
 

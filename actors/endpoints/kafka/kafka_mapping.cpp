@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <ctime>
 
-#include "core/probe.hpp"
+#include "core/uuid.hpp"
 #include "endpoints/kafka/kafka_endpoint.hpp"
 
 namespace hubflow {
