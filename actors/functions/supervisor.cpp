@@ -147,6 +147,7 @@ struct supervisor_state {
 
 using supervisor_actor = caf::stateful_actor<supervisor_state>;
 
+/// Sets the pool's gauges (instances, busy, queue depth, worker pids).
 void update_gauges(supervisor_actor* self) {
   auto& st = self->state;
   auto v = st.view();
@@ -277,7 +278,6 @@ void dispatch(supervisor_actor* self) {
     }
   }
   start_instances(self);
-  update_gauges(self);
 }
 
 /// A batch's timer fired: time out the running invocation if it has run
@@ -348,8 +348,6 @@ void retire_idle(supervisor_actor* self) {
     drop_instance(self, addr, caf::exit_reason::user_shutdown);
     st.stats->add("instances_retired");
   }
-  if (!retire.empty())
-    update_gauges(self);
 }
 
 /// Queues one invocation, or answers at once when it is too large or the
@@ -485,6 +483,10 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
     },
     [=](tick_atom) {
       retire_idle(self);
+      // Gauges are only read when reported: computing them here, not after
+      // every dispatch, keeps a pass over the pool (and, for worker
+      // runtimes, a string of pids) off the per-invocation path.
+      update_gauges(self);
       self->state.stats->report(self);
       auto interval = std::min(
         scaling::idle_check_interval(self->state.cfg.instance.idletime),
