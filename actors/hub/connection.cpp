@@ -424,8 +424,8 @@ void connection::expire_rule_acks(steady_clock::time_point now) {
       a.waiting = 0;
       a.failed = true;
       expired = true;
-      std::erase_if(rule_tickets_.entries(),
-                    [&](auto& kv) { return kv.second == a.packet_id; });
+      rule_tickets_.erase_if(
+        [&](std::uint16_t packet_id) { return packet_id == a.packet_id; });
     }
   }
   if (expired)

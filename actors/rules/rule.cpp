@@ -17,12 +17,14 @@ namespace {
 
 using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
-/// One message on its way through the rule.
+/// One message on its way through the rule. It holds one message: the
+/// input until the function has answered, then the output (the input is
+/// not needed after that; both carry the time the input was received).
 struct job {
-  message input;
-  reply upstream;                // answered when the message is handled
-  int attempts = 0;              // function or destination attempts so far
-  std::optional<message> output; // set once the function produced it
+  message msg;
+  reply upstream;          // answered when the message is handled
+  int attempts = 0;        // function or destination attempts so far
+  bool is_output = false;  // msg is the output, bound for the destination
 };
 
 struct rule_state {
@@ -60,7 +62,7 @@ void function_answered(rule_actor* self, job j, function_result& result);
 /// then the destination.
 void advance(rule_actor* self, job j) {
   auto& st = self->state;
-  bool to_function = !j.output;
+  bool to_function = !j.is_output;
   if (to_function && st.at_function >= function_window) {
     if (st.backlog.size() >= backlog_limit) {
       ++j.attempts;
@@ -76,13 +78,15 @@ void advance(rule_actor* self, job j) {
     return;
   }
   ++j.attempts;
+  // The job keeps its message for retries: the receiver gets a copy (which
+  // shares the payload bytes).
   auto ticket = st.jobs.add(std::move(j));
-  auto& stored = st.jobs.entries().at(ticket);
+  const auto& msg = st.jobs.find(ticket)->msg;
   if (to_function) {
     ++st.at_function;
-    self->send(st.wiring.function, invoke_atom::value, stored.input, ticket);
+    self->send(st.wiring.function, invoke_atom::value, msg, ticket);
   } else
-    self->send(st.wiring.destination, publish_atom::value, *stored.output,
+    self->send(st.wiring.destination, publish_atom::value, msg,
                st.wiring.destination_is_endpoint ? st.cfg.to.topic
                                                  : std::string{},
                ticket);
@@ -104,7 +108,7 @@ bool retry_later(rule_actor* self, job& j) {
 void done(rule_actor* self, job& j) {
   self->state.stats->record_latency(
     std::chrono::duration_cast<std::chrono::microseconds>(
-      message::clock::now() - j.input.received));
+      message::clock::now() - j.msg.received));
   j.upstream.deliver(ok_atom::value);
 }
 
@@ -115,23 +119,24 @@ void report_error(rule_actor* self, job j, const std::string& error,
   auto& st = self->state;
   st.stats->add("errors");
   spdlog::warn("rule {}: {} ({}) for a message on '{}'", st.cfg.name, error,
-               type, j.input.topic);
+               type, j.msg.topic);
   message report;
   report.topic = st.cfg.error_topic.empty() ? st.cfg.to.topic
                                             : st.cfg.error_topic;
-  report.body = payload{make_error_report(j.input, error, type)};
+  report.body = payload{make_error_report(j.msg, error, type)};
   report.qos = st.cfg.to.qos;
+  report.received = j.msg.received;
   report.origin = st.cfg.name;
-  j.output = std::move(report);
+  j.msg = std::move(report);
+  j.is_output = true;
   j.attempts = 0;
   advance(self, std::move(j));
 }
 
 /// The message the rule publishes: the output bytes (or the input for a
 /// plain forward) on the destination topic, with the input's properties.
-message make_output(const rule_state& st, const message& input,
-                    payload body) {
-  message out = input;
+message make_output(const rule_state& st, message input, payload body) {
+  message out = std::move(input);
   if (!st.wiring.destination_is_endpoint)
     out.topic = st.cfg.to.topic;
   out.body = std::move(body);
@@ -145,7 +150,8 @@ void function_answered(rule_actor* self, job j, function_result& result) {
   auto& st = self->state;
   switch (result.status) {
     case function_result::outcome::output:
-      j.output = make_output(st, j.input, std::move(result.output));
+      j.msg = make_output(st, std::move(j.msg), std::move(result.output));
+      j.is_output = true;
       j.attempts = 0;
       advance(self, std::move(j));
       break;
@@ -182,10 +188,12 @@ void destination_failed(rule_actor* self, job j, const caf::error& err) {
 void start(rule_actor* self, message msg, reply upstream) {
   auto& st = self->state;
   st.stats->add("in");
-  job j{std::move(msg), std::move(upstream), 0, std::nullopt};
-  if (!st.wiring.function)
-    j.output = make_output(st, j.input, j.input.body);
-  advance(self, std::move(j));
+  if (!st.wiring.function) {
+    auto body = msg.body;
+    msg = make_output(st, std::move(msg), std::move(body));
+  }
+  advance(self, job{std::move(msg), std::move(upstream), 0,
+                    !st.wiring.function});
 }
 
 caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
