@@ -3,6 +3,8 @@
 // The protocols, by role. The hot ones also come in a ticketed form: a plain
 // message carrying a ticket the sender chose, answered with
 // (reply_atom, ticket, answer) to the sender (core/reply.hpp says why).
+// Ok answers may also come as a burst, (reply_atom, std::vector<ticket>,
+// ok_atom) (core/reply.hpp's ok_answers): whoever sends tickets accepts both.
 // - Sink (embedded router, external hub link, Kafka producer, Redis writer):
 //     (publish_atom, message[, target]) -> ok_atom once the message is as
 //     delivered as the destination promises (e.g. after the Kafka ack), or a

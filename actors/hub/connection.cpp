@@ -664,6 +664,11 @@ caf::behavior session_broker(caf::io::broker* self,
       conn->on_rule_answer(ticket, true);
       conn->flush_soon();
     },
+    [conn](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {
+      for (auto ticket : tickets)
+        conn->on_rule_answer(ticket, true);
+      conn->flush_soon();
+    },
     [conn](reply_atom, std::uint64_t ticket, const caf::error&) {
       conn->on_rule_answer(ticket, false);
       conn->flush_soon();

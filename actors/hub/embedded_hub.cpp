@@ -187,6 +187,13 @@ void publish_for(caf::io::broker* self, hub::hub_core& core,
   }
 }
 
+/// A rule has handled its delivery of a waiting publish.
+void rule_handled(awaiting<std::shared_ptr<publish_waiter>>& waiting,
+                  std::uint64_t ticket) {
+  if (auto w = waiting.take(ticket); w && --(*w)->left == 0)
+    (*w)->answer.deliver(ok_atom::value);
+}
+
 /// The hub's control broker: owns the listeners, forks session brokers,
 /// serves rules, runs housekeeping and reports stats.
 caf::behavior hub_broker(caf::io::broker* self,
@@ -244,8 +251,11 @@ caf::behavior hub_broker(caf::io::broker* self,
     },
     // Rules' answers to deliveries of such publishes.
     [waiting](reply_atom, std::uint64_t ticket, ok_atom) {
-      if (auto w = waiting->take(ticket); w && --(*w)->left == 0)
-        (*w)->answer.deliver(ok_atom::value);
+      rule_handled(*waiting, ticket);
+    },
+    [waiting](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {
+      for (auto ticket : tickets)
+        rule_handled(*waiting, ticket);
     },
     [core, waiting](reply_atom, std::uint64_t ticket, caf::error& err) {
       ++core->counters.rule_errors;

@@ -268,6 +268,7 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       publish(self, msg, reply{self->current_sender(), ticket});
     },
     [](reply_atom, std::uint64_t, ok_atom) {},
+    [](reply_atom, const std::vector<std::uint64_t>&, ok_atom) {},
     [=](reply_atom, std::uint64_t, const caf::error&) {
       self->state.stats->add("deliver_failures");
     },

@@ -105,11 +105,12 @@ bool retry_later(rule_actor* self, job& j) {
   return true;
 }
 
-void done(rule_actor* self, job& j) {
+/// Answers upstream that the message is handled, through `answers`.
+void done(rule_actor* self, job& j, ok_answers& answers) {
   self->state.stats->record_latency(
     std::chrono::duration_cast<std::chrono::microseconds>(
       message::clock::now() - j.msg.received));
-  j.upstream.deliver(ok_atom::value);
+  answers.add(j.upstream);
 }
 
 /// Publishes an error report and then answers upstream: the input is in
@@ -155,10 +156,12 @@ void function_answered(rule_actor* self, job j, function_result& result) {
       j.attempts = 0;
       advance(self, std::move(j));
       break;
-    case function_result::outcome::nothing:
+    case function_result::outcome::nothing: {
       st.stats->add("filtered");
-      done(self, j);
+      ok_answers answers;
+      done(self, j, answers);
       break;
+    }
     case function_result::outcome::handler_error:
       report_error(self, std::move(j), result.error_message,
                    result.error_type);
@@ -183,6 +186,14 @@ void destination_failed(rule_actor* self, job j, const caf::error& err) {
   // publisher gets no PUBACK, a Kafka offset is not committed).
   j.upstream.deliver(caf::make_error(caf::sec::runtime_error,
                                      "rule " + st.cfg.name + ": " + text));
+}
+
+void destination_ok(rule_actor* self, std::uint64_t ticket,
+                    ok_answers& answers) {
+  if (auto j = self->state.jobs.take(ticket)) {
+    self->state.stats->add("out");
+    done(self, *j, answers);
+  }
 }
 
 void start(rule_actor* self, message msg, reply upstream) {
@@ -242,12 +253,15 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
       }
       function_answered(self, std::move(*j), result);
     },
-    // The destination's answers.
+    // The destination's answers, one or a burst of oks at a time.
     [=](reply_atom, std::uint64_t ticket, ok_atom) {
-      if (auto j = self->state.jobs.take(ticket)) {
-        self->state.stats->add("out");
-        done(self, *j);
-      }
+      ok_answers answers;
+      destination_ok(self, ticket, answers);
+    },
+    [=](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {
+      ok_answers answers;
+      for (auto ticket : tickets)
+        destination_ok(self, ticket, answers);
     },
     [=](reply_atom, std::uint64_t ticket, caf::error& err) {
       if (auto j = self->state.jobs.take(ticket))

@@ -77,6 +77,7 @@ struct kafka_producer_state {
   std::unique_ptr<queue_waker> waker;
   std::unique_ptr<partitioner_context> partitioner;
   std::unordered_map<std::uint64_t, pending_delivery> pending;
+  ok_answers delivered; // collected during a poll, sent after it
   std::deque<waiting_record> backlog;
   std::uint64_t next_id = 1;
   producer_counters counters;
@@ -98,6 +99,10 @@ struct kafka_producer_state {
       spdlog::error("kafka endpoint {}: {}", settings->name, setup_error);
   }
   void setup(caf::event_based_actor* self);
+  /// Serves librdkafka's callbacks (delivery reports, stats, errors), then
+  /// answers the publishes Kafka acknowledged and hands librdkafka what
+  /// waited for room.
+  void poll();
   void publish(message&& msg, std::string&& topic, reply rp);
   /// Hands waiting records to librdkafka while it has room.
   void drain_backlog();
@@ -301,7 +306,7 @@ void kafka_producer_state::on_delivery(const rd_kafka_message_t* m) {
                   steady::now() - entry.started)
                   .count());
     if (!entry.answered && !closing)
-      entry.answer.deliver(ok_atom::value);
+      delivered.add(entry.answer);
   } else {
     ++counters.failed;
     spdlog::warn("kafka endpoint {}: delivery to {} failed: {}",
@@ -313,6 +318,12 @@ void kafka_producer_state::on_delivery(const rd_kafka_message_t* m) {
                 + " ms: " + rd_kafka_err2str(m->err)));
   }
   pending.erase(it);
+}
+
+void kafka_producer_state::poll() {
+  rd_kafka_poll(rk, 0);
+  delivered.flush();
+  drain_backlog();
 }
 
 void kafka_producer_state::on_stats(const char* json, std::size_t len) {
@@ -414,15 +425,12 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
     [=](poll_atom) {
       auto& st = self->state;
       st.waker->rearm();
-      rd_kafka_poll(st.rk, 0);
-      st.drain_backlog();
+      st.poll();
     },
     [=](tick_atom) {
       auto& st = self->state;
-      if (st.rk != nullptr) {
-        rd_kafka_poll(st.rk, 0);
-        st.drain_backlog();
-      }
+      if (st.rk != nullptr)
+        st.poll();
       if (auto stats = find_stats_actor(self->system()))
         self->send(stats, report_atom::value, st.snapshot());
       self->delayed_send(self, tick_interval, tick_atom::value);
