@@ -67,6 +67,7 @@ void connection::on_data(std::string_view bytes) {
   last_rx_ = steady_clock::now();
   auto res = reader_.feed(bytes, decode_opts_,
                           [this](mqtt::packet& p) { return handle(p); });
+  send_rule_bursts();
   if (res.status != mqtt::decode_status::error || phase_ == phase::closing)
     return;
   ++core_->counters.protocol_errors;
@@ -373,9 +374,21 @@ void connection::deliver_to_rules(std::vector<rule_delivery>& rules,
     ++core_->counters.rule_deliveries;
     // Ticketed, not requested (core/reply.hpp); QoS 0 wants no answer.
     auto ticket = packet_id ? rule_tickets_.add(packet_id) : 0;
-    self_->send(r.subscriber, deliver_atom::value, std::move(r.msg), ticket);
+    auto burst = std::find_if(rule_bursts_.begin(), rule_bursts_.end(),
+                              [&](auto& b) { return b.rule == r.subscriber; });
+    if (burst == rule_bursts_.end())
+      burst = rule_bursts_.insert(burst, rule_burst{r.subscriber, {}, {}});
+    burst->msgs.push_back(std::move(r.msg));
+    burst->tickets.push_back(ticket);
   }
   rules.clear();
+}
+
+void connection::send_rule_bursts() {
+  for (auto& b : rule_bursts_)
+    self_->send(b.rule, deliver_atom::value, std::move(b.msgs),
+                std::move(b.tickets));
+  rule_bursts_.clear();
 }
 
 void connection::queue_ack(std::uint16_t packet_id, mqtt::packet_type type,

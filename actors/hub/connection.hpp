@@ -139,6 +139,8 @@ private:
   void write(const mqtt::packet& p);
   void deliver_to_rules(std::vector<rule_delivery>& rules,
                         std::uint16_t packet_id, mqtt::packet_type ack);
+  /// Sends what deliver_to_rules collected: one message per rule.
+  void send_rule_bursts();
 
   /// Ends the connection from our side: DISCONNECT with `reason` for
   /// connected v5 clients, will per the rules, then close.
@@ -177,6 +179,15 @@ private:
   awaiting<std::uint16_t> rule_tickets_; // delivery ticket -> packet id
   bool flush_scheduled_ = false;
   std::vector<rule_delivery> rule_scratch_;
+  /// Deliveries to one rule from the packets of one read, sent together as
+  /// (deliver_atom, messages, tickets) when the read is handled: one CAF
+  /// message per rule per read instead of one per publish.
+  struct rule_burst {
+    caf::actor rule;
+    std::vector<message> msgs;
+    std::vector<std::uint64_t> tickets;
+  };
+  std::vector<rule_burst> rule_bursts_;
 };
 
 /// The session broker: one per accepted connection (forked by the hub).

@@ -239,6 +239,13 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
     [=](deliver_atom, message& msg, std::uint64_t ticket) {
       start(self, std::move(msg), reply{self->current_sender(), ticket});
     },
+    // A burst: the publishes of one read by a hub connection.
+    [=](deliver_atom, std::vector<message>& msgs,
+        const std::vector<std::uint64_t>& tickets) {
+      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
+        start(self, std::move(msgs[i]),
+              reply{self->current_sender(), tickets[i]});
+    },
     // The function's answer.
     [=](reply_atom, std::uint64_t ticket, function_result& result) {
       auto& st = self->state;

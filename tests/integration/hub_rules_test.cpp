@@ -24,17 +24,30 @@ struct rule_probe_state {
   static inline const char* name = "rule_probe";
 };
 
-caf::behavior rule_probe(caf::stateful_actor<rule_probe_state>* self) {
+using rule_probe_actor = caf::stateful_actor<rule_probe_state>;
+
+void probe_delivery(rule_probe_actor* self, message& m, std::uint64_t ticket) {
+  self->state.got.push_back(m);
+  reply answer{self->current_sender(), ticket};
+  if (self->state.fail)
+    answer.deliver(caf::make_error(caf::sec::runtime_error, "rule failed"));
+  else if (self->state.hold)
+    self->state.held.push_back(std::move(answer));
+  else
+    answer.deliver(ok_atom::value);
+}
+
+caf::behavior rule_probe(rule_probe_actor* self) {
   return {
     [self](deliver_atom, message& m, std::uint64_t ticket) {
-      self->state.got.push_back(m);
-      reply answer{self->current_sender(), ticket};
-      if (self->state.fail)
-        answer.deliver(caf::make_error(caf::sec::runtime_error, "rule failed"));
-      else if (self->state.hold)
-        self->state.held.push_back(std::move(answer));
-      else
-        answer.deliver(ok_atom::value);
+      probe_delivery(self, m, ticket);
+    },
+    // Hub connections deliver the publishes of one read as a burst.
+    [self](deliver_atom, std::vector<message>& msgs,
+           const std::vector<std::uint64_t>& tickets) {
+      ASSERT_EQ(msgs.size(), tickets.size());
+      for (std::size_t i = 0; i < msgs.size(); ++i)
+        probe_delivery(self, msgs[i], tickets[i]);
     },
     [self](hold_atom) { self->state.hold = true; },
     [self](fail_atom) { self->state.fail = true; },
