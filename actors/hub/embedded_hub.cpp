@@ -249,6 +249,13 @@ caf::behavior hub_broker(caf::io::broker* self,
       publish_for(self, *core, *waiting, msg,
                   reply{self->current_sender(), ticket});
     },
+    [self, core, waiting](publish_atom, std::vector<message>& msgs,
+                          const std::string&,
+                          const std::vector<std::uint64_t>& tickets) {
+      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
+        publish_for(self, *core, *waiting, msgs[i],
+                    reply{self->current_sender(), tickets[i]});
+    },
     // Rules' answers to deliveries of such publishes.
     [waiting](reply_atom, std::uint64_t ticket, ok_atom) {
       rule_handled(*waiting, ticket);

@@ -2,6 +2,7 @@
 
 #include <deque>
 #include <optional>
+#include <vector>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
@@ -39,6 +40,11 @@ struct rule_state {
   std::deque<job> backlog;
   std::size_t at_function = 0;
   std::unique_ptr<probe> stats;
+  /// Sends to the destination collected while a burst is handled (see
+  /// destination_burst); `collecting` is false otherwise.
+  bool collecting = false;
+  std::vector<message> burst_msgs;
+  std::vector<std::uint64_t> burst_tickets;
 };
 
 using rule_actor = caf::stateful_actor<rule_state>;
@@ -57,6 +63,39 @@ constexpr std::size_t function_window = 256;
 constexpr std::size_t backlog_limit = 100000;
 
 void function_answered(rule_actor* self, job j, function_result& result);
+
+/// The target the destination is sent: the rule's Kafka topic or Redis key
+/// for an endpoint; empty (the message's own topic) for a hub.
+std::string destination_target(const rule_state& st) {
+  return st.wiring.destination_is_endpoint ? st.cfg.to.topic : std::string{};
+}
+
+/// While it lives, what the rule sends to its destination is collected and
+/// then sent as one (publish_atom, messages, target, tickets): one CAF
+/// message per burst of deliveries instead of one per message.
+class destination_burst {
+public:
+  explicit destination_burst(rule_actor* self) : self_(self) {
+    self_->state.collecting = true;
+  }
+  destination_burst(const destination_burst&) = delete;
+  destination_burst& operator=(const destination_burst&) = delete;
+
+  ~destination_burst() {
+    auto& st = self_->state;
+    st.collecting = false;
+    if (st.burst_msgs.empty())
+      return;
+    self_->send(st.wiring.destination, publish_atom::value,
+                std::move(st.burst_msgs), destination_target(st),
+                std::move(st.burst_tickets));
+    st.burst_msgs.clear();
+    st.burst_tickets.clear();
+  }
+
+private:
+  rule_actor* self_;
+};
 
 /// Sends the job to its next stop: the function while it has no output,
 /// then the destination.
@@ -85,11 +124,12 @@ void advance(rule_actor* self, job j) {
   if (to_function) {
     ++st.at_function;
     self->send(st.wiring.function, invoke_atom::value, msg, ticket);
+  } else if (st.collecting) {
+    st.burst_msgs.push_back(msg);
+    st.burst_tickets.push_back(ticket);
   } else
     self->send(st.wiring.destination, publish_atom::value, msg,
-               st.wiring.destination_is_endpoint ? st.cfg.to.topic
-                                                 : std::string{},
-               ticket);
+               destination_target(st), ticket);
 }
 
 /// Retries later (backoff grows with attempts), or returns false when the
@@ -242,6 +282,7 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
     // A burst: the publishes of one read by a hub connection.
     [=](deliver_atom, std::vector<message>& msgs,
         const std::vector<std::uint64_t>& tickets) {
+      destination_burst burst{self};
       for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
         start(self, std::move(msgs[i]),
               reply{self->current_sender(), tickets[i]});

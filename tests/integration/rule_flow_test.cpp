@@ -3,6 +3,7 @@
 // its backlog, so a burst far larger than the function's queue is processed
 // without Overloaded failures, retries or losses, and in order.
 #include <gtest/gtest.h>
+#include <mosquitto.h>
 
 #include <nlohmann/json.hpp>
 
@@ -75,4 +76,52 @@ TEST(rule_flow, burst_beyond_the_function_queue_needs_no_retries) {
   EXPECT_EQ(rule.value("retries", 0), 0);
   EXPECT_EQ(rule.value("errors", 0), 0);
   EXPECT_EQ(rule.value("backlog", -1), 0);
+}
+
+TEST(rule_flow, plain_forward_of_qos1_bursts_arrives_complete_and_in_order) {
+  // No function: the rule hands each read's publishes (a burst) to the hub
+  // as one message; every publish is still acknowledged on its own.
+  auto port = free_port();
+  hubflow_server server("hub:\n  listen: [tcp://127.0.0.1:"
+                        + std::to_string(port)
+                        + "]\n"
+                          "rules:\n"
+                          "  - name: forward\n"
+                          "    from: {topic: fwd/in, qos: 1}\n"
+                          "    to: {topic: fwd/out, qos: 1}\n");
+  ASSERT_TRUE(wait_for_port(port, 15s)) << server.proc().output();
+  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
+  mqtt_client sub{"watcher"};
+  mqtt_client pub{"device"};
+  ASSERT_EQ(sub.connect(port), 0);
+  ASSERT_EQ(sub.subscribe("fwd/out", 1), 1);
+  ASSERT_EQ(pub.connect(port), 0);
+
+  // Queued without waiting for PUBACKs, so reads carry many publishes.
+  constexpr int burst = 3000;
+  for (int i = 0; i < burst - 1; ++i) {
+    auto body = std::to_string(i);
+    ASSERT_EQ(mosquitto_publish(pub.handle(), nullptr, "fwd/in",
+                                static_cast<int>(body.size()), body.data(), 1,
+                                false),
+              MOSQ_ERR_SUCCESS);
+  }
+  // Acknowledgements come in order: the last one means all were taken.
+  ASSERT_TRUE(pub.publish("fwd/in", std::to_string(burst - 1), 1, false, 30s));
+  ASSERT_TRUE(sub.wait_messages(burst, 30s))
+    << sub.messages().size() << " of " << burst << " arrived\n"
+    << server.stats_json();
+  auto got = sub.messages_on("fwd/out");
+  ASSERT_EQ(got.size(), static_cast<std::size_t>(burst));
+  for (int i = 0; i < burst; ++i)
+    ASSERT_EQ(got[i].payload, std::to_string(i)) << "out of order at " << i;
+
+  json rule;
+  ASSERT_TRUE(wait_until([&] {
+    rule = component(server.stats_json(), "rule", "forward");
+    return rule.is_object() && rule.value("out", 0) == burst;
+  })) << server.stats_json();
+  EXPECT_EQ(rule.value("in", -1), burst);
+  EXPECT_EQ(rule.value("retries", 0), 0);
+  EXPECT_EQ(rule.value("in_flight", -1), 0);
 }

@@ -417,6 +417,12 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
       publish(self, std::move(msg), std::move(topic),
               reply{self->current_sender(), ticket});
     },
+    [=](publish_atom, std::vector<message>& msgs, const std::string& topic,
+        const std::vector<std::uint64_t>& tickets) {
+      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
+        publish(self, std::move(msgs[i]), topic,
+                reply{self->current_sender(), tickets[i]});
+    },
     [=](publish_atom, message& msg) {
       auto topic = msg.topic;
       publish(self, std::move(msg), std::move(topic),

@@ -146,6 +146,12 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
         std::uint64_t ticket) {
       write(self, msg, target, reply{self->current_sender(), ticket});
     },
+    [=](publish_atom, const std::vector<message>& msgs,
+        const std::string& target, const std::vector<std::uint64_t>& tickets) {
+      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
+        write(self, msgs[i], target,
+              reply{self->current_sender(), tickets[i]});
+    },
     [=](publish_atom, const message& msg) {
       write(self, msg, std::string{},
             reply{self->make_response_promise<ok_atom>()});
