@@ -176,7 +176,10 @@ private:
   std::uint16_t topic_alias_max_ = 0; // what we accept from the client
   std::vector<std::string> topic_aliases_;
   std::deque<pending_ack> acks_;
-  awaiting<std::uint16_t> rule_tickets_; // delivery ticket -> packet id
+  /// Acks are numbered in arrival order; this is the number of acks_'s
+  /// front, so a rule's answer finds its ack by index, not by a search.
+  std::uint64_t acks_front_seq_ = 0;
+  awaiting<std::uint64_t> rule_tickets_; // delivery ticket -> ack number
   bool flush_scheduled_ = false;
   std::vector<rule_delivery> rule_scratch_;
   /// Deliveries to one rule from the packets of one read, sent together as

@@ -75,8 +75,12 @@ std::string destination_target(const rule_state& st) {
 /// message per burst of deliveries instead of one per message.
 class destination_burst {
 public:
-  explicit destination_burst(rule_actor* self) : self_(self) {
-    self_->state.collecting = true;
+  /// `expected`: how many sends the burst may bring (room is reserved).
+  destination_burst(rule_actor* self, std::size_t expected) : self_(self) {
+    auto& st = self_->state;
+    st.collecting = true;
+    st.burst_msgs.reserve(expected);
+    st.burst_tickets.reserve(expected);
   }
   destination_burst(const destination_burst&) = delete;
   destination_burst& operator=(const destination_burst&) = delete;
@@ -145,11 +149,13 @@ bool retry_later(rule_actor* self, job& j) {
   return true;
 }
 
-/// Answers upstream that the message is handled, through `answers`.
-void done(rule_actor* self, job& j, ok_answers& answers) {
+/// Answers upstream that the message is handled, through `answers`; `now`
+/// is read once per burst of answers.
+void done(rule_actor* self, job& j, ok_answers& answers,
+          message::clock::time_point now) {
   self->state.stats->record_latency(
-    std::chrono::duration_cast<std::chrono::microseconds>(
-      message::clock::now() - j.msg.received));
+    std::chrono::duration_cast<std::chrono::microseconds>(now
+                                                          - j.msg.received));
   answers.add(j.upstream);
 }
 
@@ -199,7 +205,7 @@ void function_answered(rule_actor* self, job j, function_result& result) {
     case function_result::outcome::nothing: {
       st.stats->add("filtered");
       ok_answers answers;
-      done(self, j, answers);
+      done(self, j, answers, message::clock::now());
       break;
     }
     case function_result::outcome::handler_error:
@@ -229,10 +235,10 @@ void destination_failed(rule_actor* self, job j, const caf::error& err) {
 }
 
 void destination_ok(rule_actor* self, std::uint64_t ticket,
-                    ok_answers& answers) {
+                    ok_answers& answers, message::clock::time_point now) {
   if (auto j = self->state.jobs.take(ticket)) {
     self->state.stats->add("out");
-    done(self, *j, answers);
+    done(self, *j, answers, now);
   }
 }
 
@@ -282,7 +288,7 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
     // A burst: the publishes of one read by a hub connection.
     [=](deliver_atom, std::vector<message>& msgs,
         const std::vector<std::uint64_t>& tickets) {
-      destination_burst burst{self};
+      destination_burst burst{self, msgs.size()};
       for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
         start(self, std::move(msgs[i]),
               reply{self->current_sender(), tickets[i]});
@@ -304,12 +310,13 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
     // The destination's answers, one or a burst of oks at a time.
     [=](reply_atom, std::uint64_t ticket, ok_atom) {
       ok_answers answers;
-      destination_ok(self, ticket, answers);
+      destination_ok(self, ticket, answers, message::clock::now());
     },
     [=](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {
       ok_answers answers;
+      auto now = message::clock::now();
       for (auto ticket : tickets)
-        destination_ok(self, ticket, answers);
+        destination_ok(self, ticket, answers, now);
     },
     [=](reply_atom, std::uint64_t ticket, caf::error& err) {
       if (auto j = self->state.jobs.take(ticket))

@@ -84,6 +84,15 @@ struct kafka_producer_state {
   latency_window latency;
   std::string last_error; // librdkafka's last client error (broker, TLS, SASL)
   bool closing = false;
+  /// The clocks read once per handler (see read_clocks), not per record:
+  /// clock reads were ~2.5% of the broker's CPU on the MQTT -> Kafka path.
+  steady::time_point steady_now;
+  message::clock::time_point wall_now;
+
+  void read_clocks() {
+    steady_now = steady::now();
+    wall_now = message::clock::now();
+  }
 
   ~kafka_producer_state();
 
@@ -215,7 +224,7 @@ void kafka_producer_state::publish(message&& msg, std::string&& topic,
     return;
   }
   waiting_record record{std::move(msg), std::move(topic), std::move(rp),
-                        steady::now()};
+                        steady_now};
   // Order is kept: nothing overtakes records already waiting.
   if (backlog.empty() && produce(record))
     return;
@@ -243,7 +252,7 @@ bool kafka_producer_state::produce(waiting_record& record) {
     return true;
   }
   auto out = prepare_record(*settings, record.msg, record.topic,
-                            message::clock::now());
+                            wall_now);
   if (out.expired) {
     // The publisher's message was handled as MQTT asks (dropped once its
     // expiry interval ran out): acknowledged, not retried.
@@ -303,7 +312,7 @@ void kafka_producer_state::on_delivery(const rd_kafka_message_t* m) {
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++counters.acked;
     latency.add(std::chrono::duration_cast<std::chrono::microseconds>(
-                  steady::now() - entry.started)
+                  steady_now - entry.started)
                   .count());
     if (!entry.answered && !closing)
       delivered.add(entry.answer);
@@ -321,6 +330,7 @@ void kafka_producer_state::on_delivery(const rd_kafka_message_t* m) {
 }
 
 void kafka_producer_state::poll() {
+  read_clocks();
   rd_kafka_poll(rk, 0);
   delivered.flush();
   drain_backlog();
@@ -387,8 +397,9 @@ component_stats kafka_producer_state::snapshot() const {
   return out;
 }
 
-/// The sink protocol's three forms end here. An empty target means the
-/// message's own topic; a rule may hand over its topic template unexpanded.
+/// The sink protocol's forms end here, after the handler read the clocks.
+/// An empty target means the message's own topic; a rule may hand over its
+/// topic template unexpanded.
 void publish(caf::stateful_actor<kafka_producer_state>* self,
              message msg, std::string topic,
              reply answer) {
@@ -410,20 +421,24 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
   self->delayed_send(self, tick_interval, tick_atom::value);
   caf::message_handler producer{
     [=](publish_atom, message& msg, std::string& topic) {
+      self->state.read_clocks();
       publish(self, std::move(msg), std::move(topic),
               reply{self->make_response_promise<ok_atom>()});
     },
     [=](publish_atom, message& msg, std::string& topic, std::uint64_t ticket) {
+      self->state.read_clocks();
       publish(self, std::move(msg), std::move(topic),
               reply{self->current_sender(), ticket});
     },
     [=](publish_atom, std::vector<message>& msgs, const std::string& topic,
         const std::vector<std::uint64_t>& tickets) {
+      self->state.read_clocks();
       for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
         publish(self, std::move(msgs[i]), topic,
                 reply{self->current_sender(), tickets[i]});
     },
     [=](publish_atom, message& msg) {
+      self->state.read_clocks();
       auto topic = msg.topic;
       publish(self, std::move(msg), std::move(topic),
               reply{self->make_response_promise<ok_atom>()});
