@@ -133,7 +133,8 @@ template <class T>
 class awaiting {
 public:
   /// Stores `x` and returns the ticket to send with it.
-  std::uint64_t add(T x) {
+  template <class U>
+  std::uint64_t add(U&& x) {
     std::uint32_t index;
     if (free_.empty()) {
       index = static_cast<std::uint32_t>(slots_.size());
@@ -143,7 +144,7 @@ public:
       free_.pop_back();
     }
     auto& s = slots_[index];
-    s.value.emplace(std::move(x));
+    s.value.emplace(std::forward<U>(x));
     ++size_;
     return (std::uint64_t{s.generation} << 32) | (index + 1u);
   }
@@ -164,6 +165,15 @@ public:
     std::optional<T> out{std::move(*s->value)};
     release(*s);
     return out;
+  }
+
+  /// Removes the entry for `ticket`; false when it is unknown.
+  bool erase(std::uint64_t ticket) {
+    auto s = slot_of(ticket);
+    if (s == nullptr)
+      return false;
+    release(*s);
+    return true;
   }
 
   /// Removes every entry for which `pred(entry)` holds.

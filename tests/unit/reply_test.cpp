@@ -77,6 +77,17 @@ TEST(awaiting, outstanding_tickets_are_distinct_under_churn) {
   }
 }
 
+TEST(awaiting, erase_removes_one_entry_once) {
+  awaiting<std::string> table;
+  auto a = table.add("a");
+  auto b = table.add("b");
+  EXPECT_TRUE(table.erase(a));
+  EXPECT_FALSE(table.erase(a));
+  EXPECT_EQ(table.find(a), nullptr);
+  EXPECT_EQ(table.size(), 1u);
+  EXPECT_EQ(table.take(b), "b");
+}
+
 TEST(awaiting, erase_if_removes_matching_entries_only) {
   awaiting<int> table;
   auto even = table.add(2);
