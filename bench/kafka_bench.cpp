@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <memory>
@@ -486,23 +487,53 @@ result run_mqtt(const options& opt, const std::string& bootstraps) {
 
 } // namespace
 
+constexpr const char* usage =
+  "Usage: kafka-bench [--messages N] [--inflight W] [--size B] [--partitions P]\n"
+  "                   [--hubflow PATH]\n"
+  "Produces N records (default 200000) of B bytes (default 64) with acks all\n"
+  "to a librdkafka mock cluster (3 brokers, topic 'bench' with P partitions,\n"
+  "default 3), keeping W records in flight (default 10000), three ways in one\n"
+  "run: raw librdkafka, through hubflow's Kafka endpoint actor, and (with\n"
+  "--hubflow, the path of a hubflow binary) as MQTT QoS 1 publishes into a\n"
+  "hubflow broker whose rule ends at Kafka. Prints msgs/s, latency\n"
+  "percentiles and each mode's ratio to raw librdkafka (docs/performance.md).\n"
+  "Exit codes: 0 done, 2 bad arguments.\n";
+
 int main(int argc, char** argv) {
   options opt;
-  for (int i = 1; i + 1 < argc; i += 2) {
+  for (int i = 1; i < argc; i += 2) {
     std::string key = argv[i];
+    if (key == "--help" || key == "-h") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    if (i + 1 == argc) {
+      std::fprintf(stderr, "kafka-bench: %s needs a value\n%s", key.c_str(), usage);
+      return 2;
+    }
     std::string value = argv[i + 1];
+    auto number = [&]() -> long {
+      char* end = nullptr;
+      auto n = std::strtol(value.c_str(), &end, 10);
+      if (value.empty() || *end != '\0' || n <= 0) {
+        std::fprintf(stderr, "kafka-bench: %s wants a positive number, not '%s'\n",
+                     key.c_str(), value.c_str());
+        std::exit(2);
+      }
+      return n;
+    };
     if (key == "--messages")
-      opt.messages = std::stol(value);
+      opt.messages = number();
     else if (key == "--inflight")
-      opt.inflight = std::stol(value);
+      opt.inflight = number();
     else if (key == "--size")
-      opt.size = std::stoul(value);
+      opt.size = static_cast<std::size_t>(number());
     else if (key == "--partitions")
-      opt.partitions = std::stoi(value);
+      opt.partitions = static_cast<int>(number());
     else if (key == "--hubflow")
       opt.hubflow = value;
     else {
-      std::fprintf(stderr, "unknown option %s\n", key.c_str());
+      std::fprintf(stderr, "kafka-bench: unknown option %s\n%s", key.c_str(), usage);
       return 2;
     }
   }
