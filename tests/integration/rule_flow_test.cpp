@@ -1,7 +1,11 @@
-// A rule under a burst, through the real broker and real MQTT clients: the
-// rule keeps at most 256 invocations at its function and holds the rest in
-// its backlog, so a burst far larger than the function's queue is processed
-// without Overloaded failures, retries or losses, and in order.
+// Rules under bursts, through the real broker and real MQTT clients: a rule
+// keeps at most 256 invocations at its function and holds the rest in its
+// backlog, so a burst far larger than the function's queue is processed
+// without Overloaded failures, retries or losses, and in order; a rule
+// without a function passes a connection's bursts on as bursts, and every
+// message still arrives, in order, acknowledged on its own.
+#include <memory>
+
 #include <gtest/gtest.h>
 #include <mosquitto.h>
 
@@ -24,40 +28,51 @@ json component(const std::string& stats, const std::string& kind,
   return nullptr;
 }
 
-} // namespace
+/// A broker whose config is the embedded hub plus `rules_yaml`, with a
+/// subscriber to `out` at `qos` and a publisher connected.
+class rule_flow : public ::testing::Test {
+protected:
+  void start(const std::string& rules_yaml, const std::string& out, int qos) {
+    server = std::make_unique<hubflow_server>(
+      "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n"
+      + rules_yaml);
+    ASSERT_TRUE(wait_for_port(port, 15s)) << server->proc().output();
+    ASSERT_TRUE(server->wait_ready()) << server->proc().output();
+    ASSERT_EQ(sub.connect(port), 0);
+    ASSERT_EQ(sub.subscribe(out, qos), qos);
+    ASSERT_EQ(pub.connect(port), 0);
+  }
 
-TEST(rule_flow, burst_beyond_the_function_queue_needs_no_retries) {
-  auto port = free_port();
-  // One instance and a queue of 300: a burst of 5000 overflowed it when the
-  // rule sent everything at once.
-  hubflow_server server("hub:\n  listen: [tcp://127.0.0.1:"
-                        + std::to_string(port)
-                        + "]\n"
-                          "rules:\n"
-                          "  - name: burst\n"
-                          "    from: {topic: burst/in}\n"
-                          "    function: {name: echo}\n"
-                          "    to: {topic: burst/out}\n"
-                          "functions:\n"
-                          "  - name: echo\n"
-                          "    plugin: "
-                        + plugin_dir()
-                        + "/identity.so\n"
-                          "    instance: {max: 1, queue: 300}\n");
-  ASSERT_TRUE(wait_for_port(port, 15s)) << server.proc().output();
-  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
+  std::uint16_t port = free_port();
+  std::unique_ptr<hubflow_server> server;
   mqtt_client sub{"watcher"};
   mqtt_client pub{"device"};
-  ASSERT_EQ(sub.connect(port), 0);
-  ASSERT_EQ(sub.subscribe("burst/out", 0), 0);
-  ASSERT_EQ(pub.connect(port), 0);
+};
+
+} // namespace
+
+TEST_F(rule_flow, burst_beyond_the_function_queue_needs_no_retries) {
+  // One instance and a queue of 300: a burst of 5000 overflowed it when the
+  // rule sent everything at once.
+  ASSERT_NO_FATAL_FAILURE(start("rules:\n"
+                                "  - name: burst\n"
+                                "    from: {topic: burst/in}\n"
+                                "    function: {name: echo}\n"
+                                "    to: {topic: burst/out}\n"
+                                "functions:\n"
+                                "  - name: echo\n"
+                                "    plugin: "
+                                  + plugin_dir()
+                                  + "/identity.so\n"
+                                    "    instance: {max: 1, queue: 300}\n",
+                                "burst/out", 0));
 
   constexpr int burst = 5000;
   for (int i = 0; i < burst; ++i)
     ASSERT_TRUE(pub.publish("burst/in", R"({"n":)" + std::to_string(i) + "}"));
   ASSERT_TRUE(sub.wait_messages(burst, 30s))
     << sub.messages().size() << " of " << burst << " arrived\n"
-    << server.stats_json();
+    << server->stats_json();
   auto got = sub.messages_on("burst/out");
   for (int i = 0; i < burst; ++i)
     ASSERT_EQ(json::parse(got[i].payload)["n"], i) << "out of order at " << i;
@@ -65,12 +80,12 @@ TEST(rule_flow, burst_beyond_the_function_queue_needs_no_retries) {
   // Every invocation was taken the first time: no overflow, no retry.
   json fn, rule;
   ASSERT_TRUE(wait_until([&] {
-    auto stats = server.stats_json();
+    auto stats = server->stats_json();
     fn = component(stats, "function", "echo");
     rule = component(stats, "rule", "burst");
     return fn.is_object() && fn.value("outputs", 0) == burst
            && rule.is_object() && rule.value("out", 0) == burst;
-  })) << server.stats_json();
+  })) << server->stats_json();
   EXPECT_EQ(fn.value("invocations", -1), burst);
   EXPECT_EQ(fn.value("overflows", 0), 0);
   EXPECT_EQ(rule.value("retries", 0), 0);
@@ -78,24 +93,14 @@ TEST(rule_flow, burst_beyond_the_function_queue_needs_no_retries) {
   EXPECT_EQ(rule.value("backlog", -1), 0);
 }
 
-TEST(rule_flow, plain_forward_of_qos1_bursts_arrives_complete_and_in_order) {
+TEST_F(rule_flow, plain_forward_of_qos1_bursts_arrives_complete_and_in_order) {
   // No function: the rule hands each read's publishes (a burst) to the hub
   // as one message; every publish is still acknowledged on its own.
-  auto port = free_port();
-  hubflow_server server("hub:\n  listen: [tcp://127.0.0.1:"
-                        + std::to_string(port)
-                        + "]\n"
-                          "rules:\n"
-                          "  - name: forward\n"
-                          "    from: {topic: fwd/in, qos: 1}\n"
-                          "    to: {topic: fwd/out, qos: 1}\n");
-  ASSERT_TRUE(wait_for_port(port, 15s)) << server.proc().output();
-  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
-  mqtt_client sub{"watcher"};
-  mqtt_client pub{"device"};
-  ASSERT_EQ(sub.connect(port), 0);
-  ASSERT_EQ(sub.subscribe("fwd/out", 1), 1);
-  ASSERT_EQ(pub.connect(port), 0);
+  ASSERT_NO_FATAL_FAILURE(start("rules:\n"
+                                "  - name: forward\n"
+                                "    from: {topic: fwd/in, qos: 1}\n"
+                                "    to: {topic: fwd/out, qos: 1}\n",
+                                "fwd/out", 1));
 
   // Queued without waiting for PUBACKs, so reads carry many publishes.
   constexpr int burst = 3000;
@@ -110,7 +115,7 @@ TEST(rule_flow, plain_forward_of_qos1_bursts_arrives_complete_and_in_order) {
   ASSERT_TRUE(pub.publish("fwd/in", std::to_string(burst - 1), 1, false, 30s));
   ASSERT_TRUE(sub.wait_messages(burst, 30s))
     << sub.messages().size() << " of " << burst << " arrived\n"
-    << server.stats_json();
+    << server->stats_json();
   auto got = sub.messages_on("fwd/out");
   ASSERT_EQ(got.size(), static_cast<std::size_t>(burst));
   for (int i = 0; i < burst; ++i)
@@ -118,9 +123,9 @@ TEST(rule_flow, plain_forward_of_qos1_bursts_arrives_complete_and_in_order) {
 
   json rule;
   ASSERT_TRUE(wait_until([&] {
-    rule = component(server.stats_json(), "rule", "forward");
+    rule = component(server->stats_json(), "rule", "forward");
     return rule.is_object() && rule.value("out", 0) == burst;
-  })) << server.stats_json();
+  })) << server->stats_json();
   EXPECT_EQ(rule.value("in", -1), burst);
   EXPECT_EQ(rule.value("retries", 0), 0);
   EXPECT_EQ(rule.value("in_flight", -1), 0);
