@@ -10,19 +10,19 @@
 //     delivered as the destination promises (e.g. after the Kafka ack), or a
 //     caf::error. Ticketed: (publish_atom, message, target, ticket) ->
 //     (reply_atom, ticket, ok_atom | caf::error); an empty target means the
-//     sink's default (the hub: the message's topic). A rule passes on a burst from
-//     the embedded hub as (publish_atom, std::vector<message>, target,
-//     std::vector<ticket>), answered per ticket (the embedded hub, Kafka
-//     and Redis endpoints take it).
+//     sink's default (the hub: the message's topic). A rule passes on a
+//     burst from the embedded hub as (publish_atom, std::vector<message>,
+//     target, std::vector<ticket>), answered per ticket (the embedded hub,
+//     Kafka and Redis endpoints take it).
 // - Source (a hub, a Kafka consumer): (subscribe_atom, filter, qos, actor) ->
 //     ok_atom; the subscriber then gets (deliver_atom, message, ticket) and
 //     answers (reply_atom, ticket, ok_atom | caf::error) when it has handled
 //     it, which lets the source ack or commit upstream; ticket 0 wants no
 //     answer. A hub connection delivers the publishes of one read as
-//     (deliver_atom, std::vector<message>, std::vector<ticket>). Request form: (deliver_atom, message) -> ok_atom (the Kafka
-//     consumer, at most 256 records in flight, uses it to learn when the
-//     subscriber is gone). (unsubscribe_atom, filter, actor) undoes a
-//     subscription.
+//     (deliver_atom, std::vector<message>, std::vector<ticket>). Request
+//     form: (deliver_atom, message) -> ok_atom (the Kafka consumer, at most
+//     256 records in flight, uses it to learn when the subscriber is gone).
+//     (unsubscribe_atom, filter, actor) undoes a subscription.
 // - Function supervisor: (invoke_atom, message) -> function_result, or
 //     ticketed (invoke_atom, message, ticket) -> (reply_atom, ticket,
 //     function_result).

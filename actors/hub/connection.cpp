@@ -403,7 +403,8 @@ void connection::send_rule_bursts() {
 void connection::queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
                            std::size_t waiting, std::uint8_t reason) {
   // `since` only serves the 30 s limit: the time of the read will do.
-  acks_.push_back(pending_ack{packet_id, type, waiting, false, reason, last_rx_});
+  acks_.push_back(
+    pending_ack{packet_id, type, waiting, false, reason, last_rx_});
   pump_acks();
 }
 

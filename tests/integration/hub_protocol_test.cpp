@@ -27,8 +27,9 @@ protected:
     EXPECT_TRUE(c->ok());
     auto ack = c->mqtt_connect(id, version, std::move(props), clean);
     EXPECT_TRUE(ack.has_value());
-    if (ack)
+    if (ack) {
       EXPECT_EQ(ack->reason, 0);
+    }
     return c;
   }
 
@@ -329,7 +330,8 @@ TEST_F(hub_protocol, garbage_closes_only_that_connection) {
   EXPECT_EQ(std::get<disconnect_packet>(*p).reason, rc::malformed_packet);
   raw_client truncated{env.port};
   ASSERT_TRUE(truncated.mqtt_connect("trunc", v311));
-  truncated.send(std::string{"\x30\x20\x00\x03abc", 7});
+  // (Split literal: "\x03abc" would be one hex escape.)
+  truncated.send(std::string{"\x30\x20\x00\x03" "abc", 7});
   // Everyone else keeps working.
   for (int i = 0; i < 10; ++i)
     ASSERT_TRUE(pub->send(make_publish("still/ok", std::to_string(i)), v5));

@@ -111,7 +111,8 @@ struct actor_system_fixture : ::testing::Test {
       [&](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {
         out = tickets;
       },
-      caf::after(std::chrono::seconds(5)) >> [] { ADD_FAILURE() << "no answer"; });
+      caf::after(std::chrono::seconds(5))
+        >> [] { ADD_FAILURE() << "no answer"; });
     return out;
   }
 };
@@ -124,7 +125,7 @@ caf::strong_actor_ptr ptr(caf::scoped_actor& self) {
 
 using ok_answers_test = actor_system_fixture;
 
-TEST_F(ok_answers_test, sends_one_message_per_requester_when_it_goes_out_of_scope) {
+TEST_F(ok_answers_test, sends_one_message_per_requester_when_out_of_scope) {
   caf::scoped_actor a{sys};
   caf::scoped_actor b{sys};
   {
