@@ -363,11 +363,6 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
   return true;
 }
 
-/// Room reserved for a rule's burst up front: a 64 KiB read of small
-/// publishes holds hundreds, and growing from one by doubling moved them
-/// around (perf: vector reallocation ~2% of the broker's CPU).
-constexpr std::size_t initial_burst_capacity = 64;
-
 void connection::deliver_to_rules(std::vector<rule_delivery>& rules,
                                   std::uint16_t packet_id,
                                   mqtt::packet_type ack) {
@@ -382,11 +377,8 @@ void connection::deliver_to_rules(std::vector<rule_delivery>& rules,
     auto ticket = packet_id ? rule_tickets_.add(ack_seq) : 0;
     auto burst = std::find_if(rule_bursts_.begin(), rule_bursts_.end(),
                               [&](auto& b) { return b.rule == r.subscriber; });
-    if (burst == rule_bursts_.end()) {
+    if (burst == rule_bursts_.end())
       burst = rule_bursts_.insert(burst, rule_burst{r.subscriber, {}, {}});
-      burst->msgs.reserve(initial_burst_capacity);
-      burst->tickets.reserve(initial_burst_capacity);
-    }
     burst->msgs.push_back(std::move(r.msg));
     burst->tickets.push_back(ticket);
   }

@@ -180,24 +180,23 @@ void report_error(rule_actor* self, job j, const std::string& error,
   advance(self, std::move(j));
 }
 
-/// The message the rule publishes: the output bytes (or the input for a
-/// plain forward) on the destination topic, with the input's properties.
-message make_output(const rule_state& st, message input, payload body) {
-  message out = std::move(input);
+/// Turns a message holding the output bytes (or, for a plain forward, the
+/// input) into what the rule publishes: the destination topic, qos and
+/// retain flag, the input's properties. In place: nothing is copied.
+void make_output(const rule_state& st, message& msg) {
   if (!st.wiring.destination_is_endpoint)
-    out.topic = st.cfg.to.topic;
-  out.body = std::move(body);
-  out.qos = st.cfg.to.qos;
-  out.retain = st.cfg.to.retain;
-  out.origin = st.cfg.name;
-  return out;
+    msg.topic = st.cfg.to.topic;
+  msg.qos = st.cfg.to.qos;
+  msg.retain = st.cfg.to.retain;
+  msg.origin = st.cfg.name;
 }
 
 void function_answered(rule_actor* self, job j, function_result& result) {
   auto& st = self->state;
   switch (result.status) {
     case function_result::outcome::output:
-      j.msg = make_output(st, std::move(j.msg), std::move(result.output));
+      j.msg.body = std::move(result.output);
+      make_output(st, j.msg);
       j.is_output = true;
       j.attempts = 0;
       advance(self, std::move(j));
@@ -248,10 +247,8 @@ void destination_ok(rule_actor* self, std::uint64_t ticket,
 void start(rule_actor* self, message msg, reply upstream) {
   auto& st = self->state;
   st.stats->add("in");
-  if (!st.wiring.function) {
-    auto body = msg.body;
-    msg = make_output(st, std::move(msg), std::move(body));
-  }
+  if (!st.wiring.function)
+    make_output(st, msg);
   advance(self, job{std::move(msg), std::move(upstream), 0,
                     !st.wiring.function});
 }
