@@ -125,6 +125,9 @@ struct supervisor_state {
   std::uint64_t next_batch = 1;
   unsigned consecutive_failures = 0;
   bool restart_scheduled = false;
+  /// A timeout check is pending (see check_timeouts): at most one at a
+  /// time, whatever the number of batches running.
+  bool timeout_check_pending = false;
   std::unique_ptr<probe> stats;
 
   scaling::pool_view view() const {
@@ -258,10 +261,10 @@ void run_batch(supervisor_actor* self, instance_slot& slot,
     slot.progress->started = clock_type::now();
   }
   self->send(slot.handle, invoke_atom::value, slot.batch_id, std::move(msgs));
-  // One timer per batch, not per invocation; the check re-arms itself for
-  // the invocation running when it fires.
-  self->delayed_send(self, st.cfg.instance.timeout, check_atom::value,
-                     slot.batch_id);
+  if (!st.timeout_check_pending) {
+    st.timeout_check_pending = true;
+    self->delayed_send(self, st.cfg.instance.timeout, check_atom::value);
+  }
 }
 
 void dispatch(supervisor_actor* self) {
@@ -280,44 +283,57 @@ void dispatch(supervisor_actor* self) {
   start_instances(self);
 }
 
-/// A batch's timer fired: time out the running invocation if it has run
-/// for the whole timeout, else look again when it would have.
-void check_timeout(supervisor_actor* self, std::uint64_t batch_id) {
+/// The timeout check fired: times out every invocation that has run for
+/// the whole timeout, and looks again when the next running one would.
+///
+/// One pending check per supervisor, not one timer per batch: at low load
+/// every batch is one invocation, and a timer each (CAF 0.17 wakes its
+/// clock thread for every one, and again when it expires) kept the clock
+/// thread at ~10% of a core and stalled the rule path by milliseconds,
+/// long after the invocations were done (function timeout 30 s later).
+void check_timeouts(supervisor_actor* self) {
   auto& st = self->state;
-  auto i = std::find_if(st.instances.begin(), st.instances.end(),
-                        [&](auto& kv) {
-                          return kv.second.busy()
-                                 && kv.second.batch_id == batch_id;
-                        });
-  if (i == st.instances.end())
-    return; // the batch is done
-  auto& slot = i->second;
-  clock_type::time_point started;
-  {
+  st.timeout_check_pending = false;
+  auto timeout = st.cfg.instance.timeout;
+  auto now = clock_type::now();
+  std::vector<caf::actor_addr> overrun;
+  std::optional<clock_type::time_point> next_deadline;
+  for (auto& [addr, slot] : st.instances) {
+    if (!slot.busy())
+      continue;
     std::lock_guard<std::mutex> guard{slot.progress->mtx};
     auto& results = slot.progress->results;
     if (results.size() >= slot.batch.size()
         || (!results.empty()
             && results.back().status == function_result::outcome::failure))
-      return; // the batch is over (done or broken); batch_done is on its way
-    started = slot.progress->started;
+      continue; // the batch is over (done or broken); batch_done is on its way
+    auto deadline = slot.progress->started + timeout;
+    if (now >= deadline)
+      overrun.push_back(addr);
+    else if (!next_deadline || deadline < *next_deadline)
+      next_deadline = deadline;
   }
-  auto timeout = st.cfg.instance.timeout;
-  auto now = clock_type::now();
-  if (now - started < timeout) {
-    self->delayed_send(self, started + timeout - now, check_atom::value,
-                       batch_id);
-    return;
+  if (!overrun.empty()) {
+    auto text = "invocation timed out after " + std::to_string(timeout.count())
+                + " ms";
+    for (auto& addr : overrun) {
+      spdlog::warn("function {}: {}", st.cfg.name, text);
+      st.stats->add("timeouts");
+      // The instance may still be running the handler: kill it and let a
+      // fresh one take its place.
+      drop_instance(self, addr, caf::exit_reason::kill,
+                    function_result::make_failure(text, "TimeoutError"));
+    }
+    dispatch(self); // may start batches, and with them a new check
   }
-  auto text = "invocation timed out after " + std::to_string(timeout.count())
-              + " ms";
-  spdlog::warn("function {}: {}", st.cfg.name, text);
-  st.stats->add("timeouts");
-  // The instance may still be running the handler: kill it and let a fresh
-  // one take its place.
-  drop_instance(self, i->first, caf::exit_reason::kill,
-                function_result::make_failure(text, "TimeoutError"));
-  dispatch(self);
+  if (next_deadline && !st.timeout_check_pending) {
+    st.timeout_check_pending = true;
+    self->delayed_send(self,
+                       std::chrono::duration_cast<std::chrono::milliseconds>(
+                         *next_deadline - now)
+                         + std::chrono::milliseconds{1},
+                       check_atom::value);
+  }
 }
 
 void schedule_restart(supervisor_actor* self) {
@@ -441,7 +457,7 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
       }
       dispatch(self);
     },
-    [=](check_atom, std::uint64_t batch_id) { check_timeout(self, batch_id); },
+    [=](check_atom) { check_timeouts(self); },
     // An instance created its runtime instance and is ready.
     [=](ok_atom, std::int32_t pid) {
       auto& st = self->state;
