@@ -64,6 +64,17 @@ private:
   std::uint64_t ticket_ = 0;
 };
 
+/// Hands every message of a burst the current handler received (messages
+/// with the tickets they came with, see type_ids.hpp) to `each(message&,
+/// reply)`, in order, with the reply its ticket asks for.
+template <class Actor, class OnMessage>
+void for_each_in_burst(Actor* self, std::vector<message>& msgs,
+                       const std::vector<std::uint64_t>& tickets,
+                       OnMessage each) {
+  for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
+    each(msgs[i], reply{self->current_sender(), tickets[i]});
+}
+
 /// Ok answers collected while an actor handles a burst (a poll's worth of
 /// Kafka delivery reports, a batch of answers from a destination) and sent
 /// as one (reply_atom, std::vector<std::uint64_t> tickets, ok_atom) per

@@ -252,9 +252,9 @@ caf::behavior hub_broker(caf::io::broker* self,
     [self, core, waiting](publish_atom, std::vector<message>& msgs,
                           const std::string&,
                           const std::vector<std::uint64_t>& tickets) {
-      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
-        publish_for(self, *core, *waiting, msgs[i],
-                    reply{self->current_sender(), tickets[i]});
+      for_each_in_burst(self, msgs, tickets, [&](message& msg, reply answer) {
+        publish_for(self, *core, *waiting, msg, std::move(answer));
+      });
     },
     // Rules' answers to deliveries of such publishes.
     [waiting](reply_atom, std::uint64_t ticket, ok_atom) {

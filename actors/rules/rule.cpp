@@ -289,9 +289,9 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
     [=](deliver_atom, std::vector<message>& msgs,
         const std::vector<std::uint64_t>& tickets) {
       destination_burst burst{self, msgs.size()};
-      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
-        start(self, std::move(msgs[i]),
-              reply{self->current_sender(), tickets[i]});
+      for_each_in_burst(self, msgs, tickets, [=](message& msg, reply upstream) {
+        start(self, std::move(msg), std::move(upstream));
+      });
     },
     // The function's answer.
     [=](reply_atom, std::uint64_t ticket, function_result& result) {

@@ -433,9 +433,9 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
     [=](publish_atom, std::vector<message>& msgs, const std::string& topic,
         const std::vector<std::uint64_t>& tickets) {
       self->state.read_clocks();
-      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
-        publish(self, std::move(msgs[i]), topic,
-                reply{self->current_sender(), tickets[i]});
+      for_each_in_burst(self, msgs, tickets, [&](message& msg, reply answer) {
+        publish(self, std::move(msg), topic, std::move(answer));
+      });
     },
     [=](publish_atom, message& msg) {
       self->state.read_clocks();

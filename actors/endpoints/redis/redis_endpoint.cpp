@@ -146,11 +146,11 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
         std::uint64_t ticket) {
       write(self, msg, target, reply{self->current_sender(), ticket});
     },
-    [=](publish_atom, const std::vector<message>& msgs,
-        const std::string& target, const std::vector<std::uint64_t>& tickets) {
-      for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
-        write(self, msgs[i], target,
-              reply{self->current_sender(), tickets[i]});
+    [=](publish_atom, std::vector<message>& msgs, const std::string& target,
+        const std::vector<std::uint64_t>& tickets) {
+      for_each_in_burst(self, msgs, tickets, [&](message& msg, reply answer) {
+        write(self, msg, target, std::move(answer));
+      });
     },
     [=](publish_atom, const message& msg) {
       write(self, msg, std::string{},
