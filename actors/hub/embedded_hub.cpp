@@ -163,8 +163,14 @@ struct publish_waiter {
   reply answer;
 };
 
+/// One rule's delivery of a waiting publish, by its ticket.
+struct rule_delivery_wait {
+  caf::actor_addr rule; // answers for it die with the rule
+  std::shared_ptr<publish_waiter> waiter;
+};
+
 void publish_for(caf::io::broker* self, hub::hub_core& core,
-                 awaiting<std::shared_ptr<publish_waiter>>& waiting,
+                 awaiting<rule_delivery_wait>& waiting,
                  message& msg, reply answer) {
   if (!valid_topic_name(msg.topic)) {
     answer.deliver(caf::make_error(caf::sec::invalid_argument,
@@ -182,16 +188,16 @@ void publish_for(caf::io::broker* self, hub::hub_core& core,
     publish_waiter{rules.size(), std::move(answer)});
   for (auto& r : rules) {
     ++core.counters.rule_deliveries;
-    self->send(r.subscriber, deliver_atom::value, std::move(r.msg),
-               waiting.add(w));
+    auto ticket = waiting.add(rule_delivery_wait{r.subscriber.address(), w});
+    self->send(r.subscriber, deliver_atom::value, std::move(r.msg), ticket);
   }
 }
 
 /// A rule has handled its delivery of a waiting publish.
-void rule_handled(awaiting<std::shared_ptr<publish_waiter>>& waiting,
+void rule_handled(awaiting<rule_delivery_wait>& waiting,
                   std::uint64_t ticket) {
-  if (auto w = waiting.take(ticket); w && --(*w)->left == 0)
-    (*w)->answer.deliver(ok_atom::value);
+  if (auto d = waiting.take(ticket); d && --d->waiter->left == 0)
+    d->waiter->answer.deliver(ok_atom::value);
 }
 
 /// The hub's control broker: owns the listeners, forks session brokers,
@@ -201,8 +207,20 @@ caf::behavior hub_broker(caf::io::broker* self,
                          std::vector<int> listeners) {
   for (auto fd : listeners)
     self->add_doorman(static_cast<caf::io::network::native_socket>(fd));
-  self->set_down_handler(
-    [core](caf::down_msg& dm) { core->remove_rule(dm.source); });
+  auto waiting = std::make_shared<awaiting<rule_delivery_wait>>();
+  self->set_down_handler([core, waiting](caf::down_msg& dm) {
+    core->remove_rule(dm.source);
+    // Deliveries the rule took and will never answer: their publishers
+    // get an error now (and retry or report it) instead of waiting forever.
+    waiting->erase_if([&](rule_delivery_wait& d) {
+      if (d.rule != dm.source)
+        return false;
+      d.waiter->answer.deliver(caf::make_error(
+        caf::sec::runtime_error, "a rule subscribed to the topic stopped "
+                                 "before it handled the message"));
+      return true;
+    });
+  });
   self->set_exit_handler([self, core](caf::exit_msg& em) {
     for (auto c : core->live)
       caf::anon_send(caf::actor_cast<caf::actor>(c->broker()),
@@ -213,7 +231,6 @@ caf::behavior hub_broker(caf::io::broker* self,
   auto last_report = std::make_shared<std::vector<std::pair<std::string,
                                                             std::int64_t>>>();
   auto ticks = std::make_shared<int>(0);
-  auto waiting = std::make_shared<awaiting<std::shared_ptr<publish_waiter>>>();
   self->delayed_send(self, stats_interval, tick_atom::value);
   return {
     [self, core](const caf::io::new_connection_msg& m) {
@@ -266,8 +283,8 @@ caf::behavior hub_broker(caf::io::broker* self,
     },
     [core, waiting](reply_atom, std::uint64_t ticket, caf::error& err) {
       ++core->counters.rule_errors;
-      if (auto w = waiting->take(ticket))
-        (*w)->answer.deliver(std::move(err));
+      if (auto d = waiting->take(ticket))
+        d->waiter->answer.deliver(std::move(err));
     },
     [core](get_atom, const std::string& what) -> caf::message {
       if (what == "listen_port")

@@ -192,6 +192,27 @@ TEST_F(hub_rules, rule_publishes_reach_sessions_and_rules_and_are_retained) {
     subscribe_atom::value, std::string{"a/#/b"}, std::uint8_t{0}, probe)));
 }
 
+TEST_F(hub_rules, a_rule_that_stops_fails_the_publishes_it_still_held) {
+  // A publish by another actor waits for every rule it reached; one that
+  // stops without answering must not leave the publisher waiting forever.
+  ASSERT_TRUE(subscribe_probe("held/#"));
+  caf::anon_send(probe, hold_atom::value);
+  message m;
+  m.topic = "held/x";
+  m.body = payload{"x"};
+  m.qos = 1;
+  caf::scoped_actor self{env.sys()};
+  auto pending = self->request(env.hub, 10s, publish_atom::value, m);
+  ASSERT_TRUE(wait_until([&] { return deliveries() == "held/x=x;"; }));
+  caf::anon_send_exit(probe, caf::exit_reason::kill);
+  std::string outcome;
+  pending.receive([&](ok_atom) { outcome = "ok"; },
+                  [&](caf::error& err) { outcome = env.sys().render(err); });
+  EXPECT_NE(outcome.find("stopped before it handled the message"),
+            std::string::npos)
+    << outcome;
+}
+
 TEST(hub_remap, subscriptions_republish_source_on_target) {
   hub_config cfg = test_hub_config();
   remap_config r;
