@@ -313,20 +313,9 @@ void check_timeouts(supervisor_actor* self) {
     else if (!next_deadline || deadline < *next_deadline)
       next_deadline = deadline;
   }
-  if (!overrun.empty()) {
-    auto text = "invocation timed out after " + std::to_string(timeout.count())
-                + " ms";
-    for (auto& addr : overrun) {
-      spdlog::warn("function {}: {}", st.cfg.name, text);
-      st.stats->add("timeouts");
-      // The instance may still be running the handler: kill it and let a
-      // fresh one take its place.
-      drop_instance(self, addr, caf::exit_reason::kill,
-                    function_result::make_failure(text, "TimeoutError"));
-    }
-    dispatch(self); // may start batches, and with them a new check
-  }
-  if (next_deadline && !st.timeout_check_pending) {
+  // Armed before dispatching below: a batch started there must not arm
+  // its (later) deadline in place of this earlier one.
+  if (next_deadline) {
     st.timeout_check_pending = true;
     self->delayed_send(self,
                        std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -334,6 +323,19 @@ void check_timeouts(supervisor_actor* self) {
                          + std::chrono::milliseconds{1},
                        check_atom::value);
   }
+  if (overrun.empty())
+    return;
+  auto text = "invocation timed out after " + std::to_string(timeout.count())
+              + " ms";
+  for (auto& addr : overrun) {
+    spdlog::warn("function {}: {}", st.cfg.name, text);
+    st.stats->add("timeouts");
+    // The instance may still be running the handler: kill it and let a
+    // fresh one take its place.
+    drop_instance(self, addr, caf::exit_reason::kill,
+                  function_result::make_failure(text, "TimeoutError"));
+  }
+  dispatch(self); // may start batches, and with them a check if none is set
 }
 
 void schedule_restart(supervisor_actor* self) {
