@@ -5,6 +5,7 @@
 #
 #   tools/setup.sh            install + build (RelWithDebInfo)
 #   BUILD_TYPE=Debug tools/setup.sh
+#   FUZZ=1 tools/setup.sh     also install clang for the fuzz build
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,6 +25,11 @@ packages=(
 )
 # Node runs Node functions; keep an existing node (e.g. a newer one).
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
+# FUZZ=1: also clang and its libFuzzer/sanitizer runtimes, for the fuzz
+# build (docs/fuzzing.md); the default build and the sanitizer build use g++.
+if [ "${FUZZ:-0}" = 1 ]; then
+  packages+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
