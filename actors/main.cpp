@@ -2,11 +2,14 @@
 // every actor (stats, hub, endpoints, function supervisors, rules), then runs
 // until SIGINT or SIGTERM.
 #include <algorithm>
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <iostream>
 #include <map>
 #include <thread>
+
+#include <unistd.h>
 
 #include <boost/program_options.hpp>
 #include <caf/all.hpp>
@@ -16,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/config.hpp"
+#include "core/keeper.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
@@ -25,6 +29,8 @@
 #include "hub/external_hub.hpp"
 #include "rules/rule.hpp"
 #include "stats/stats.hpp"
+#include "stats/stats_port.hpp"
+#include "stats/stats_token.hpp"
 
 namespace po = boost::program_options;
 using namespace hubflow;
@@ -37,7 +43,12 @@ enum exit_code : int {
   exit_config = 1,  // the config (or a plugin it names) is invalid
   exit_usage = 2,   // bad command line
   exit_startup = 3, // valid config, but a port or resource is unavailable
+  exit_lost = 4,    // the hub or an endpoint stopped and cannot be restarted
+                    // in place: a service manager restarts the process
 };
+
+/// What main exits with once stopped; a keeper's on_lost sets exit_lost.
+std::atomic<int> final_exit_code{exit_ok};
 
 const char* usage_text = R"(hubflow — an edge MQTT broker that routes messages through functions
 to MQTT topics, Kafka and Redis.
@@ -47,7 +58,8 @@ Usage:
 
 With no --config, hubflow runs its embedded default: an MQTT 3.1.1/5.0
 broker on 127.0.0.1:1883 that lets anonymous clients in from loopback only,
-and stats for `hubflowctl stats` on 127.0.0.1:9883.
+and stats for `hubflowctl stats` on 127.0.0.1:9883 (for the user hubflow runs
+as: the port's token is in a file only that user can read).
 
 Examples:
   hubflow                                   # the embedded default broker
@@ -63,7 +75,10 @@ Exit codes:
   0  stopped normally (SIGINT/SIGTERM), or --check found the config valid
   1  the config is invalid: each error names file:line:column and the key
   2  the command line is wrong
-  3  the config is valid but the broker cannot start (a port is taken, ...)
+  3  the config is valid but the broker cannot start (a port is taken, the
+     stats token directory is unsafe, ...)
+  4  the embedded hub or an endpoint stopped while running; hubflow stopped
+     itself so that a service manager (Restart=on-failure) starts it afresh
 
 Docs: docs/getting-started.md, docs/configuration.md, docs/hubflowctl.md
 )";
@@ -210,13 +225,70 @@ void apply_overrides(config& cfg, const options& opts) {
 /// Everything the broker spawned, so shutdown can stop it in order.
 struct broker {
   caf::actor stats;
+  caf::actor stats_port;
   caf::actor hub; // the embedded hub, or invalid with an external hub
   caf::actor http;
   std::map<std::string, caf::actor> endpoints;
   std::map<std::string, caf::actor> functions;
   std::vector<caf::actor> rules;
   std::vector<caf::actor> hub_links;
+  /// Supervises stats, the stats port, the hub, endpoints and the HTTP API
+  /// once all started; it stops them at shutdown (their handles above may
+  /// be stale by then: restarted actors are new ones).
+  caf::actor keeper;
+  std::string token_path; // removed at shutdown
 };
+
+/// Stops hubflow as SIGTERM does, then exits with exit_lost: an actor that
+/// everything depends on is gone and only a fresh process brings it back.
+void stop_for_restart(const std::string& name, const caf::error&) {
+  spdlog::critical("{} is gone: hubflow stops (exit code {}) so that its "
+                   "service manager starts it afresh",
+                   name, static_cast<int>(exit_lost));
+  final_exit_code = exit_lost;
+  ::kill(::getpid(), SIGTERM);
+}
+
+/// The stats actor, the stats port and the token file, and how the keeper
+/// restarts the first two.
+std::string start_stats(caf::actor_system& sys, const config& cfg, broker& b,
+                        std::vector<keeper_child>& kept) {
+  std::string error;
+  auto store = make_stats_store();
+  b.stats = spawn_stats(sys, cfg.stats, store);
+  kept.push_back({"stats", b.stats,
+                  [&sys, stats_cfg = cfg.stats, store](std::string&) {
+                    return spawn_stats(sys, stats_cfg, store);
+                  },
+                  {}});
+  auto port_ctx = std::make_shared<stats_port_context>();
+  port_ctx->token = make_stats_token(error);
+  if (port_ctx->token.empty())
+    return error;
+  std::uint16_t port = 0;
+  b.stats_port = spawn_stats_port(sys, cfg.stats.host, cfg.stats.port,
+                                  port_ctx, error, &port);
+  if (!b.stats_port)
+    return error;
+  // A restart binds the port clients already know, also after port 0.
+  kept.push_back({"stats_port", b.stats_port,
+                  [&sys, host = cfg.stats.host, port,
+                   port_ctx](std::string& err) {
+                    return spawn_stats_port(sys, host, port, port_ctx, err);
+                  },
+                  {}});
+  bool configured = !cfg.stats.token_file.empty();
+  auto path = configured ? cfg.stats.token_file
+                         : default_stats_token_path(port);
+  if (!write_stats_token(path, port_ctx->token, !configured, error))
+    return (configured ? "stats.token_file: " : "") + error;
+  b.token_path = path;
+  spdlog::info("stats on {}:{} (hubflowctl stats --stats-port {}{}), token "
+               "in {}",
+               cfg.stats.host, port, port,
+               configured ? " --token-file " + path : std::string{}, path);
+  return {};
+}
 
 std::map<std::string, endpoint_usage> endpoint_usages(const config& cfg) {
   std::map<std::string, endpoint_usage> usage;
@@ -233,25 +305,28 @@ std::map<std::string, endpoint_usage> endpoint_usages(const config& cfg) {
 std::string start(caf::actor_system& sys, const config& cfg,
                   std::map<std::string, std::shared_ptr<function_runtime>>& rts,
                   broker& b) {
-  std::string error;
-  b.stats = spawn_stats(sys, cfg.stats);
-  auto stats_port = publish_stats(sys, b.stats, cfg.stats, error);
+  std::vector<keeper_child> kept;
+  auto error = start_stats(sys, cfg, b, kept);
   if (!error.empty())
     return error;
-  spdlog::info("stats on {}:{} (hubflowctl stats --stats-port {})",
-               cfg.stats.host, stats_port, stats_port);
+  // Rules hold the hub's and the endpoints' handles and subscribed with
+  // them, so a replacement would be unknown to them: when one of these
+  // stops, hubflow stops as a whole (stop_for_restart).
   if (cfg.hub.embedded) {
     b.hub = spawn_embedded_hub(sys, cfg.hub, error);
     if (!b.hub)
       return error;
     caf::anon_send(b.stats, publish_atom::value, b.hub);
+    kept.push_back({"hub", b.hub, {}, stop_for_restart});
   } else {
     spdlog::info("using the external hub at {}", cfg.hub.address);
   }
   auto usage = endpoint_usages(cfg);
   for (auto& ep : cfg.endpoints) {
     auto& type = endpoint_registry().at(ep.type);
-    b.endpoints.emplace(ep.name, type.spawn(sys, ep, usage[ep.name]));
+    auto endpoint = type.spawn(sys, ep, usage[ep.name]);
+    b.endpoints.emplace(ep.name, endpoint);
+    kept.push_back({"endpoint:" + ep.name, endpoint, {}, stop_for_restart});
   }
   for (auto& fn : cfg.functions)
     b.functions.emplace(fn.name,
@@ -290,13 +365,24 @@ std::string start(caf::actor_system& sys, const config& cfg,
       if (ep.type == "redis")
         ctx.state_stores.emplace(
           ep.name, http_state_store{ep.type, b.endpoints.at(ep.name)});
-    ctx.stats = b.stats;
+    // The stats actor may be restarted; the reader always asks the current one.
+    ctx.stats = spawn_stats_reader(sys);
     std::uint16_t port = 0;
     b.http = spawn_http_api(sys, cfg.http, ctx, error, &port);
     if (!b.http)
       return error;
     spdlog::info("HTTP API on {} (port {})", cfg.http.listen, port);
+    // Restarted on the port bound now, also when http.listen said port 0.
+    auto http_cfg = cfg.http;
+    http_cfg.listen = cfg.http.listen.substr(0, cfg.http.listen.rfind(':') + 1)
+                      + std::to_string(port);
+    kept.push_back({"http_api", b.http,
+                    [&sys, http_cfg, ctx](std::string& err) {
+                      return spawn_http_api(sys, http_cfg, ctx, err);
+                    },
+                    {}});
   }
+  b.keeper = spawn_keeper(sys, std::move(kept));
   spdlog::info("hubflow {} running: {} rules, {} functions, {} endpoints",
                HUBFLOW_VERSION, cfg.rules.size(), cfg.functions.size(),
                cfg.endpoints.size());
@@ -314,11 +400,18 @@ void stop(broker& b) {
     exit(l);
   for (auto& [name, f] : b.functions)
     exit(f);
-  for (auto& [name, e] : b.endpoints)
-    exit(e);
-  exit(b.http);
-  exit(b.hub);
-  exit(b.stats);
+  if (b.keeper) {
+    exit(b.keeper); // it stops what it keeps
+  } else {
+    for (auto& [name, e] : b.endpoints)
+      exit(e);
+    exit(b.http);
+    exit(b.hub);
+    exit(b.stats_port);
+    exit(b.stats);
+  }
+  if (!b.token_path.empty())
+    ::unlink(b.token_path.c_str());
 }
 
 int wait_for_signal() {
@@ -402,10 +495,10 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_for(std::chrono::seconds(3));
     spdlog::warn("some actors did not stop within 3 s; exiting anyway");
     spdlog::shutdown();
-    std::_Exit(exit_ok);
+    std::_Exit(final_exit_code);
   }).detach();
   sys.await_all_actors_done();
   spdlog::info("stopped");
   spdlog::shutdown();
-  std::_Exit(exit_ok);
+  std::_Exit(final_exit_code);
 }

@@ -1,17 +1,23 @@
 // hubflowctl: the control tool. `stats` asks a running broker for its
-// counters over CAF's middleman; `passwd` makes password hashes for
-// hub.principals (validating a config is `hubflow --check`).
+// counters on the stats port (one line with the token, the JSON back; see
+// stats/stats_port.hpp); `passwd` makes password hashes for hub.principals
+// (validating a config is `hubflow --check`).
+#include <netdb.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <string>
 
 #include <boost/program_options.hpp>
-#include <caf/all.hpp>
-#include <caf/io/all.hpp>
 
 #include "core/config.hpp"
-#include "core/type_ids.hpp"
 #include "hub/auth.hpp"
 #include "stats/stats.hpp"
+#include "stats/stats_token.hpp"
 
 namespace po = boost::program_options;
 using namespace hubflow;
@@ -28,9 +34,13 @@ const char* usage_text = R"(hubflowctl — control a running hubflow broker.
 
 Usage:
   hubflowctl stats [--json] [--stats-host HOST] [--stats-port PORT]
+                   [--token-file FILE]
       Print every component's counters: hub connections, rules, functions
       (instances, queue depth, latency percentiles), endpoints.
       --json prints one JSON object for scripts (see docs/hubflowctl.md).
+      The stats port wants the token the broker wrote at startup to a file
+      only its user can read: run hubflowctl as that user, or name the file
+      (the broker's stats.token_file) with --token-file.
   hubflowctl passwd [--password-file FILE]
       Print a password hash for hub.principals (the format mosquitto_passwd
       writes). Reads the password from FILE, or from standard input.
@@ -45,33 +55,96 @@ command line.
 
 Options)";
 
-int stats(const std::string& host, std::uint16_t port, bool as_json) {
-  caf::actor_system_config cfg;
-  cfg.load<caf::io::middleman>();
-  cfg.add_message_types<caf::id_block::hubflow>();
-  // Keep hubflowctl quiet and quick: no CAF logging, one worker thread.
-  cfg.set("scheduler.max-threads", 1);
-  caf::actor_system sys{cfg};
-  auto stats = sys.middleman().remote_actor(host, port);
-  if (!stats) {
+/// Largest answer accepted: a snapshot of thousands of components is far
+/// smaller.
+constexpr std::size_t max_answer = 64 * 1024 * 1024;
+
+/// A TCP connection to host:port with send and receive timeouts; -1 and
+/// `error` set when nothing answers.
+int connect_to(const std::string& host, std::uint16_t port,
+               std::string& error) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  auto service = std::to_string(port);
+  if (int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &found);
+      rc != 0) {
+    error = ::gai_strerror(rc);
+    return -1;
+  }
+  int fd = -1;
+  error = "no address";
+  for (auto* a = found; a && fd < 0; a = a->ai_next) {
+    fd = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0)
+      continue;
+    timeval timeout{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      error = std::strerror(errno);
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  ::freeaddrinfo(found);
+  return fd;
+}
+
+int stats(const std::string& host, std::uint16_t port,
+          const std::string& token_file, bool as_json) {
+  std::string error;
+  int fd = connect_to(host, port, error);
+  if (fd < 0) {
     std::cerr << "hubflowctl: no hubflow answers on " << host << ":" << port
-              << " (" << sys.render(stats.error())
-              << "); is it running, and is stats.port " << port << "?\n";
+              << " (" << error << "); is it running, and is stats.port "
+              << port << "?\n";
     return exit_failed;
   }
-  caf::scoped_actor self{sys};
-  int result = exit_ok;
-  self->request(*stats, std::chrono::seconds(5), get_atom::value)
-    .receive(
-      [&](const std::string& snapshot) {
-        std::cout << (as_json ? snapshot + "\n" : render_stats_table(snapshot));
-      },
-      [&](caf::error& err) {
-        std::cerr << "hubflowctl: stats request failed: " << sys.render(err)
-                  << "\n";
-        result = exit_failed;
-      });
-  return result;
+  auto path = token_file.empty() ? default_stats_token_path(port) : token_file;
+  std::string token;
+  if (!read_stats_token(path, token, error)) {
+    ::close(fd);
+    std::cerr << "hubflowctl: " << error << "\n"
+              << "hubflowctl: the stats port wants the token hubflow wrote "
+                 "at startup; run hubflowctl as the broker's user, or pass "
+                 "--token-file with the broker's stats.token_file\n";
+    return exit_failed;
+  }
+  auto request = "HUBFLOW-STATS 1 " + token + "\n";
+  std::string answer;
+  bool sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL)
+              == static_cast<ssize_t>(request.size());
+  char buf[65536];
+  ssize_t n = 0;
+  while (sent && answer.size() <= max_answer
+         && (n = ::recv(fd, buf, sizeof(buf), 0)) > 0)
+    answer.append(buf, static_cast<std::size_t>(n));
+  auto recv_error = n < 0 ? std::string{std::strerror(errno)} : std::string{};
+  ::close(fd);
+  if (!sent || !recv_error.empty() || answer.empty() || answer.back() != '\n'
+      || answer.size() > max_answer) {
+    std::cerr << "hubflowctl: stats request to " << host << ":" << port
+              << " failed: "
+              << (!sent               ? "cannot send the request"
+                  : !recv_error.empty() ? recv_error
+                  : answer.size() > max_answer ? "the answer is too large"
+                                              : "incomplete answer")
+              << "\n";
+    return exit_failed;
+  }
+  answer.pop_back();
+  if (answer.rfind("ERR ", 0) == 0) {
+    std::cerr << "hubflowctl: the broker refused the stats request: "
+              << answer.substr(4);
+    if (answer == "ERR unauthorized")
+      std::cerr << " (" << path << " is not the token of the broker on port "
+                << port << ")";
+    std::cerr << "\n";
+    return exit_failed;
+  }
+  std::cout << (as_json ? answer + "\n" : render_stats_table(answer));
+  return exit_ok;
 }
 
 int passwd(const std::string& password_file) {
@@ -103,6 +176,7 @@ int main(int argc, char** argv) {
   std::string host = stats_config{}.host;
   std::uint16_t port = stats_config{}.port;
   std::string password_file;
+  std::string token_file;
   po::options_description desc(usage_text);
   desc.add_options()
     ("help,h", "print this help and exit")
@@ -111,6 +185,9 @@ int main(int argc, char** argv) {
      "stats: the broker's stats.host (default 127.0.0.1)")
     ("stats-port", po::value(&port)->value_name("PORT"),
      "stats: the broker's stats.port (default 9883)")
+    ("token-file", po::value(&token_file)->value_name("FILE"),
+     "stats: the stats port's token (default: the path the broker uses for "
+     "--stats-port, see docs/hubflowctl.md)")
     ("password-file", po::value(&password_file)->value_name("FILE"),
      "passwd: read the password from FILE");
   po::options_description hidden;
@@ -136,7 +213,7 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   if (command == "stats")
-    return stats(host, port, as_json);
+    return stats(host, port, token_file, as_json);
   if (command == "passwd")
     return passwd(password_file);
   std::cerr << "hubflowctl: "

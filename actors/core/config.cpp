@@ -89,6 +89,10 @@ std::optional<milliseconds> parse_duration(const std::string& text) {
     return milliseconds{n * 60 * 1000};
   if (unit == "h")
     return milliseconds{n * 3600 * 1000};
+  if (unit == "d") // Mosquitto's persistent_client_expiration takes d and w
+    return milliseconds{n * 24 * 3600 * 1000};
+  if (unit == "w")
+    return milliseconds{n * 7 * 24 * 3600 * 1000};
   return std::nullopt;
 }
 
@@ -372,7 +376,7 @@ struct builder {
                                    ? v.get<std::string>()
                                    : std::to_string(v.get<long long>()));
     if (!parsed) {
-      fail(path, "not a duration (examples: 500ms, 30s, 10m, 1h)");
+      fail(path, "not a duration (examples: 500ms, 30s, 10m, 1h, 2d)");
       return fallback;
     }
     return *parsed;
@@ -461,7 +465,29 @@ struct builder {
       hub.max_inflight = at(msg, "inflight").get<std::size_t>();
     if (at(msg, "queued").is_number())
       hub.max_queued_messages = at(msg, "queued").get<std::size_t>();
+    build_limits(j, hub.limits);
     return hub;
+  }
+
+  /// The bounds of what one client may make the hub hold (Mosquitto's key
+  /// names where Mosquitto has one).
+  void build_limits(const json& j, hub_limits& limits) {
+    auto count = [&](const char* key, std::size_t& target) {
+      if (at(j, key).is_number())
+        target = at(j, key).get<std::size_t>();
+    };
+    count("max_connections", limits.max_connections);
+    count("max_topic_levels", limits.max_topic_levels);
+    count("max_topic_length", limits.max_topic_length);
+    count("max_subscriptions", limits.max_subscriptions);
+    count("max_user_properties", limits.max_user_properties);
+    limits.max_queued_bytes = size_at(at(j, "max_queued_bytes"),
+                                      "hub.max_queued_bytes",
+                                      limits.max_queued_bytes);
+    limits.persistent_client_expiration =
+      duration_at(at(j, "persistent_client_expiration"),
+                  "hub.persistent_client_expiration",
+                  limits.persistent_client_expiration);
   }
 
   rule_end build_end(const json& j) {
@@ -556,6 +582,7 @@ struct builder {
       cfg.rules.push_back(build_rule(at(root, "rules")[i], i));
     auto& stats = at(root, "stats");
     cfg.stats.host = str(stats, "host", cfg.stats.host);
+    cfg.stats.token_file = str(stats, "token_file");
     if (at(stats, "port").is_number())
       cfg.stats.port = at(stats, "port").get<std::uint16_t>();
     cfg.stats.report_interval = duration_at(at(stats, "interval"),
@@ -566,6 +593,16 @@ struct builder {
       cfg.http.listen = str(at(root, "http"), "listen", cfg.http.listen);
       cfg.http.max_body = size_at(at(at(root, "http"), "maxBody"),
                                   "http.maxBody", cfg.http.max_body);
+      auto& http = at(root, "http");
+      cfg.http.request_timeout = duration_at(at(http, "request_timeout"),
+                                             "http.request_timeout",
+                                             cfg.http.request_timeout);
+      cfg.http.idle_timeout = duration_at(at(http, "idle_timeout"),
+                                          "http.idle_timeout",
+                                          cfg.http.idle_timeout);
+      if (at(http, "max_connections").is_number())
+        cfg.http.max_connections
+          = at(http, "max_connections").get<std::size_t>();
     }
     cfg.logger.level = str(at(root, "logger"), "level", cfg.logger.level);
     cfg.logger.path = str(at(root, "logger"), "path");

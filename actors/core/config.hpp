@@ -56,6 +56,21 @@ struct remap_config {
   std::uint8_t target_qos = 0;
 };
 
+/// What one client may make the embedded hub hold; every size and depth a
+/// client controls has a bound here or in the MQTT codec. 0 never means
+/// "unlimited" except where noted. Documented in docs/security.md.
+struct hub_limits {
+  std::size_t max_connections = 10000; // open MQTT connections
+  std::size_t max_topic_levels = 200;  // Mosquitto's hard limit
+  std::size_t max_topic_length = 65535; // bytes, MQTT's own maximum
+  std::size_t max_subscriptions = 1000; // per session
+  std::size_t max_user_properties = 64; // per packet (MQTT 5)
+  std::size_t max_queued_bytes = 64 * 1024 * 1024; // per session, payloads
+  /// Offline sessions that asked to live forever (MQTT 3.1.1 clean session
+  /// off, MQTT 5 expiry 0xFFFFFFFF) end after this long; 0 keeps them.
+  milliseconds persistent_client_expiration = std::chrono::hours(24);
+};
+
 /// The hub rules talk to: embedded (`listen`) or external (`address`).
 struct hub_config {
   bool embedded = true;
@@ -74,6 +89,7 @@ struct hub_config {
   std::size_t max_message_size = 4 * 1024 * 1024; // Baetyl's default 4 MiB
   std::size_t max_inflight = 20;
   std::size_t max_queued_messages = 1000; // per offline persistent session
+  hub_limits limits; // embedded hub only
   source_position where;
 };
 
@@ -130,12 +146,23 @@ struct stats_config {
   std::string host = "127.0.0.1";
   std::uint16_t port = 9883;
   milliseconds report_interval = std::chrono::milliseconds(500);
+  /// Where the stats port's token is written; empty: the default path of
+  /// stats/stats_token.hpp (default_stats_token_path).
+  std::string token_file;
 };
 
 struct http_config {
   bool enabled = false;
   std::string listen = "127.0.0.1:3500";
   std::size_t max_body = 4 * 1024 * 1024;
+  /// A request's head and body must arrive within this, counted from its
+  /// first byte (slowloris); then 408 and the connection is closed.
+  milliseconds request_timeout = std::chrono::seconds(10);
+  /// A connection with no request in progress and nothing received or sent
+  /// for this long is closed (also one whose client stopped reading).
+  milliseconds idle_timeout = std::chrono::seconds(60);
+  /// Connections beyond this many get 503 and are closed at once.
+  std::size_t max_connections = 1024;
 };
 
 struct log_config {

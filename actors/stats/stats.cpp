@@ -5,25 +5,38 @@
 #include <sstream>
 
 #include <caf/all.hpp>
-#include <caf/io/all.hpp>
 #include <nlohmann/json.hpp>
 
 #include "core/type_ids.hpp"
 
 namespace hubflow {
 
-namespace {
-
-struct stats_state {
-  static inline const char* name = "hubflow.stats";
+struct stats_store {
   // (kind, name) -> latest snapshot; ordered so the output is stable.
   std::map<std::pair<std::string, std::string>, component_stats> components;
   std::map<std::pair<std::string, std::string>, bool> dirty;
   std::chrono::steady_clock::time_point started
     = std::chrono::steady_clock::now();
   caf::actor hub; // receives $SYS/hubflow/<kind>/<name> messages
+};
+
+std::shared_ptr<stats_store> make_stats_store() {
+  return std::make_shared<stats_store>();
+}
+
+namespace {
+
+struct stats_state {
+  static inline const char* name = "hubflow.stats";
+  std::shared_ptr<stats_store> store;
   stats_config cfg;
 };
+
+// Names and labels come from clients and remote systems (client ids, Kafka
+// topics): text that is not UTF-8 is replaced, never a reason to throw.
+std::string dump(const nlohmann::json& doc) {
+  return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
 
 nlohmann::json to_json(const component_stats& c) {
   nlohmann::json counters = nlohmann::json::object();
@@ -39,35 +52,45 @@ nlohmann::json to_json(const component_stats& c) {
 }
 
 caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
-                          stats_config cfg) {
+                          stats_config cfg, std::shared_ptr<stats_store> store) {
   self->state.cfg = cfg;
-  self->system().registry().put(stats_registry_name, caf::actor{self});
+  self->state.store = std::move(store);
   self->delayed_send(self, cfg.report_interval, tick_atom::value);
   return {
     [=](report_atom, component_stats& c) {
+      auto& st = *self->state.store;
       auto key = std::make_pair(c.kind, c.name);
-      self->state.components[key] = std::move(c);
-      self->state.dirty[key] = true;
+      st.components[key] = std::move(c);
+      st.dirty[key] = true;
     },
-    [=](get_atom) -> std::string {
-      auto& st = self->state;
-      nlohmann::json doc;
-      doc["version"] = HUBFLOW_VERSION;
-      doc["uptime_ms"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::steady_clock::now() - st.started)
-                           .count();
-      doc["components"] = nlohmann::json::array();
-      for (auto& [key, c] : st.components)
-        doc["components"].push_back(to_json(c));
-      return doc.dump();
+    [=](get_atom) -> caf::result<std::string> {
+      auto& st = *self->state.store;
+      try {
+        nlohmann::json doc;
+        doc["version"] = HUBFLOW_VERSION;
+        doc["uptime_ms"]
+          = std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::steady_clock::now() - st.started)
+              .count();
+        doc["components"] = nlohmann::json::array();
+        for (auto& [key, c] : st.components)
+          doc["components"].push_back(to_json(c));
+        return dump(doc);
+      } catch (const std::exception& e) {
+        // Answered, not thrown: a snapshot that cannot be built (memory)
+        // must not take the stats actor down.
+        return caf::make_error(caf::sec::runtime_error,
+                               std::string{"stats snapshot failed: "}
+                                 + e.what());
+      }
     },
     [=](publish_atom, caf::actor hub) {
-      self->state.hub = std::move(hub);
+      self->state.store->hub = std::move(hub);
     },
     // Changed components go out on $SYS/hubflow/<kind>/<name> (retained,
     // so a new subscriber sees the current value at once).
     [=](tick_atom) {
-      auto& st = self->state;
+      auto& st = *self->state.store;
       if (st.hub) {
         for (auto& [key, dirty] : st.dirty) {
           if (!dirty)
@@ -75,7 +98,7 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
           dirty = false;
           message msg;
           msg.topic = "$SYS/hubflow/" + key.first + "/" + key.second;
-          msg.body = payload{to_json(st.components[key]).dump()};
+          msg.body = payload{dump(to_json(st.components[key]))};
           msg.retain = true;
           msg.origin = "stats";
           self->request(st.hub, caf::infinite, publish_atom::value,
@@ -83,26 +106,39 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
             .then([](ok_atom) {}, [](caf::error&) {});
         }
       }
-      self->delayed_send(self, st.cfg.report_interval, tick_atom::value);
+      self->delayed_send(self, self->state.cfg.report_interval,
+                         tick_atom::value);
+    },
+  };
+}
+
+caf::behavior stats_reader(caf::event_based_actor* self) {
+  return {
+    // Answers what the stats actor answers: std::string, or an error.
+    [=](get_atom) -> caf::result<caf::message> {
+      auto stats = self->home_system().registry().get<caf::actor>(
+        stats_registry_name);
+      if (!stats)
+        return caf::make_error(caf::sec::runtime_error,
+                               "no stats actor is running");
+      return self->delegate(stats, get_atom::value);
     },
   };
 }
 
 } // namespace
 
-caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg) {
-  return sys.spawn(stats_actor, cfg);
+caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
+                       std::shared_ptr<stats_store> store) {
+  if (!store)
+    store = make_stats_store();
+  auto stats = sys.spawn(stats_actor, cfg, std::move(store));
+  sys.registry().put(stats_registry_name, stats);
+  return stats;
 }
 
-std::uint16_t publish_stats(caf::actor_system& sys, const caf::actor& stats,
-                            const stats_config& cfg, std::string& error) {
-  auto port = sys.middleman().publish(stats, cfg.port, cfg.host.c_str(), true);
-  if (!port) {
-    error = "cannot serve stats on " + cfg.host + ":"
-            + std::to_string(cfg.port) + ": " + sys.render(port.error());
-    return 0;
-  }
-  return *port;
+caf::actor spawn_stats_reader(caf::actor_system& sys) {
+  return sys.spawn(stats_reader);
 }
 
 std::string render_stats_table(const std::string& stats_json) {

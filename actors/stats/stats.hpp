@@ -1,5 +1,5 @@
 // The stats actor: every component reports its counters here; it answers
-// `hubflowctl stats` (over CAF's middleman on a loopback port) with a JSON
+// `hubflowctl stats` (through the stats port, stats_port.hpp) with a JSON
 // snapshot and publishes each component's counters on `$SYS/hubflow/...`.
 //
 // JSON shape (documented in docs/hubflowctl.md):
@@ -8,6 +8,7 @@
 //                    "counters": {"in": 3, ...}, "labels": {...}}, ...]}
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -17,15 +18,26 @@
 
 namespace hubflow {
 
-/// Spawns the stats actor and registers it under stats_registry_name.
+/// What the stats actor knows (the latest snapshot of every component, the
+/// hub that gets `$SYS` messages, the start time). It outlives the actor, so
+/// a stats actor restarted by the keeper goes on with the same numbers:
+/// components report only what changed and would otherwise vanish.
+struct stats_store;
+
+std::shared_ptr<stats_store> make_stats_store();
+
+/// Spawns the stats actor on `store` (a fresh one when null) and registers
+/// it under stats_registry_name before returning, so a restarted stats
+/// actor is the one every component finds at once.
 /// Messages: (report_atom, component_stats); (get_atom) -> std::string JSON;
 /// (publish_atom, caf::actor hub) sets the hub that gets `$SYS` messages.
-caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg);
+caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
+                       std::shared_ptr<stats_store> store = nullptr);
 
-/// Publishes the stats actor on cfg.host:cfg.port for hubflowctl. Returns
-/// the bound port, or an error text in `error` (port 0 means "any").
-std::uint16_t publish_stats(caf::actor_system& sys, const caf::actor& stats,
-                            const stats_config& cfg, std::string& error);
+/// An actor that answers (get_atom) -> std::string for whichever stats
+/// actor the registry names now: a stable handle for holders that keep one
+/// (the HTTP API) while the stats actor itself may be restarted.
+caf::actor spawn_stats_reader(caf::actor_system& sys);
 
 /// The JSON snapshot as a human-readable table, one block per kind.
 std::string render_stats_table(const std::string& stats_json);

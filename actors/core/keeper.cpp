@@ -1,0 +1,157 @@
+#include "core/keeper.hpp"
+
+#include <memory>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/probe.hpp"
+#include "core/type_ids.hpp"
+
+namespace hubflow {
+
+namespace {
+
+using restart_atom = caf::atom_constant<caf::atom("hf_restart")>;
+using steady = std::chrono::steady_clock;
+
+struct kept {
+  keeper_child child;
+  probe stats;
+  std::chrono::milliseconds backoff{0};
+  steady::time_point started = steady::now();
+
+  explicit kept(keeper_child c)
+    : child(std::move(c)), stats("keeper", child.name) {
+    // At 0 from the start, so `hubflowctl stats` shows what is supervised.
+    stats.add("restarts", 0);
+    stats.add("exits", 0);
+    stats.label("policy", child.restart ? "restart" : "no restart");
+  }
+};
+
+struct keeper_state {
+  static inline const char* name = "hubflow.keeper";
+  std::vector<std::unique_ptr<kept>> children;
+  keeper_options options;
+  bool stopping = false;
+};
+
+using keeper_actor = caf::stateful_actor<keeper_state>;
+
+void report(keeper_actor* self, kept& k) {
+  // Sent even when unchanged: after the stats actor itself restarted, the
+  // new one must hear the current numbers.
+  auto stats = self->home_system().registry().get<caf::actor>(
+    stats_registry_name);
+  if (stats)
+    self->send(stats, report_atom::value, k.stats.snapshot());
+}
+
+void schedule_restart(keeper_actor* self, std::size_t index) {
+  auto& k = *self->state.children[index];
+  auto& opts = self->state.options;
+  k.backoff = k.backoff.count() == 0
+                ? opts.backoff_initial
+                : std::min(k.backoff * 2, opts.backoff_max);
+  self->delayed_send(self, k.backoff, restart_atom::value,
+                     static_cast<std::uint64_t>(index));
+}
+
+void child_down(keeper_actor* self, std::size_t index,
+                const caf::error& reason) {
+  auto& st = self->state;
+  auto& k = *st.children[index];
+  if (st.stopping || reason == caf::exit_reason::user_shutdown)
+    return;
+  auto why = reason ? self->system().render(reason) : std::string{"normal"};
+  k.stats.add("exits");
+  k.stats.label("last_exit", why);
+  if (!k.child.restart) {
+    spdlog::critical("{} stopped ({}) and cannot be restarted in place",
+                     k.child.name, why);
+    report(self, k);
+    if (k.child.on_lost)
+      k.child.on_lost(k.child.name, reason);
+    return;
+  }
+  if (steady::now() - k.started >= st.options.stable_after)
+    k.backoff = std::chrono::milliseconds{0};
+  schedule_restart(self, index);
+  spdlog::error("{} stopped ({}); restarting it in {} ms", k.child.name, why,
+                k.backoff.count());
+  report(self, k);
+}
+
+void try_restart(keeper_actor* self, std::size_t index) {
+  auto& k = *self->state.children[index];
+  if (self->state.stopping)
+    return;
+  std::string error;
+  caf::actor replacement;
+  try {
+    replacement = k.child.restart(error);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  if (!replacement) {
+    k.stats.add("restart_failures");
+    schedule_restart(self, index);
+    spdlog::error("cannot restart {}: {}; next try in {} ms", k.child.name,
+                  error, k.backoff.count());
+    report(self, k);
+    return;
+  }
+  k.child.actor = std::move(replacement);
+  k.started = steady::now();
+  self->monitor(k.child.actor);
+  k.stats.add("restarts");
+  spdlog::info("{} restarted", k.child.name);
+  // Every child's counters: if this was the stats actor, it is new.
+  for (auto& other : self->state.children)
+    report(self, *other);
+}
+
+caf::behavior keeper(keeper_actor* self, std::vector<keeper_child> children,
+                     keeper_options options) {
+  auto& st = self->state;
+  st.options = options;
+  for (auto& c : children) {
+    st.children.push_back(std::make_unique<kept>(std::move(c)));
+    self->monitor(st.children.back()->child.actor);
+  }
+  self->set_down_handler([=](caf::down_msg& dm) {
+    auto& kids = self->state.children;
+    for (std::size_t i = 0; i < kids.size(); ++i)
+      if (kids[i]->child.actor.address() == dm.source) {
+        child_down(self, i, dm.reason);
+        return;
+      }
+  });
+  self->set_exit_handler([=](caf::exit_msg& em) {
+    auto& st = self->state;
+    st.stopping = true;
+    for (auto i = st.children.rbegin(); i != st.children.rend(); ++i)
+      if ((*i)->child.actor)
+        self->send_exit((*i)->child.actor, caf::exit_reason::user_shutdown);
+    self->quit(em.reason);
+  });
+  for (auto& k : st.children)
+    report(self, *k);
+  return {
+    [=](restart_atom, std::uint64_t index) {
+      if (index < self->state.children.size())
+        try_restart(self, static_cast<std::size_t>(index));
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_keeper(caf::actor_system& sys,
+                        std::vector<keeper_child> children,
+                        keeper_options options) {
+  return sys.spawn(keeper, std::move(children), options);
+}
+
+} // namespace hubflow

@@ -1,0 +1,56 @@
+// The keeper: supervises hubflow's long-lived actors (stats, the stats port,
+// the HTTP API, the embedded hub, endpoints). It monitors each one; when
+// one stops while hubflow is not shutting down, the keeper logs why, counts
+// it and starts a replacement through the child's `restart` function, after
+// a backoff that starts at 100 ms and doubles up to 10 s (back to 100 ms
+// once a child ran 30 s). A child without a `restart` function (one whose
+// handle others hold and cannot re-resolve) is handed to `on_lost` instead.
+//
+// Counted per child as component kind "keeper", name <child>: restarts
+// (replacements started), restart_failures (attempts that could not start
+// one), exits (stops outside shutdown); label last_exit (why it stopped).
+//
+// Shutdown: an exit message to the keeper (main's user_shutdown) stops the
+// children, last adopted first, and nothing is restarted after that; a
+// child that stops with exit_reason::user_shutdown is never restarted.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+#include <caf/error.hpp>
+
+namespace hubflow {
+
+struct keeper_child {
+  /// In logs and as the component name of the child's counters.
+  std::string name;
+  /// The running actor.
+  caf::actor actor;
+  /// Starts a replacement; an invalid handle (with `error` set) means "not
+  /// now", and the keeper tries again after the next backoff. Runs in the
+  /// keeper's thread: it must not block for long.
+  std::function<caf::actor(std::string& error)> restart;
+  /// Called when a child without `restart` stops outside shutdown.
+  std::function<void(const std::string& name, const caf::error& reason)>
+    on_lost;
+};
+
+struct keeper_options {
+  std::chrono::milliseconds backoff_initial{100};
+  std::chrono::milliseconds backoff_max{std::chrono::seconds(10)};
+  /// A child that ran this long restarts after backoff_initial again.
+  std::chrono::milliseconds stable_after{std::chrono::seconds(30)};
+};
+
+/// Spawns the keeper, which monitors `children` from then on. Whoever calls
+/// this keeps the handle (an actor nobody holds dies unreachable).
+caf::actor spawn_keeper(caf::actor_system& sys,
+                        std::vector<keeper_child> children,
+                        keeper_options options = {});
+
+} // namespace hubflow

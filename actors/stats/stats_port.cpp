@@ -1,0 +1,222 @@
+#include "stats/stats_port.hpp"
+
+#include <map>
+#include <string_view>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <openssl/crypto.h>
+#include <spdlog/spdlog.h>
+
+#include "core/type_ids.hpp"
+
+namespace hubflow {
+
+namespace {
+
+using sweep_atom = caf::atom_constant<caf::atom("st_sweep")>;
+using steady = std::chrono::steady_clock;
+
+constexpr std::string_view request_prefix = "HUBFLOW-STATS ";
+constexpr std::string_view protocol_version = "1";
+
+struct stats_port_connection {
+  std::string line;
+  steady::time_point deadline;
+  /// The line is read: further bytes are ignored while the answer is built.
+  bool answered = false;
+};
+
+struct stats_port_state {
+  static inline const char* name = "hubflow.stats_port";
+  std::shared_ptr<stats_port_context> ctx;
+  std::map<caf::io::connection_handle, stats_port_connection> connections;
+  bool sweep_scheduled = false;
+  bool report_scheduled = false;
+};
+
+using stats_port_broker = caf::io::stateful_broker<stats_port_state>;
+
+void touch_stats(stats_port_broker* self) {
+  auto& st = self->state;
+  st.ctx->counters.set("connections",
+                       static_cast<std::int64_t>(st.connections.size()));
+  if (!st.report_scheduled) {
+    st.report_scheduled = true;
+    self->delayed_send(self, std::chrono::milliseconds(500), tick_atom::value);
+  }
+}
+
+/// Writes the last words to a connection, closes it and counts `counter`.
+void finish(stats_port_broker* self, caf::io::connection_handle hdl,
+            std::string_view text, std::string_view counter) {
+  self->write(hdl, text.size(), text.data());
+  self->flush(hdl);
+  self->close(hdl); // what is written is still sent
+  self->state.connections.erase(hdl);
+  self->state.ctx->counters.add(counter);
+  touch_stats(self);
+}
+
+void schedule_sweep(stats_port_broker* self) {
+  auto& st = self->state;
+  if (st.sweep_scheduled || st.connections.empty())
+    return;
+  st.sweep_scheduled = true;
+  self->delayed_send(self, std::chrono::milliseconds(250), sweep_atom::value);
+}
+
+bool token_matches(const std::string& expected, std::string_view given) {
+  // The length of a token is no secret; its bytes are compared in constant
+  // time so timing tells nothing about how much of a guess was right.
+  return given.size() == expected.size()
+         && CRYPTO_memcmp(given.data(), expected.data(), expected.size()) == 0;
+}
+
+void refuse(stats_port_broker* self, caf::io::connection_handle hdl) {
+  auto& ctx = *self->state.ctx;
+  auto peer = self->remote_addr(hdl);
+  if (ctx.logged_peers.size() < stats_port_context::max_logged_peers
+      && ctx.logged_peers.insert(peer).second)
+    spdlog::warn("stats port: refused a peer at {} with a wrong token "
+                 "(further refusals from {} are only counted: stats port "
+                 "'denied')",
+                 peer, peer);
+  finish(self, hdl, "ERR unauthorized\n", "denied");
+}
+
+void handle_line(stats_port_broker* self, caf::io::connection_handle hdl,
+                 std::string_view line) {
+  if (!line.empty() && line.back() == '\r')
+    line.remove_suffix(1);
+  if (line.substr(0, request_prefix.size()) != request_prefix) {
+    finish(self, hdl, "ERR bad request\n", "errors");
+    return;
+  }
+  line.remove_prefix(request_prefix.size());
+  auto space = line.find(' ');
+  if (space == std::string_view::npos) {
+    finish(self, hdl, "ERR bad request\n", "errors");
+    return;
+  }
+  if (line.substr(0, space) != protocol_version) {
+    finish(self, hdl, "ERR unsupported version\n", "errors");
+    return;
+  }
+  if (!token_matches(self->state.ctx->token, line.substr(space + 1))) {
+    refuse(self, hdl);
+    return;
+  }
+  // Looked up per request: the keeper may have restarted the stats actor.
+  auto stats = self->home_system().registry().get<caf::actor>(
+    stats_registry_name);
+  if (!stats) {
+    finish(self, hdl, "ERR unavailable\n", "errors");
+    return;
+  }
+  self->request(stats, self->state.ctx->limits.stats_timeout, get_atom::value)
+    .then(
+      [=](const std::string& snapshot) {
+        if (self->state.connections.count(hdl) == 0)
+          return; // the client left
+        self->write(hdl, snapshot.size(), snapshot.data());
+        finish(self, hdl, "\n", "requests");
+      },
+      [=](caf::error& err) {
+        if (self->state.connections.count(hdl) == 0)
+          return;
+        spdlog::warn("stats port: the stats actor did not answer: {}",
+                     self->system().render(err));
+        finish(self, hdl, "ERR unavailable\n", "errors");
+      });
+}
+
+caf::behavior stats_port(stats_port_broker* self, caf::io::doorman_ptr door,
+                         std::shared_ptr<stats_port_context> ctx) {
+  self->add_doorman(std::move(door));
+  self->state.ctx = std::move(ctx);
+  touch_stats(self);
+  return {
+    [=](const caf::io::new_connection_msg& msg) {
+      auto& st = self->state;
+      if (st.connections.size() >= st.ctx->limits.max_connections) {
+        st.connections.emplace(msg.handle, stats_port_connection{});
+        finish(self, msg.handle, "ERR busy\n", "busy");
+        return;
+      }
+      self->configure_read(msg.handle, caf::io::receive_policy::at_most(
+                                         st.ctx->limits.max_line + 1));
+      stats_port_connection conn;
+      conn.deadline = steady::now() + st.ctx->limits.deadline;
+      st.connections.emplace(msg.handle, std::move(conn));
+      touch_stats(self);
+      schedule_sweep(self);
+    },
+    [=](const caf::io::new_data_msg& msg) {
+      auto i = self->state.connections.find(msg.handle);
+      if (i == self->state.connections.end() || i->second.answered)
+        return;
+      auto& conn = i->second;
+      std::string_view data{msg.buf.data(), msg.buf.size()};
+      auto newline = data.find('\n');
+      conn.line.append(data.substr(0, newline));
+      if (conn.line.size() > self->state.ctx->limits.max_line) {
+        finish(self, msg.handle, "ERR line too long\n", "errors");
+        return;
+      }
+      if (newline == std::string_view::npos)
+        return;
+      conn.answered = true;
+      auto line = std::move(conn.line);
+      handle_line(self, msg.handle, line);
+    },
+    [=](const caf::io::connection_closed_msg& msg) {
+      self->state.connections.erase(msg.handle);
+      touch_stats(self);
+    },
+    [=](const caf::io::acceptor_closed_msg&) {
+      self->quit(caf::exit_reason::normal);
+    },
+    [=](sweep_atom) {
+      auto& st = self->state;
+      st.sweep_scheduled = false;
+      auto now = steady::now();
+      std::vector<caf::io::connection_handle> late;
+      for (auto& [hdl, conn] : st.connections)
+        if (!conn.answered && conn.deadline <= now)
+          late.push_back(hdl);
+      for (auto hdl : late) {
+        self->close(hdl);
+        st.connections.erase(hdl);
+        st.ctx->counters.add("timeouts");
+      }
+      touch_stats(self);
+      schedule_sweep(self);
+    },
+    [=](tick_atom) {
+      self->state.report_scheduled = false;
+      self->state.ctx->counters.report(self);
+    },
+  };
+}
+
+} // namespace
+
+caf::actor spawn_stats_port(caf::actor_system& sys, const std::string& host,
+                            std::uint16_t port,
+                            std::shared_ptr<stats_port_context> ctx,
+                            std::string& error, std::uint16_t* bound_port) {
+  auto& mm = sys.middleman();
+  // Bound on the caller's thread, so a busy port is reported at once.
+  auto door = mm.backend().new_tcp_doorman(port, host.c_str(), true);
+  if (!door) {
+    error = "cannot serve stats on " + host + ":" + std::to_string(port) + ": "
+            + sys.render(door.error());
+    return {};
+  }
+  if (bound_port)
+    *bound_port = (*door)->port();
+  return mm.spawn_broker(stats_port, std::move(*door), std::move(ctx));
+}
+
+} // namespace hubflow
