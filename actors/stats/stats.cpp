@@ -133,6 +133,8 @@ caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
   if (!store)
     store = make_stats_store();
   auto stats = sys.spawn(stats_actor, cfg, std::move(store));
+  // put() keeps an existing entry (CAF 0.17 emplaces), even a dead actor's.
+  sys.registry().erase(stats_registry_name);
   sys.registry().put(stats_registry_name, stats);
   return stats;
 }

@@ -187,7 +187,8 @@ TEST(hubflow_cli, help_documents_every_option_and_the_exit_codes) {
   auto res = run(hubflow_binary() + " --help");
   EXPECT_EQ(res.exit_code, 0);
   for (auto option : {"--config", "--check", "--log-level", "--plugin-dir",
-                      "--version", "--stats-port", "Exit codes"})
+                      "--version", "--stats-port", "Exit codes",
+                      "4  the embedded hub or an endpoint stopped"})
     EXPECT_TRUE(contains(res.out, option)) << option;
 }
 
@@ -265,6 +266,13 @@ TEST(hubflowctl_cli, stats_against_a_port_with_nothing_exits_1) {
   EXPECT_TRUE(contains(res.err, "no hubflow answers on 127.0.0.1:" + port))
     << res.err;
   EXPECT_TRUE(res.out.empty()) << res.out;
+}
+
+TEST(hubflowctl_cli, help_documents_the_token_file) {
+  auto res = run(hubflowctl_binary() + " --help");
+  EXPECT_EQ(res.exit_code, 0);
+  for (auto option : {"--stats-port", "--token-file", "--json"})
+    EXPECT_TRUE(contains(res.out, option)) << option;
 }
 
 TEST(hubflowctl_cli, unknown_command_exits_2) {

@@ -1,7 +1,15 @@
 // The keeper with real CAF actors: a child that dies is restarted after a
 // backoff that doubles, each restart is counted in what the keeper reports
-// to the stats actor, and nothing is restarted at shutdown.
+// to the stats actor, and nothing is restarted at shutdown. Then the actors
+// main.cpp puts under it, killed from outside: the HTTP API and the stats
+// port come back on their ports, the stats actor with its numbers.
 #include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <future>
@@ -10,10 +18,14 @@
 #include <optional>
 
 #include <caf/all.hpp>
+#include <caf/io/all.hpp>
 
 #include "core/keeper.hpp"
 #include "core/type_ids.hpp"
 #include "fixtures/fixtures.hpp"
+#include "http/http_api.hpp"
+#include "stats/stats.hpp"
+#include "stats/stats_port.hpp"
 
 using namespace hubflow;
 using namespace hubflow::test;
@@ -78,9 +90,34 @@ struct restart_log {
   }
 };
 
+/// Sends `request` to 127.0.0.1:port and returns all it answers until it
+/// closes (empty when nothing listens or it stays open 5 s).
+std::string talk(std::uint16_t port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(port);
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string got;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0
+      && ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) > 0) {
+    pollfd p{fd, POLLIN, 0};
+    char buf[4096];
+    ssize_t n = 0;
+    while (::poll(&p, 1, 5000) == 1 && (n = ::recv(fd, buf, sizeof(buf), 0)) > 0)
+      got.append(buf, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  return got;
+}
+
+bool contains(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
+
 class keeper_test : public ::testing::Test {
 protected:
-  keeper_test() : sys_(cfg_), self_(sys_) {
+  keeper_test() : sys_(cfg_.load<caf::io::middleman>()), self_(sys_) {
     got_ = std::make_shared<reports>();
     catcher_ = sys_.spawn(stats_catcher, got_);
     sys_.registry().put(stats_registry_name, catcher_);
@@ -247,5 +284,89 @@ TEST_F(keeper_test, a_child_that_cannot_be_restarted_is_handed_to_on_lost) {
   EXPECT_EQ(future.get(), "hub");
   EXPECT_TRUE(wait_until([&] { return got_->counter("hub", "exits") == 1; }));
   EXPECT_EQ(got_->counter("hub", "restarts"), 0);
+  shut_down(keeper);
+}
+
+/// As main.cpp keeps them; `restart` is what main.cpp passes.
+class kept_services : public keeper_test {
+protected:
+  void kill_and_wait(const caf::actor& victim) {
+    self_->monitor(victim);
+    self_->send_exit(victim, caf::exit_reason::kill);
+    ASSERT_TRUE(next_down());
+  }
+};
+
+TEST_F(kept_services, the_http_api_comes_back_on_its_port) {
+  http_config cfg;
+  cfg.enabled = true;
+  cfg.listen = "127.0.0.1:0";
+  std::string error;
+  std::uint16_t port = 0;
+  auto http = spawn_http_api(sys_, cfg, http_context{}, error, &port);
+  ASSERT_TRUE(http) << error;
+  cfg.listen = "127.0.0.1:" + std::to_string(port);
+  auto restarted = std::make_shared<std::atomic<int>>(0);
+  auto keeper = spawn_keeper(
+    sys_, {keeper_child{"http_api", http,
+                        [this, cfg, restarted](std::string& err) {
+                          ++*restarted;
+                          return spawn_http_api(sys_, cfg, http_context{},
+                                                err);
+                        },
+                        {}}});
+  const std::string healthz = "GET /v1.0/healthz HTTP/1.1\r\nHost: t\r\n"
+                              "Connection: close\r\n\r\n";
+  ASSERT_TRUE(contains(talk(port, healthz), " 204 "));
+  kill_and_wait(http);
+  EXPECT_TRUE(wait_until([&] {
+    return contains(talk(port, healthz), " 204 ");
+  })) << "no HTTP API on port " << port << " after the kill";
+  EXPECT_EQ(restarted->load(), 1);
+  EXPECT_TRUE(wait_until(
+    [&] { return got_->counter("http_api", "restarts") == 1; }));
+  shut_down(keeper);
+}
+
+TEST_F(kept_services, stats_and_the_stats_port_come_back_with_their_data) {
+  // The stand-in stats actor of keeper_test makes room for the real one.
+  sys_.registry().erase(stats_registry_name);
+  stats_config cfg;
+  auto store = make_stats_store();
+  auto stats = spawn_stats(sys_, cfg, store);
+  auto ctx = std::make_shared<stats_port_context>();
+  ctx->token = std::string(64, 'a');
+  std::string error;
+  std::uint16_t port = 0;
+  auto stats_port = spawn_stats_port(sys_, "127.0.0.1", 0, ctx, error, &port);
+  ASSERT_TRUE(stats_port) << error;
+  auto keeper = spawn_keeper(
+    sys_, {keeper_child{"stats", stats,
+                        [this, cfg, store](std::string&) {
+                          return spawn_stats(sys_, cfg, store);
+                        },
+                        {}},
+           keeper_child{"stats_port", stats_port,
+                        [this, port, ctx](std::string& err) {
+                          return spawn_stats_port(sys_, "127.0.0.1", port, ctx,
+                                                  err);
+                        },
+                        {}}});
+  component_stats rule{"rule", "r1", {{"in", 7}}, {}};
+  caf::anon_send(stats, report_atom::value, rule);
+  auto request = "HUBFLOW-STATS 1 " + ctx->token + "\n";
+  ASSERT_TRUE(wait_until([&] {
+    return contains(talk(port, request), "\"in\":7");
+  }));
+  kill_and_wait(stats);
+  kill_and_wait(stats_port);
+  // The new stats actor still knows r1, and the keeper's own counters.
+  std::string snapshot;
+  EXPECT_TRUE(wait_until([&] {
+    snapshot = talk(port, request);
+    return contains(snapshot, "\"in\":7")
+           && contains(snapshot, "\"name\":\"stats\"")
+           && contains(snapshot, "\"restarts\":1");
+  })) << snapshot;
   shut_down(keeper);
 }
