@@ -14,6 +14,13 @@
 //   GET    /v1.0/metadata                      rules, functions, endpoints
 // Errors are Dapr's JSON: {"errorCode": "...", "message": "..."}.
 // docs/http-api.md is the reference.
+//
+// Hostile clients are bounded (docs/http-api.md#limits): text that is not
+// UTF-8 and JSON nested deeper than default_json_depth get 400; a request
+// must arrive within http_config::request_timeout (408); a client that does
+// not read its answers is no longer read from once 64 KiB wait unsent;
+// connections above http_config::max_connections get 503. A handler that
+// throws answers 500 and is counted (handler_errors); the API goes on.
 #pragma once
 
 #include <chrono>
@@ -48,16 +55,15 @@ struct http_context {
   std::map<std::string, http_state_store> state_stores;
   /// The stats actor: (get_atom) -> std::string JSON snapshot.
   caf::actor stats;
+  /// How long the API waits for the hub, a store or the stats actor.
   std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
   /// Invocations wait for the supervisor, which applies its own timeout.
   std::chrono::milliseconds invoke_timeout{std::chrono::seconds(120)};
-  /// A connection with no request in progress and nothing received for this
-  /// long is closed (idle keep-alive clients, half-sent requests).
-  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
 };
 
 /// Binds cfg.listen ("host:port"; port 0 picks a free one) and spawns the
-/// API broker. On failure returns an invalid handle and sets `error`.
+/// API broker with cfg's limits and deadlines. On failure returns an
+/// invalid handle and sets `error`.
 /// `bound_port`, when given, receives the port actually bound.
 /// The actor system must have loaded caf::io::middleman.
 caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
@@ -65,6 +71,8 @@ caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
                           std::uint16_t* bound_port = nullptr);
 
 /// The /v1.0/metadata document built from the stats JSON and the context.
+/// Throws nlohmann::json::exception when a component in the stats JSON has
+/// fields of the wrong type (the API answers that with 500).
 std::string http_metadata_json(const std::string& stats_json,
                                const http_context& ctx);
 

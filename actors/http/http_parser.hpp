@@ -65,6 +65,12 @@ public:
     return buf_.size();
   }
 
+  /// True while part of a request is in: bytes of its head, or a head
+  /// whose body has not fully arrived (the server times these out).
+  bool mid_request() const {
+    return in_body_ || !buf_.empty();
+  }
+
   int error_status() const {
     return error_status_;
   }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/json_text.hpp"
 #include "core/probe.hpp"
 #include "core/reply.hpp"
 #include "core/type_ids.hpp"
@@ -342,7 +343,8 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
 std::string make_error_report(const message& input, const std::string& error,
                               const std::string& type) {
   auto body = input.body.view();
-  auto parsed = nlohmann::json::parse(body, nullptr, false);
+  // Bounded: the report is printed again, and dump() recurses.
+  auto parsed = parse_json_bounded<nlohmann::json>(body);
   nlohmann::json report;
   report["functionMessage"] = parsed.is_discarded() ? nlohmann::json(body)
                                                     : parsed;

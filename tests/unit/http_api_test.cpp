@@ -4,12 +4,20 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <utility>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/component_stats.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/redis/redis_endpoint.hpp"
 #include "fixtures/redis_fixture.hpp"
@@ -72,6 +80,63 @@ caf::behavior fake_stats(caf::event_based_actor*) {
     },
   };
 }
+
+/// One keep-alive connection: a request written, its answer read.
+class keep_alive_client {
+public:
+  explicit keep_alive_client(std::uint16_t port) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+  keep_alive_client(keep_alive_client&& other) noexcept
+    : fd_(std::exchange(other.fd_, -1)), rest_(std::move(other.rest_)) {
+  }
+  keep_alive_client& operator=(keep_alive_client&&) = delete;
+  ~keep_alive_client() {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+
+  /// Writes `raw` and reads until one whole answer is in (status 0 if none
+  /// came in time).
+  test::http_response request(const std::string& raw,
+                              std::chrono::milliseconds timeout = 5s) {
+    if (fd_ < 0
+        || ::send(fd_, raw.data(), raw.size(), MSG_NOSIGNAL)
+             != static_cast<ssize_t>(raw.size()))
+      return {};
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      std::string rest;
+      auto r = test::parse_http_response(rest_, &rest);
+      if (r.status != 0) {
+        rest_ = rest;
+        return r;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+      pollfd p{fd_, POLLIN, 0};
+      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
+        return {};
+      char buf[4096];
+      auto n = ::recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0)
+        return {};
+      rest_.append(buf, static_cast<size_t>(n));
+    }
+  }
+
+private:
+  int fd_ = -1;
+  std::string rest_;
+};
 
 struct curl_result {
   int status = 0;
@@ -459,24 +524,194 @@ TEST_F(http_api_test, redis_down_answers_503_and_recovers) {
 }
 
 TEST_F(http_api_test, idle_and_half_sent_connections_are_closed) {
+  http_config cfg;
+  cfg.listen = "127.0.0.1:0";
+  cfg.idle_timeout = 300ms;
+  cfg.request_timeout = 400ms;
+  std::string error;
+  std::uint16_t port = 0;
+  auto api = spawn_http_api(sys_, cfg, {}, error, &port);
+  ASSERT_TRUE(api) << error;
+  auto start = std::chrono::steady_clock::now();
+  auto answer = test::http_exchange(port, "", 8s);
+  auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(answer.empty()) << answer;
+  EXPECT_LT(waited, 5s) << "the server kept an idle connection open";
+  // Half a request: 408 once the request deadline passed, then closed.
+  start = std::chrono::steady_clock::now();
+  auto late = test::parse_http_response(
+    test::http_exchange(port, "GET /v1.0/heal", 8s));
+  waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(late.status, 408) << late.body;
+  EXPECT_EQ(error_code(late.body), "ERR_REQUEST_TIMEOUT");
+  EXPECT_EQ(late.header("connection"), "close");
+  EXPECT_GE(waited, 400ms);
+  EXPECT_LT(waited, 5s) << "the server kept a half-sent request open";
+  // A keep-alive client that is answered is not cut off mid-exchange.
+  auto r = test::http_request(port, "GET", "/v1.0/healthz");
+  EXPECT_EQ(r.status, 204);
+  caf::anon_send_exit(api, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(http_api_test, text_that_is_not_utf8_gets_400_naming_it) {
+  struct bad_request {
+    std::string method, target, body;
+    std::map<std::string, std::string> headers;
+    std::string problem;
+  };
+  const std::string path = "path is not valid UTF-8";
+  const std::vector<bad_request> requests = {
+    {"GET", "/v1.0/state/%FF/k", "", {}, path},
+    {"GET", "/v1.0/state/statestore/%FF", "", {}, path},
+    {"GET", "/v1.0/state/statestore/\xff", "", {}, path},
+    {"GET", "/v1.0/\xff", "", {}, path},
+    {"PUT", "/v1.0/state/%C0%AF", "", {}, path},
+    {"POST", "/v1.0/state/%FF", "[]", {}, path},
+    {"POST", "/v1.0/state/%FF/bulk", R"({"keys":[]})", {}, path},
+    {"POST", "/v1.0/publish/hub/t/%FF", "x", {}, path},
+    {"POST", "/v1.0/publish/%FF/t", "x", {}, path},
+    {"POST", "/v1.0/invoke/%FF/method/m", "x", {}, path},
+    {"POST", "/v1.0/invoke/grayscale/method/%ED%A0%80", "x", {}, path},
+    {"POST", "/v1.0/publish/hub/t?qos=%FF", "x", {}, "query is not valid UTF-8"},
+    {"DELETE", "/v1.0/state/statestore/k?concurrency=%FF", "", {},
+     "query is not valid UTF-8"},
+    {"DELETE", "/v1.0/state/statestore/k", "", {{"If-Match", "\xff"}},
+     "header If-Match is not valid UTF-8"},
+    {"POST", "/v1.0/publish/hub/t", "x", {{"X-MQTT-QoS", "\xff"}},
+     "header X-MQTT-QoS is not valid UTF-8"},
+    {"POST", "/v1.0/publish/hub/t", "x", {{"X-MQTT-Retain", "\xc3"}},
+     "header X-MQTT-Retain is not valid UTF-8"},
+    {"POST", "/v1.0/publish/hub/t", "x", {{"Content-Type", "text/\xff"}},
+     "header Content-Type is not valid UTF-8"},
+  };
+  for (auto& req : requests) {
+    auto r = test::http_request(port_, req.method, req.target, req.body,
+                                req.headers);
+    EXPECT_EQ(r.status, 400) << req.method << " " << req.target;
+    EXPECT_EQ(error_code(r.body), "ERR_MALFORMED_REQUEST") << r.body;
+    EXPECT_NE(r.body.find(req.problem), std::string::npos) << r.body;
+    ASSERT_EQ(test::http_request(port_, "GET", "/v1.0/healthz").status, 204)
+      << "the API stopped serving after " << req.method << " " << req.target;
+  }
+  {
+    std::lock_guard<std::mutex> guard{inbox_->mtx};
+    EXPECT_TRUE(inbox_->messages.empty());
+  }
+  // UTF-8 itself is welcome, encoded or raw.
+  EXPECT_EQ(post_json("/v1.0/state/statestore",
+                      "[{\"key\":\"caf\xc3\xa9\",\"value\":1}]")
+              .status,
+            204);
+  EXPECT_EQ(test::http_request(port_, "GET", "/v1.0/state/statestore/caf%C3%A9")
+              .status,
+            200);
+  EXPECT_EQ(test::http_request(port_, "GET", "/v1.0/state/statestore/caf\xc3\xa9")
+              .status,
+            200);
+  // MQTT forbids U+0000 in topics.
+  auto r = test::http_request(port_, "POST", "/v1.0/publish/hub/a%00b", "x");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("U+0000"), std::string::npos) << r.body;
+}
+
+TEST_F(http_api_test, deeply_nested_json_gets_400) {
+  // 30000 levels fit the fixture's 64 KiB body limit; the real broker's
+  // 50000 are in tests/integration/http_hardening_test.cpp.
+  auto nested = [](std::size_t depth) {
+    return std::string(depth, '[') + std::string(depth, ']');
+  };
+  auto r = post_json("/v1.0/state/statestore",
+                     R"([{"key":"deep","value":)" + nested(30000) + "}]");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(error_code(r.body), "ERR_MALFORMED_REQUEST");
+  EXPECT_NE(r.body.find("JSON nested deeper than 64 levels"), std::string::npos)
+    << r.body;
+  r = post_json("/v1.0/state/statestore/bulk",
+                R"({"keys":)" + nested(30000) + "}");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("JSON nested deeper than 64 levels"), std::string::npos);
+  // At the limit: the body's array and item object are two of the 64.
+  r = post_json("/v1.0/state/statestore",
+                R"([{"key":"deep","value":)" + nested(62) + "}]");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_EQ(curl(base_ + "/v1.0/state/statestore/deep").body, nested(62));
+  // A value written by another tool, too deep to embed, comes back as text.
+  redis_.cli({"HSET", "deeper", "data", nested(100), "version", "1"});
+  r = post_json("/v1.0/state/statestore/bulk", R"({"keys":["deeper"]})");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(json::parse(r.body)[0]["data"], nested(100));
+  EXPECT_EQ(curl(base_ + "/v1.0/healthz").status, 204);
+}
+
+TEST_F(http_api_test, a_handler_that_throws_answers_500_and_the_api_goes_on) {
+  // The stats JSON of a component with a non-string kind makes building the
+  // metadata document throw (a stats peer could send anything).
+  auto odd_stats = sys_.spawn([]() -> caf::behavior {
+    return {
+      [](get_atom) -> std::string {
+        return R"({"components":[{"kind":5,"name":"x"}]})";
+      },
+    };
+  });
+  // Whatever the API's probe reports, as the stats actor would get it.
+  auto errors = std::make_shared<std::atomic<std::int64_t>>(0);
+  auto recorder = sys_.spawn([errors]() -> caf::behavior {
+    return {
+      [errors](report_atom, const component_stats& stats) {
+        if (stats.kind != "http")
+          return;
+        for (auto& [name, value] : stats.counters)
+          if (name == "handler_errors")
+            *errors = value;
+      },
+    };
+  });
+  sys_.registry().put(stats_registry_name, recorder);
   http_context ctx;
-  ctx.idle_timeout = 300ms;
+  ctx.stats = odd_stats;
   http_config cfg;
   cfg.listen = "127.0.0.1:0";
   std::string error;
   std::uint16_t port = 0;
   auto api = spawn_http_api(sys_, cfg, ctx, error, &port);
   ASSERT_TRUE(api) << error;
-  for (std::string raw : {"", "GET /v1.0/heal"}) {
-    auto start = std::chrono::steady_clock::now();
-    auto answer = test::http_exchange(port, raw, 8s);
-    auto waited = std::chrono::steady_clock::now() - start;
-    EXPECT_TRUE(answer.empty()) << answer;
-    EXPECT_LT(waited, 5s) << "the server kept an idle connection open";
+  for (int round = 0; round < 2; ++round) {
+    auto r = test::http_request(port, "GET", "/v1.0/metadata");
+    EXPECT_EQ(r.status, 500) << r.body;
+    EXPECT_EQ(error_code(r.body), "ERR_INTERNAL");
+    EXPECT_EQ(test::http_request(port, "GET", "/v1.0/healthz").status, 204);
   }
-  // A keep-alive client that is answered is not cut off mid-exchange.
-  auto r = test::http_request(port, "GET", "/v1.0/healthz");
-  EXPECT_EQ(r.status, 204);
+  EXPECT_TRUE(test::wait_until([&] { return *errors == 2; }, 5s)) << *errors;
+  sys_.registry().erase(stats_registry_name);
+  for (auto& a : {api, odd_stats, recorder})
+    caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(http_api_test, connections_above_the_limit_get_503) {
+  http_config cfg;
+  cfg.listen = "127.0.0.1:0";
+  cfg.max_connections = 2;
+  std::string error;
+  std::uint16_t port = 0;
+  auto api = spawn_http_api(sys_, cfg, {}, error, &port);
+  ASSERT_TRUE(api) << error;
+  std::vector<keep_alive_client> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back(port);
+    ASSERT_EQ(clients.back().request("GET /v1.0/healthz HTTP/1.1\r\n\r\n").status,
+              204);
+  }
+  auto refused = test::parse_http_response(
+    test::http_exchange(port, "GET /v1.0/healthz HTTP/1.1\r\n\r\n", 5s));
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_EQ(error_code(refused.body), "ERR_TOO_MANY_CONNECTIONS");
+  EXPECT_EQ(refused.header("connection"), "close");
+  // The open ones are served; once one closes, a new one is accepted.
+  EXPECT_EQ(clients[0].request("GET /v1.0/healthz HTTP/1.1\r\n\r\n").status, 204);
+  clients.pop_back();
+  EXPECT_TRUE(test::wait_until([&] {
+    return test::http_request(port, "GET", "/v1.0/healthz").status == 204;
+  }));
   caf::anon_send_exit(api, caf::exit_reason::user_shutdown);
 }
 

@@ -109,6 +109,25 @@ TEST(http_parser, expect_continue_is_signalled_once_headers_are_in) {
   EXPECT_EQ(p.take().body, "abc");
 }
 
+TEST(http_parser, mid_request_tells_when_part_of_a_request_is_in) {
+  http_request_parser p;
+  EXPECT_FALSE(p.mid_request());
+  p.feed("G");
+  EXPECT_EQ(p.parse(), status::incomplete);
+  EXPECT_TRUE(p.mid_request());
+  p.feed("ET / HTTP/1.1\r\nContent-Length: 2\r\n\r\n");
+  EXPECT_EQ(p.parse(), status::incomplete);
+  EXPECT_TRUE(p.mid_request()) << "the head is in, the body is not";
+  p.feed("ok");
+  EXPECT_EQ(p.parse(), status::complete);
+  p.take();
+  EXPECT_FALSE(p.mid_request());
+  // Blank lines between pipelined requests are not a request.
+  p.feed("\r\n");
+  EXPECT_EQ(p.parse(), status::incomplete);
+  EXPECT_FALSE(p.mid_request());
+}
+
 TEST(http_parser, segments_are_decoded_one_by_one) {
   http_request req;
   req.path = "/v1.0/state/my%20store/a%2Fb";
@@ -183,4 +202,13 @@ TEST(http_metadata, lists_rules_functions_endpoints_and_stores) {
   EXPECT_EQ(doc["functions"][0]["instances"], 3);
   EXPECT_EQ(doc["endpoints"][0]["state"], "down");
   EXPECT_EQ(doc["components"][0]["type"], "state.redis");
+}
+
+TEST(http_metadata, stats_nested_too_deep_are_ignored_not_recursed) {
+  auto deep = "{\"components\":" + std::string(50000, '[')
+              + std::string(50000, ']') + "}";
+  http_context ctx;
+  auto doc = nlohmann::json::parse(http_metadata_json(deep, ctx));
+  EXPECT_TRUE(doc["rules"].empty());
+  EXPECT_EQ(doc["id"], "hubflow");
 }

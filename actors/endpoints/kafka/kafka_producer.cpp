@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/json_text.hpp"
 #include "core/reply.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/kafka/kafka_client.hpp"
@@ -337,7 +338,7 @@ void kafka_producer_state::poll() {
 }
 
 void kafka_producer_state::on_stats(const char* json, std::size_t len) {
-  auto doc = nlohmann::json::parse(json, json + len, nullptr, false);
+  auto doc = parse_json_bounded<nlohmann::json>({json, len});
   if (doc.is_discarded())
     return;
   counters.tx_bytes = doc.value("tx_bytes", counters.tx_bytes);

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/json_text.hpp"
 #include "hub/topic_tree.hpp"
 
 namespace hubflow::sql {
@@ -311,7 +312,9 @@ std::optional<json> select(const statement& stmt, const message& msg) {
   json parsed;
   const json* payload = nullptr;
   if (stmt.reads_payload) {
-    parsed = json::parse(msg.body.view(), nullptr, false);
+    // Bounded: the row is printed as the output, and dump() recurses; a
+    // payload nested deeper is not read as JSON.
+    parsed = parse_json_bounded<json>(msg.body.view());
     if (parsed.is_object())
       payload = &parsed;
   }
