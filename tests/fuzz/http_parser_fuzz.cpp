@@ -43,8 +43,13 @@ void check_request(const http_request& r, const http_limits& limits) {
                                      r.keep_alive, {{"x-path", r.path}});
   check(response.rfind("HTTP/1.1 200 ", 0) == 0, "a response without status line");
 
-  http_request_parser again{limits};
-  again.feed(serialize(r));
+  // Written out, the head may be longer than it came in ("name: value"
+  // where the client sent "name:value"): only the body limit carries over.
+  auto text = serialize(r);
+  auto relaxed = limits;
+  relaxed.max_header_bytes = text.size();
+  http_request_parser again{relaxed};
+  again.feed(text);
   check(again.parse() == http_request_parser::status::complete,
         "a request written out again does not parse");
   auto copy = again.take();
