@@ -249,6 +249,16 @@ bool authenticator::may_subscribe(const principal_config* p,
   return false;
 }
 
+bool authenticator::may_receive(const principal_config* p,
+                                std::string_view topic) const {
+  if (p == nullptr)
+    return allow_anonymous_;
+  for (const auto& permit : p->sub)
+    if (topic_matches(permit, topic))
+      return true;
+  return false;
+}
+
 std::string make_password_hash(std::string_view password) {
   std::vector<unsigned char> salt(salt_bytes);
   if (RAND_bytes(salt.data(), static_cast<int>(salt.size())) != 1)

@@ -42,6 +42,12 @@ public:
   /// judged by its `<filter>`.
   bool may_subscribe(const principal_config* p, std::string_view filter) const;
 
+  /// Whether a message on `topic` may be delivered to a session of `p`
+  /// (nullptr as for may_publish): some `sub` filter matches `topic`.
+  /// Checked on every delivery, so a subscription never reads more than
+  /// its owner may.
+  bool may_receive(const principal_config* p, std::string_view topic) const;
+
 private:
   bool allow_anonymous_;
   bool anonymous_loopback_only_;

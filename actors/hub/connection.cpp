@@ -25,6 +25,10 @@ constexpr auto rule_ack_timeout = std::chrono::seconds(30);
 /// Largest packet MQTT can express (fixed header included).
 constexpr std::size_t mqtt_max_packet = 268435455 + 5;
 
+std::string principal_name(const principal_config* p) {
+  return p ? "'" + p->username + "'" : std::string{"anonymous clients"};
+}
+
 bool is_loopback(const std::string& addr) {
   return addr.rfind("127.", 0) == 0 || addr == "::1"
          || addr.rfind("::ffff:127.", 0) == 0;
@@ -52,6 +56,7 @@ void connection::start() {
   loopback_ = is_loopback(peer_);
   decode_opts_.version = 0;
   decode_opts_.max_packet_size = core_->config().max_message_size;
+  decode_opts_.max_user_properties = core_->limits().max_user_properties;
   last_rx_ = steady_clock::now();
   ++core_->counters.connections;
   ++core_->counters.connections_total;
@@ -96,11 +101,12 @@ void connection::on_peer_closed() {
   self_->quit();
 }
 
-void connection::on_tick(std::uint64_t generation) {
-  // Only the latest scheduled tick counts: re-scheduling supersedes.
-  if (phase_ == phase::closing || generation != tick_generation_)
-    return;
+void connection::on_tick() {
   auto now = steady_clock::now();
+  // Only the latest deadline counts: re-scheduling supersedes.
+  if (phase_ == phase::closing || now < deadline_)
+    return;
+  deadline_ = steady_clock::time_point::max();
   if (phase_ == phase::awaiting_connect) {
     spdlog::info("hub: no CONNECT from {} within {}s, closing", peer_,
                  connect_timeout.count());
@@ -258,8 +264,24 @@ void connection::handle_connect(mqtt::connect_packet& c) {
   }
   std::uint32_t expiry = v5 ? c.props.session_expiry.value_or(0)
                             : (c.clean_start ? 0 : 0xFFFFFFFF);
-  // Session takeover and resumption.
+  // A session belongs to the principal that created it: another one
+  // neither resumes it nor takes it over (docs/security.md).
   auto existing = core.find_session(client_id_);
+  if (existing && existing->owner != principal) {
+    ++core.counters.denied_session;
+    spdlog::warn("hub: client id '{}' from {} refused: its session belongs "
+                 "to {}, not {}",
+                 client_id_, peer_, principal_name(existing->owner),
+                 principal_name(principal));
+    refuse(mqtt::rc::not_authorized, mqtt::rc311::identifier_rejected);
+    return;
+  }
+  if (c.has_will && !valid_topic_name(c.will.topic, core.topic_bounds())) {
+    ++core.counters.refused_limits;
+    refuse(mqtt::rc::topic_name_invalid, mqtt::rc311::not_authorized);
+    return;
+  }
+  // Session takeover and resumption.
   if (existing && existing->conn && existing->conn != this) {
     spdlog::info("hub: client '{}' reconnected from {}, taking over", client_id_,
                  peer_);
@@ -271,7 +293,7 @@ void connection::handle_connect(mqtt::connect_packet& c) {
     existing = nullptr;
   }
   bool session_present = existing != nullptr;
-  session_ = existing ? existing : &core.create_session(client_id_);
+  session_ = existing ? existing : &core.create_session(client_id_, principal);
   session_->conn = this;
   session_->expiry_interval = expiry;
   has_will_ = c.has_will;
@@ -321,6 +343,15 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
     } else {
       msg.topic = topic_aliases_[p.topic_alias];
     }
+  }
+  if (!valid_topic_name(msg.topic, core.topic_bounds())) {
+    // Deeper or longer than hub.max_topic_levels / max_topic_length.
+    ++core.counters.refused_limits;
+    spdlog::info("hub: client '{}' published to a topic beyond the hub's "
+                 "limits ({} bytes), closing",
+                 client_id_, msg.topic.size());
+    close(mqtt::rc::topic_name_invalid);
+    return false;
   }
   auto ack_type = msg.qos == 2 ? mqtt::packet_type::pubrec
                                : mqtt::packet_type::puback;
@@ -521,8 +552,19 @@ void connection::handle_subscribe(const mqtt::subscribe_packet& s) {
     retained;
   for (auto& [filter, opts] : s.filters) {
     auto shared = mqtt::parse_shared_filter(filter);
-    if (!valid_topic_filter(filter) || (shared && !shared->valid)) {
+    if (!valid_topic_filter(filter, core.topic_bounds())
+        || (shared && !shared->valid)) {
       ack.reasons.push_back(v5 ? mqtt::rc::topic_filter_invalid
+                               : mqtt::rc::unspecified_error);
+      continue;
+    }
+    if (session_->subscriptions.size() >= core.limits().max_subscriptions
+        && !session_->subscriptions.count(filter)) {
+      ++core.counters.refused_limits;
+      spdlog::info("hub: client '{}' has {} subscriptions "
+                   "(hub.max_subscriptions), refusing '{}'",
+                   client_id_, session_->subscriptions.size(), filter);
+      ack.reasons.push_back(v5 ? mqtt::rc::quota_exceeded
                                : mqtt::rc::unspecified_error);
       continue;
     }
@@ -643,7 +685,11 @@ void connection::take_over(bool session_ends, caf::io::broker* requester) {
 }
 
 void connection::schedule_tick(std::chrono::milliseconds after) {
-  self_->delayed_send(self_, after, tick_atom::value, ++tick_generation_);
+  // No delayed_send: a pending timer message holds a strong reference to
+  // the broker, so every closed connection's memory stayed until its timer
+  // fired (1.5 KB per connection for up to 1.5 keep-alive periods). The
+  // hub's housekeeping pokes connections whose deadline has passed.
+  deadline_ = steady_clock::now() + after;
 }
 
 // -- the session broker -------------------------------------------------------
@@ -667,9 +713,9 @@ caf::behavior session_broker(caf::io::broker* self,
       keep->on_peer_closed();
       core->flush_dirty();
     },
-    [conn, core](tick_atom, std::uint64_t generation) {
+    [conn, core](tick_atom) {
       auto keep = conn;
-      keep->on_tick(generation);
+      keep->on_tick();
       core->flush_dirty();
     },
     [conn, core](kick_atom) {

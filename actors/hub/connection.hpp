@@ -57,7 +57,9 @@ public:
   void on_data(std::string_view bytes);
   void on_transferred(std::uint64_t remaining);
   void on_peer_closed();
-  void on_tick(std::uint64_t generation);
+  /// The hub's housekeeping saw deadline() pass: CONNECT or keep-alive
+  /// timeout.
+  void on_tick();
   /// The session was taken over (or the hub shuts down): close now.
   void on_kick();
   /// A rule subscriber answered the delivery sent with `ticket`.
@@ -105,6 +107,10 @@ public:
 
   caf::io::broker* broker() const noexcept {
     return self_;
+  }
+  /// When on_tick() has something to check (time_point::max(): never).
+  steady_clock::time_point deadline() const noexcept {
+    return deadline_;
   }
 
   bool dirty = false;
@@ -170,7 +176,7 @@ private:
   std::uint32_t will_delay_ = 0;
   std::uint16_t keep_alive_ = 0;
   steady_clock::time_point last_rx_;
-  std::uint64_t tick_generation_ = 0;
+  steady_clock::time_point deadline_ = steady_clock::time_point::max();
   std::size_t client_max_packet_ = 268435460;
   std::uint16_t client_receive_max_ = 65535;
   std::uint16_t topic_alias_max_ = 0; // what we accept from the client

@@ -17,6 +17,7 @@
 
 #include "core/reply.hpp"
 #include "core/type_ids.hpp"
+#include "hub/acceptor.hpp"
 #include "hub/connection.hpp"
 #include "hub/hub_core.hpp"
 
@@ -144,6 +145,11 @@ component_stats snapshot(const hub::hub_core& core) {
     {"denied_connect", c.denied_connect},
     {"denied_publish", c.denied_publish},
     {"denied_subscribe", c.denied_subscribe},
+    {"denied_receive", c.denied_receive},
+    {"denied_session", c.denied_session},
+    {"refused_limits", c.refused_limits},
+    {"refused_connections", c.refused_connections},
+    {"accept_errors", c.accept_errors},
     {"protocol_errors", c.protocol_errors},
     {"rule_deliveries", c.rule_deliveries},
     {"rule_errors", c.rule_errors},
@@ -172,7 +178,7 @@ struct rule_delivery_wait {
 void publish_for(caf::io::broker* self, hub::hub_core& core,
                  awaiting<rule_delivery_wait>& waiting,
                  message& msg, reply answer) {
-  if (!valid_topic_name(msg.topic)) {
+  if (!valid_topic_name(msg.topic, core.topic_bounds())) {
     answer.deliver(caf::make_error(caf::sec::invalid_argument,
                                    "invalid topic name '" + msg.topic + "'"));
     return;
@@ -205,8 +211,8 @@ void rule_handled(awaiting<rule_delivery_wait>& waiting,
 caf::behavior hub_broker(caf::io::broker* self,
                          std::shared_ptr<hub::hub_core> core,
                          std::vector<int> listeners) {
-  for (auto fd : listeners)
-    self->add_doorman(static_cast<caf::io::network::native_socket>(fd));
+  auto accepting = std::make_shared<std::unique_ptr<hub::acceptor>>(
+    std::make_unique<hub::acceptor>(std::move(listeners), self->address()));
   auto waiting = std::make_shared<awaiting<rule_delivery_wait>>();
   self->set_down_handler([core, waiting](caf::down_msg& dm) {
     core->remove_rule(dm.source);
@@ -221,7 +227,8 @@ caf::behavior hub_broker(caf::io::broker* self,
       return true;
     });
   });
-  self->set_exit_handler([self, core](caf::exit_msg& em) {
+  self->set_exit_handler([self, core, accepting](caf::exit_msg& em) {
+    accepting->reset(); // no new connections while the hub stops
     for (auto c : core->live)
       caf::anon_send(caf::actor_cast<caf::actor>(c->broker()),
                      hub::kick_atom::value);
@@ -233,16 +240,27 @@ caf::behavior hub_broker(caf::io::broker* self,
   auto ticks = std::make_shared<int>(0);
   self->delayed_send(self, stats_interval, tick_atom::value);
   return {
-    [self, core](const caf::io::new_connection_msg& m) {
-      self->fork(hub::session_broker, m.handle, core);
+    [self, core](hub::accepted_atom, int fd) {
+      auto& counters = core->counters;
+      auto limit = core->limits().max_connections;
+      if (static_cast<std::size_t>(counters.connections) >= limit) {
+        // Mosquitto's max_connections: the socket is closed at once.
+        if (counters.refused_connections++ % 1000 == 0)
+          spdlog::warn("hub: {} connections open (hub.max_connections), "
+                       "refusing new ones ({} refused so far)",
+                       counters.connections, counters.refused_connections);
+        ::close(fd);
+        return;
+      }
+      auto hdl = self->add_scribe(fd);
+      self->fork(hub::session_broker, hdl, core);
     },
-    [](const caf::io::acceptor_closed_msg&) {},
     [self, core](subscribe_atom, const std::string& filter, std::uint8_t qos,
                  const caf::actor& who) -> caf::result<ok_atom> {
       if (!who)
         return caf::make_error(caf::sec::invalid_argument,
                                "subscribe needs a subscriber actor");
-      if (!valid_topic_filter(filter))
+      if (!valid_topic_filter(filter, core->topic_bounds()))
         return caf::make_error(caf::sec::invalid_argument,
                                "invalid topic filter '" + filter + "'");
       if (core->subscribe_rule(who, filter, qos))
@@ -301,7 +319,9 @@ caf::behavior hub_broker(caf::io::broker* self,
       return caf::make_message(caf::make_error(
         caf::sec::invalid_argument, "unknown hub query '" + what + "'"));
     },
-    [self, core, last_report, ticks](tick_atom) {
+    [self, core, last_report, ticks, accepting](tick_atom) {
+      if (*accepting)
+        core->counters.accept_errors = (*accepting)->errors();
       if (++*ticks % housekeeping_every == 0) {
         core->housekeeping(self);
         core->flush_dirty();

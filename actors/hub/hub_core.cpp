@@ -2,7 +2,9 @@
 
 #include <algorithm>
 
+#include <caf/actor_cast.hpp>
 #include <caf/io/broker.hpp>
+#include <caf/send.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/type_ids.hpp"
@@ -33,7 +35,10 @@ std::uint16_t session_state::allocate_packet_id() {
   }
 }
 
-hub_core::hub_core(const hub_config& cfg) : cfg_(cfg), auth_(cfg_) {
+hub_core::hub_core(const hub_config& cfg)
+  : cfg_(cfg),
+    topic_bounds_{cfg.limits.max_topic_levels, cfg.limits.max_topic_length},
+    auth_(cfg_) {
   for (auto& r : cfg_.subscriptions)
     remaps_.push_back(
       remap{r.source_topic, r.source_qos, r.target_topic, r.target_qos});
@@ -48,9 +53,11 @@ session_state* hub_core::find_session(const std::string& client_id) {
   return i == sessions_.end() ? nullptr : i->second.get();
 }
 
-session_state& hub_core::create_session(const std::string& client_id) {
+session_state& hub_core::create_session(const std::string& client_id,
+                                        const principal_config* owner) {
   auto s = std::make_unique<session_state>();
   s->client_id = client_id;
+  s->owner = owner;
   s->id = next_session_id_++;
   auto& ref = *s;
   by_id_.emplace(ref.id, &ref);
@@ -98,8 +105,7 @@ void hub_core::drain(session_state& s, bool resend) {
     }
   }
   while (!s.queue.empty() && s.inflight.size() < window(s)) {
-    auto out = std::move(s.queue.front());
-    s.queue.pop_front();
+    auto out = pop_queued(s);
     auto id = s.allocate_packet_id();
     if (send_publish(s, out, id, false))
       s.inflight.push_back(inflight_entry{id, std::move(out), false});
@@ -137,7 +143,7 @@ void hub_core::send_retained(session_state& s, std::string_view filter,
 
 bool hub_core::subscribe_rule(const caf::actor& who, const std::string& filter,
                               std::uint8_t qos) {
-  if (!valid_topic_filter(filter))
+  if (!valid_topic_filter(filter, topic_bounds_))
     return false;
   auto [i, added] = rule_ids_.emplace(who.address(), next_rule_id_);
   if (added)
@@ -237,6 +243,12 @@ void hub_core::route_one(const message& msg, mqtt::subscriber_id from,
     auto s = by_id_.find(m.who);
     if (s == by_id_.end())
       continue;
+    // Read permission holds for every delivery, not only when the
+    // subscription was made (a filter may reach topics it may not read).
+    if (!auth_.may_receive(s->second->owner, msg.topic)) {
+      ++counters.denied_receive;
+      continue;
+    }
     bool retain = m.opts.retain_as_published && msg.retain;
     deliver(*s->second, msg, qos, retain, m.subscription_ids);
   }
@@ -314,11 +326,21 @@ bool hub_core::write_publish(connection& c, const message& msg,
 }
 
 void hub_core::enqueue(session_state& s, outgoing_message out) {
-  if (s.queue.size() >= cfg_.max_queued_messages) {
+  auto bytes = out.msg.topic.size() + out.msg.body.size();
+  if (s.queue.size() >= cfg_.max_queued_messages
+      || s.queued_bytes + bytes > cfg_.limits.max_queued_bytes) {
     ++counters.dropped_queue_full;
     return;
   }
+  s.queued_bytes += bytes;
   s.queue.push_back(std::move(out));
+}
+
+outgoing_message hub_core::pop_queued(session_state& s) {
+  auto out = std::move(s.queue.front());
+  s.queue.pop_front();
+  s.queued_bytes -= out.msg.topic.size() + out.msg.body.size();
+  return out;
 }
 
 void hub_core::send_to_rules(caf::io::broker* requester,
@@ -359,8 +381,13 @@ void hub_core::cancel_will(const std::string& client_id) {
 
 void hub_core::housekeeping(caf::io::broker* requester) {
   auto now = steady_clock::now();
-  for (auto c : live)
+  for (auto c : live) {
     c->expire_rule_acks(now);
+    // The connection's own broker closes it (it may not quit from here).
+    if (c->deadline() <= now)
+      caf::anon_send(caf::actor_cast<caf::actor>(c->broker()),
+                     tick_atom::value);
+  }
   std::vector<delayed_will> due;
   for (auto i = wills_.begin(); i != wills_.end();) {
     if (i->due <= now) {
@@ -373,10 +400,17 @@ void hub_core::housekeeping(caf::io::broker* requester) {
   for (auto& w : due)
     publish_internal(w.msg, w.principal, requester);
   std::vector<session_state*> expired;
+  // Sessions that asked never to expire (MQTT 3.1.1 persistent sessions)
+  // end after hub.persistent_client_expiration, as in Mosquitto.
+  auto forever = cfg_.limits.persistent_client_expiration;
   for (auto& [id, s] : sessions_) {
-    if (s->conn || s->expiry_interval == never_expires)
+    if (s->conn)
       continue;
-    if (now - s->offline_since >= std::chrono::seconds(s->expiry_interval))
+    auto offline = now - s->offline_since;
+    bool due = s->expiry_interval == never_expires
+                 ? forever.count() > 0 && offline >= forever
+                 : offline >= std::chrono::seconds(s->expiry_interval);
+    if (due)
       expired.push_back(s.get());
   }
   for (auto s : expired) {

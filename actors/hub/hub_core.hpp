@@ -50,6 +50,11 @@ struct hub_counters {
   std::int64_t denied_connect = 0;
   std::int64_t denied_publish = 0;
   std::int64_t denied_subscribe = 0;
+  std::int64_t denied_receive = 0;      // read permission checked on delivery
+  std::int64_t denied_session = 0;      // client id of another principal
+  std::int64_t refused_limits = 0;      // a hub.max_* limit was reached
+  std::int64_t refused_connections = 0; // hub.max_connections reached
+  std::int64_t accept_errors = 0;       // accept() failed (EMFILE, ...)
   std::int64_t protocol_errors = 0;     // malformed / protocol violations
   std::int64_t rule_deliveries = 0;
   std::int64_t rule_errors = 0;
@@ -76,6 +81,9 @@ struct inflight_entry {
 /// survive their connection until their expiry interval passes.
 struct session_state {
   std::string client_id;
+  /// The principal that created the session (nullptr: anonymous). Only it
+  /// may resume the session or take it over.
+  const principal_config* owner = nullptr;
   mqtt::subscriber_id id = 0;
   std::uint32_t expiry_interval = 0; // seconds; 0xFFFFFFFF: never
   connection* conn = nullptr;        // nullptr while offline
@@ -85,6 +93,7 @@ struct session_state {
     subscriptions;
   std::vector<inflight_entry> inflight; // in send order
   std::deque<outgoing_message> queue;   // waiting for the window / client
+  std::size_t queued_bytes = 0;         // topics and payloads in `queue`
   std::unordered_set<std::uint16_t> incoming_qos2; // PUBREC sent, no PUBREL
   std::uint16_t next_packet_id = 1;
 
@@ -116,13 +125,21 @@ public:
   const authenticator& auth() const noexcept {
     return auth_;
   }
+  const hub_limits& limits() const noexcept {
+    return cfg_.limits;
+  }
+  /// hub.max_topic_levels and hub.max_topic_length, for the validators.
+  const topic_limits& topic_bounds() const noexcept {
+    return topic_bounds_;
+  }
 
   hub_counters counters;
 
   // -- sessions ---------------------------------------------------------------
 
   session_state* find_session(const std::string& client_id);
-  session_state& create_session(const std::string& client_id);
+  session_state& create_session(const std::string& client_id,
+                                const principal_config* owner);
   /// Removes the session and all its subscriptions.
   void end_session(session_state& s);
   std::string assign_client_id();
@@ -228,7 +245,11 @@ private:
   std::size_t window(const session_state& s) const;
   static bool available(void* self, mqtt::subscriber_id who);
 
+  /// Takes the front of the session's queue (keeping queued_bytes right).
+  outgoing_message pop_queued(session_state& s);
+
   hub_config cfg_;
+  topic_limits topic_bounds_;
   authenticator auth_;
   std::vector<remap> remaps_;
   mqtt::topic_tree tree_;

@@ -81,8 +81,15 @@ struct decode_failure {
 /// the end is a malformed packet.
 class reader {
 public:
-  reader(const char* p, std::size_t n)
-    : p_(reinterpret_cast<const std::uint8_t*>(p)), end_(p_ + n) {
+  reader(const char* p, std::size_t n, std::size_t max_user_properties)
+    : p_(reinterpret_cast<const std::uint8_t*>(p)),
+      end_(p_ + n),
+      max_user_properties_(max_user_properties) {
+  }
+
+  /// decode_options::max_user_properties, for every property list read.
+  std::size_t max_user_properties() const noexcept {
+    return max_user_properties_;
   }
 
   std::size_t left() const noexcept {
@@ -146,7 +153,7 @@ public:
   }
   reader sub(std::size_t n) {
     need(n);
-    reader r{reinterpret_cast<const char*>(p_), n};
+    reader r{reinterpret_cast<const char*>(p_), n, max_user_properties_};
     p_ += n;
     return r;
   }
@@ -159,6 +166,7 @@ private:
 
   const std::uint8_t* p_;
   const std::uint8_t* end_;
+  std::size_t max_user_properties_;
 };
 
 [[noreturn]] void fail(std::uint8_t reason, const char* what) {
@@ -226,6 +234,8 @@ void read_properties(reader& outer, std::uint32_t where, properties& out) {
       case 0x24: set_once(out.maximum_qos, flag_byte(r)); break;
       case 0x25: set_once(out.retain_available, flag_byte(r)); break;
       case 0x26: {
+        if (out.user_properties.size() >= r.max_user_properties())
+          fail(rc::quota_exceeded, "too many user properties");
         auto k = r.str();
         auto v = r.str();
         out.user_properties.emplace_back(std::move(k), std::move(v));
@@ -905,7 +915,7 @@ decode_result decode(std::string_view buf, const decode_options& opts,
     }
     if (type != packet_type::publish && flags != expected_flags)
       fail(rc::malformed_packet, "invalid fixed header flags");
-    reader r{buf.data() + header, remaining};
+    reader r{buf.data() + header, remaining, opts.max_user_properties};
     auto version = opts.version;
     switch (type) {
       case packet_type::connect:

@@ -237,6 +237,9 @@ struct decode_options {
   std::uint8_t version = 0;
   /// Largest whole packet (fixed header included) accepted.
   std::size_t max_packet_size = 268435455 + 5;
+  /// User properties per property list (MQTT sets no bound; each costs two
+  /// strings, so a 4 MiB packet could otherwise make a million of them).
+  std::size_t max_user_properties = 65535;
   /// Whether packets are parsed as the server (true) or the client sees
   /// them. Decides which direction-specific rules apply.
   bool server = true;

@@ -38,8 +38,28 @@ bool topic_matches(std::string_view filter, std::string_view topic) {
   }
 }
 
-bool valid_topic_filter(std::string_view filter) {
-  if (filter.empty() || filter.size() > 65535 || !mqtt::valid_utf8(filter))
+namespace {
+
+/// Levels of `topic` ('/' count + 1), stopping once past `max`.
+bool within_levels(std::string_view topic, std::size_t max) {
+  std::size_t levels = 1;
+  for (auto c : topic)
+    if (c == '/' && ++levels > max)
+      return false;
+  return true;
+}
+
+} // namespace
+
+bool valid_topic_filter(std::string_view filter, const topic_limits& limits) {
+  if (filter.empty() || filter.size() > limits.max_length
+      || !mqtt::valid_utf8(filter))
+    return false;
+  // A shared filter's levels are those of the filter it shares.
+  if (auto shared = mqtt::parse_shared_filter(filter);
+      shared && shared->valid)
+    filter = shared->filter;
+  if (!within_levels(filter, limits.max_levels))
     return false;
   std::size_t start = 0;
   for (;;) {
@@ -59,10 +79,10 @@ bool valid_topic_filter(std::string_view filter) {
   }
 }
 
-bool valid_topic_name(std::string_view topic) {
-  return !topic.empty() && topic.size() <= 65535
+bool valid_topic_name(std::string_view topic, const topic_limits& limits) {
+  return !topic.empty() && topic.size() <= limits.max_length
          && topic.find_first_of("+#") == std::string_view::npos
-         && mqtt::valid_utf8(topic);
+         && within_levels(topic, limits.max_levels) && mqtt::valid_utf8(topic);
 }
 
 } // namespace hubflow
@@ -272,41 +292,45 @@ void topic_tree::add_shared(shared_group& g, std::vector<match_result>& out,
     m.subscription_ids.push_back(s.id);
 }
 
-void topic_tree::collect(node* n, const std::vector<std::string_view>& levels,
-                         std::size_t i, std::vector<match_result>& out,
-                         availability_fn available, void* context) {
-  bool dollar_root = i == 0 && !levels[0].empty() && levels[0][0] == '$';
-  auto add_all = [&](node* x) {
-    for (auto& s : x->subs)
-      add_plain(s, out);
-    for (auto& g : x->groups)
-      add_shared(g, out, available, context);
-  };
-  if (!dollar_root) {
-    if (auto h = n->children.find(std::string_view{"#"});
-        h != n->children.end())
-      add_all(h->second.get());
-  }
-  if (i == levels.size()) {
-    add_all(n);
-    return;
-  }
-  if (auto c = n->children.find(levels[i]); c != n->children.end())
-    collect(c->second.get(), levels, i + 1, out, available, context);
-  if (!dollar_root) {
-    if (auto p = n->children.find(std::string_view{"+"});
-        p != n->children.end())
-      collect(p->second.get(), levels, i + 1, out, available, context);
-  }
-}
-
 void topic_tree::match(std::string_view topic, std::vector<match_result>& out,
                        availability_fn available, void* context) {
   out.clear();
   if (size_ == 0)
     return;
   split_levels(topic, levels_);
-  collect(root_.get(), levels_, 0, out, available, context);
+  // Wildcards at the first level never match topics starting with '$'.
+  bool dollar = !levels_[0].empty() && levels_[0][0] == '$';
+  auto add_all = [&](node* x) {
+    for (auto& s : x->subs)
+      add_plain(s, out);
+    for (auto& g : x->groups)
+      add_shared(g, out, available, context);
+  };
+  // Depth first with an explicit stack; the exact level's subtree is
+  // visited before the '+' one's, as a recursive walk would.
+  pending_.clear();
+  pending_.emplace_back(root_.get(), 0);
+  while (!pending_.empty()) {
+    auto [n, i] = pending_.back();
+    pending_.pop_back();
+    bool wildcards = !(dollar && i == 0);
+    if (wildcards) {
+      if (auto h = n->children.find(std::string_view{"#"});
+          h != n->children.end())
+        add_all(h->second.get());
+    }
+    if (i == levels_.size()) {
+      add_all(n);
+      continue;
+    }
+    if (wildcards) {
+      if (auto p = n->children.find(std::string_view{"+"});
+          p != n->children.end())
+        pending_.emplace_back(p->second.get(), i + 1);
+    }
+    if (auto c = n->children.find(levels_[i]); c != n->children.end())
+      pending_.emplace_back(c->second.get(), i + 1);
+  }
 }
 
 // -- retained_store -----------------------------------------------------------
@@ -376,42 +400,18 @@ const message* retained_store::find(std::string_view topic) const {
 
 void retained_store::collect_all(const node* n, bool root,
                                  std::vector<message>& out) const {
-  for (auto& [key, child] : n->children) {
-    if (root && !key.empty() && key[0] == '$')
-      continue;
-    if (child->msg)
-      out.push_back(*child->msg);
-    collect_all(child.get(), false, out);
+  std::vector<const node*> pending;
+  for (auto& [key, child] : n->children)
+    if (!(root && !key.empty() && key[0] == '$'))
+      pending.push_back(child.get());
+  while (!pending.empty()) {
+    auto x = pending.back();
+    pending.pop_back();
+    if (x->msg)
+      out.push_back(*x->msg);
+    for (auto& [key, child] : x->children)
+      pending.push_back(child.get());
   }
-}
-
-void retained_store::collect(const node* n,
-                             const std::vector<std::string_view>& levels,
-                             std::size_t i, bool root,
-                             std::vector<message>& out) const {
-  if (i == levels.size()) {
-    if (n->msg)
-      out.push_back(*n->msg);
-    return;
-  }
-  auto level = levels[i];
-  if (level == "#") {
-    // "a/#" matches "a" itself and everything below it.
-    if (!root && n->msg)
-      out.push_back(*n->msg);
-    collect_all(n, root, out);
-    return;
-  }
-  if (level == "+") {
-    for (auto& [key, child] : n->children) {
-      if (root && !key.empty() && key[0] == '$')
-        continue;
-      collect(child.get(), levels, i + 1, false, out);
-    }
-    return;
-  }
-  if (auto c = n->children.find(level); c != n->children.end())
-    collect(c->second.get(), levels, i + 1, false, out);
 }
 
 void retained_store::match(std::string_view filter,
@@ -420,7 +420,36 @@ void retained_store::match(std::string_view filter,
     return;
   std::vector<std::string_view> levels;
   split_levels(filter, levels);
-  collect(root_.get(), levels, 0, true, out);
+  // (node, next level): iterative, so no depth of filter reaches the stack.
+  std::vector<std::pair<const node*, std::size_t>> pending{{root_.get(), 0}};
+  while (!pending.empty()) {
+    auto [n, i] = pending.back();
+    pending.pop_back();
+    bool root = i == 0;
+    if (i == levels.size()) {
+      if (n->msg)
+        out.push_back(*n->msg);
+      continue;
+    }
+    auto level = levels[i];
+    if (level == "#") {
+      // "a/#" matches "a" itself and everything below it.
+      if (!root && n->msg)
+        out.push_back(*n->msg);
+      collect_all(n, root, out);
+      continue;
+    }
+    if (level == "+") {
+      for (auto& [key, child] : n->children) {
+        if (root && !key.empty() && key[0] == '$')
+          continue;
+        pending.emplace_back(child.get(), i + 1);
+      }
+      continue;
+    }
+    if (auto c = n->children.find(level); c != n->children.end())
+      pending.emplace_back(c->second.get(), i + 1);
+  }
 }
 
 } // namespace hubflow::mqtt

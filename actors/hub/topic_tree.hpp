@@ -20,12 +20,23 @@ namespace hubflow {
 /// True when `topic` (a topic name) matches `filter` (a topic filter).
 bool topic_matches(std::string_view filter, std::string_view topic);
 
-/// A non-empty filter whose `#` is only the whole last level and whose `+`
-/// only ever fills a whole level, in valid UTF-8 (`$share/g/f` passes too).
-bool valid_topic_filter(std::string_view filter);
+/// How deep and long a topic or filter may be (hub.max_topic_levels,
+/// hub.max_topic_length). MQTT bounds only the length (65535 bytes, i.e.
+/// up to 65536 levels); the level bound is Mosquitto's.
+struct topic_limits {
+  std::size_t max_levels = 200;
+  std::size_t max_length = 65535;
+};
 
-/// A non-empty topic name without wildcards, in valid UTF-8.
-bool valid_topic_name(std::string_view topic);
+/// A non-empty filter whose `#` is only the whole last level and whose `+`
+/// only ever fills a whole level, in valid UTF-8 (`$share/g/f` passes too),
+/// within `limits` (a shared filter's own levels are counted, not the
+/// `$share/group/` prefix).
+bool valid_topic_filter(std::string_view filter, const topic_limits& limits = {});
+
+/// A non-empty topic name without wildcards, in valid UTF-8, within
+/// `limits`.
+bool valid_topic_name(std::string_view topic, const topic_limits& limits = {});
 
 } // namespace hubflow
 
@@ -102,9 +113,6 @@ private:
 
   node* find_node(std::string_view filter, bool create);
   void prune(node* n);
-  void collect(node* n, const std::vector<std::string_view>& levels,
-               std::size_t i, std::vector<match_result>& out,
-               availability_fn available, void* context);
   void add_plain(const subscription& s, std::vector<match_result>& out);
   void add_shared(shared_group& g, std::vector<match_result>& out,
                   availability_fn available, void* context);
@@ -112,6 +120,9 @@ private:
   std::unique_ptr<node> root_;
   std::size_t size_ = 0;
   std::vector<std::string_view> levels_; // scratch for match()
+  /// Nodes still to visit in match(): the walk is iterative, so no depth
+  /// of topic reaches the stack.
+  std::vector<std::pair<node*, std::size_t>> pending_;
 };
 
 /// Retained messages by topic: set, clear (empty payload) and find all
@@ -139,8 +150,7 @@ public:
 
 private:
   struct node;
-  void collect(const node* n, const std::vector<std::string_view>& levels,
-               std::size_t i, bool root, std::vector<message>& out) const;
+  /// Appends the messages of every node below `n` (iteratively).
   void collect_all(const node* n, bool root, std::vector<message>& out) const;
 
   std::unique_ptr<node> root_;

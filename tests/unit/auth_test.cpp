@@ -286,3 +286,16 @@ TEST_F(authenticator_test, shared_subscriptions_are_judged_by_their_filter) {
   EXPECT_FALSE(auth.may_subscribe(app, "$share/workers"));
   EXPECT_FALSE(auth.may_subscribe(app, "$share//sensors/#")); // no group
 }
+
+TEST_F(authenticator_test, delivery_needs_a_matching_sub_filter) {
+  authenticator auth(cfg);
+  auto* app = auth.authenticate("app", "plain-pw", true, false);
+  ASSERT_NE(app, nullptr);
+  EXPECT_TRUE(auth.may_receive(app, "sensors/s1/temp"));
+  EXPECT_TRUE(auth.may_receive(app, "cmd/sensor/ack"));
+  EXPECT_FALSE(auth.may_receive(app, "cmd/sensor/reboot"));
+  EXPECT_FALSE(auth.may_receive(app, "other"));
+  EXPECT_FALSE(auth.may_receive(nullptr, "anything")); // no anonymous here
+  cfg.allow_anonymous = true;
+  EXPECT_TRUE(authenticator(cfg).may_receive(nullptr, "anything"));
+}

@@ -356,7 +356,10 @@ TEST(config_defaults, parse_duration) {
   EXPECT_FALSE(parse_duration("s"));
   EXPECT_FALSE(parse_duration("-1s"));
   EXPECT_FALSE(parse_duration("10 minutes"));
-  EXPECT_FALSE(parse_duration("1d"));
+  EXPECT_FALSE(parse_duration("1y"));
+  // Days and weeks, as Mosquitto's persistent_client_expiration takes them.
+  EXPECT_EQ(parse_duration("2d"), std::chrono::milliseconds(48h));
+  EXPECT_EQ(parse_duration("1w"), std::chrono::milliseconds(168h));
 }
 
 TEST(config_defaults, embedded_default_config_loads) {

@@ -226,3 +226,57 @@ TEST(retained_store, shares_payload_bytes) {
   ASSERT_EQ(out.size(), 1u);
   EXPECT_TRUE(out[0].body.shares_bytes_with(m.body));
 }
+
+TEST(topic_limits, levels_and_length_are_bounded) {
+  std::string levels_200 = "a";
+  for (int i = 1; i < 200; ++i)
+    levels_200 += "/a";
+  EXPECT_TRUE(valid_topic_name(levels_200));
+  EXPECT_TRUE(valid_topic_filter(levels_200));
+  EXPECT_FALSE(valid_topic_name(levels_200 + "/a"));
+  EXPECT_FALSE(valid_topic_filter(levels_200 + "/#"));
+  // A shared filter's own levels count, not its $share/group/ prefix.
+  EXPECT_TRUE(valid_topic_filter("$share/g/" + levels_200));
+  EXPECT_FALSE(valid_topic_filter("$share/g/" + levels_200 + "/+"));
+  EXPECT_FALSE(valid_topic_name(std::string(65534, '/'))); // 65535 levels
+  topic_limits small{3, 8};
+  EXPECT_TRUE(valid_topic_name("a/b/c", small));
+  EXPECT_FALSE(valid_topic_name("a/b/c/d", small));
+  EXPECT_FALSE(valid_topic_name("abcdefghi", small));
+  EXPECT_FALSE(valid_topic_filter("abcdefghi", small));
+}
+
+// Matching walks the trie without recursion: a subscription as deep as MQTT
+// allows (65535 empty levels) matches without exhausting the stack.
+TEST(topic_tree, matches_at_any_depth_without_recursion) {
+  topic_tree tree;
+  std::string deep(65534, '/');
+  tree.subscribe(deep, 1, {});
+  tree.subscribe(deep + "/+", 2, {});
+  tree.subscribe("#", 3, {});
+  std::vector<match_result> out;
+  tree.match(deep, out);
+  std::vector<subscriber_id> who;
+  for (auto& m : out)
+    who.push_back(m.who);
+  std::sort(who.begin(), who.end());
+  EXPECT_EQ(who, (std::vector<subscriber_id>{1, 3}));
+  tree.match(deep + "/x", out);
+  EXPECT_EQ(out.size(), 2u);
+  EXPECT_TRUE(tree.unsubscribe(deep, 1));
+  EXPECT_TRUE(tree.unsubscribe(deep + "/+", 2));
+}
+
+TEST(retained_store, matches_at_any_depth_without_recursion) {
+  retained_store r;
+  std::string deep(65534, '/');
+  r.set(retained(deep, "deep"));
+  std::vector<message> out;
+  r.match(deep, out);
+  EXPECT_EQ(out.size(), 1u);
+  out.clear();
+  r.match("+/#", out);
+  EXPECT_EQ(out.size(), 1u);
+  r.set(retained(deep, "")); // clears, walking back up
+  EXPECT_EQ(r.size(), 0u);
+}
