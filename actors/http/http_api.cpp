@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/json_text.hpp"
+#include "core/acceptor.hpp"
 #include "core/probe.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/redis/state_store.hpp"
@@ -74,6 +75,9 @@ struct http_api_state {
   bool report_scheduled = false;
   bool sweep_scheduled = false;
   bool refusing = false; // at max_connections: logged once per episode
+  /// Accepts on the listening socket (pauses at the descriptor limit
+  /// instead of spinning, as CAF's doorman does).
+  std::unique_ptr<acceptor> accepting;
 };
 
 using http_broker = caf::io::stateful_broker<http_api_state>;
@@ -922,25 +926,27 @@ void sweep(http_broker* self) {
   }
 }
 
-caf::behavior http_api(http_broker* self, caf::io::doorman_ptr door,
+caf::behavior http_api(http_broker* self, int listener,
                        std::shared_ptr<const http_context> ctx,
                        http_api_limits limits) {
-  self->add_doorman(std::move(door));
+  self->state.accepting = std::make_unique<acceptor>(
+    "http", std::vector<int>{listener}, self->address());
   self->state.ctx = std::move(ctx);
   self->state.limits = limits;
   touch_stats(self);
   return {
-    [=](const caf::io::new_connection_msg& msg) {
-      contain(self, failure_scope::connection, msg.handle, [&] {
+    [=](accepted_atom, int fd) {
+      auto hdl = self->add_scribe(fd);
+      contain(self, failure_scope::connection, hdl, [&] {
         auto& st = self->state;
         if (st.connections.size() >= st.limits.max_connections)
-          return refuse(self, msg.handle);
+          return refuse(self, hdl);
         st.refusing = false;
-        self->configure_read(msg.handle,
+        self->configure_read(hdl,
                              caf::io::receive_policy::at_most(8192));
         // Reports what the socket took, so unsent output can be bounded.
-        self->ack_writes(msg.handle, true);
-        st.connections.emplace(msg.handle, http_connection{st.limits.parser});
+        self->ack_writes(hdl, true);
+        st.connections.emplace(hdl, http_connection{st.limits.parser});
         st.stats.add("connections_accepted");
         touch_stats(self);
         schedule_sweep(self);
@@ -990,9 +996,6 @@ caf::behavior http_api(http_broker* self, caf::io::doorman_ptr door,
         self->state.connections.erase(msg.handle);
         touch_stats(self);
       });
-    },
-    [=](const caf::io::acceptor_closed_msg&) {
-      self->quit(caf::exit_reason::normal);
     },
     [=](tick_atom) {
       self->state.report_scheduled = false;
@@ -1094,26 +1097,22 @@ caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
     error = "http.listen: '" + cfg.listen + "' is not host:port";
     return {};
   }
-  auto& mm = sys.middleman();
-  // Bound here, on the caller's thread, so a busy port is reported at once
-  // (spawn_server would also bind every interface, not just `host`).
-  auto door = mm.backend().new_tcp_doorman(static_cast<std::uint16_t>(port),
-                                           host.empty() ? nullptr
-                                                        : host.c_str(),
-                                           true);
-  if (!door) {
-    error = "http.listen: cannot listen on " + cfg.listen + ": "
-            + sys.render(door.error());
+  // Bound here, on the caller's thread, so a busy port is reported at once.
+  std::uint16_t bound = 0;
+  auto listener = open_listener(host, static_cast<std::uint16_t>(port), bound,
+                                error);
+  if (listener < 0) {
+    error = "http.listen: " + error;
     return {};
   }
   if (bound_port)
-    *bound_port = (*door)->port();
+    *bound_port = bound;
   http_api_limits limits;
   limits.parser.max_body_bytes = cfg.max_body;
   limits.request_timeout = cfg.request_timeout;
   limits.idle_timeout = cfg.idle_timeout;
   limits.max_connections = cfg.max_connections;
-  return mm.spawn_broker(http_api, std::move(*door),
+  return sys.middleman().spawn_broker(http_api, listener,
                          std::make_shared<const http_context>(ctx), limits);
 }
 

@@ -1,23 +1,18 @@
 #include "hub/embedded_hub.hpp"
 
-#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <optional>
 
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/acceptor.hpp"
 #include "core/reply.hpp"
 #include "core/type_ids.hpp"
-#include "hub/acceptor.hpp"
 #include "hub/connection.hpp"
 #include "hub/hub_core.hpp"
 
@@ -67,60 +62,6 @@ std::optional<listen_address> parse_listen(std::string url,
     return std::nullopt;
   }
   return a;
-}
-
-/// Opens a listening socket ourselves, so a failure names the errno
-/// ("address in use") and port 0 tells us which port was picked.
-int open_listener(const listen_address& a, std::uint16_t& bound,
-                  std::string& error) {
-  auto where = (a.host.empty() ? std::string{"*"} : a.host) + ":"
-               + std::to_string(a.port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  auto port = std::to_string(a.port);
-  if (auto rc = ::getaddrinfo(a.host.empty() ? nullptr : a.host.c_str(),
-                              port.c_str(), &hints, &res);
-      rc != 0) {
-    error = "cannot listen on " + where + ": " + ::gai_strerror(rc);
-    return -1;
-  }
-  int fd = -1;
-  int last_errno = 0;
-  for (auto ai = res; ai; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC,
-                  ai->ai_protocol);
-    if (fd < 0) {
-      last_errno = errno;
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0
-        && ::listen(fd, SOMAXCONN) == 0)
-      break;
-    last_errno = errno;
-    ::close(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0) {
-    std::string reason = std::strerror(last_errno);
-    for (auto& c : reason)
-      c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    error = "cannot listen on " + where + ": " + reason;
-    return -1;
-  }
-  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
-  sockaddr_storage sa{};
-  socklen_t len = sizeof(sa);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  bound = sa.ss_family == AF_INET6
-            ? ntohs(reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port)
-            : ntohs(reinterpret_cast<sockaddr_in*>(&sa)->sin_port);
-  return fd;
 }
 
 component_stats snapshot(const hub::hub_core& core) {
@@ -211,8 +152,8 @@ void rule_handled(awaiting<rule_delivery_wait>& waiting,
 caf::behavior hub_broker(caf::io::broker* self,
                          std::shared_ptr<hub::hub_core> core,
                          std::vector<int> listeners) {
-  auto accepting = std::make_shared<std::unique_ptr<hub::acceptor>>(
-    std::make_unique<hub::acceptor>(std::move(listeners), self->address()));
+  auto accepting = std::make_shared<std::unique_ptr<acceptor>>(
+    std::make_unique<acceptor>("hub", std::move(listeners), self->address()));
   auto waiting = std::make_shared<awaiting<rule_delivery_wait>>();
   self->set_down_handler([core, waiting](caf::down_msg& dm) {
     core->remove_rule(dm.source);
@@ -240,7 +181,7 @@ caf::behavior hub_broker(caf::io::broker* self,
   auto ticks = std::make_shared<int>(0);
   self->delayed_send(self, stats_interval, tick_atom::value);
   return {
-    [self, core](hub::accepted_atom, int fd) {
+    [self, core](accepted_atom, int fd) {
       auto& counters = core->counters;
       auto limit = core->limits().max_connections;
       if (static_cast<std::size_t>(counters.connections) >= limit) {
@@ -366,7 +307,7 @@ caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
       return {};
     }
     std::uint16_t bound = 0;
-    auto fd = open_listener(*addr, bound, error);
+    auto fd = open_listener(addr->host, addr->port, bound, error);
     if (fd < 0) {
       close_all();
       return {};

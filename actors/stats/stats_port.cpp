@@ -8,6 +8,7 @@
 #include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 
+#include "core/acceptor.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow {
@@ -33,6 +34,9 @@ struct stats_port_state {
   std::map<caf::io::connection_handle, stats_port_connection> connections;
   bool sweep_scheduled = false;
   bool report_scheduled = false;
+  /// Accepts on the listening socket (pauses at the descriptor limit
+  /// instead of spinning, as CAF's doorman does).
+  std::unique_ptr<acceptor> accepting;
 };
 
 using stats_port_broker = caf::io::stateful_broker<stats_port_state>;
@@ -131,24 +135,26 @@ void handle_line(stats_port_broker* self, caf::io::connection_handle hdl,
       });
 }
 
-caf::behavior stats_port(stats_port_broker* self, caf::io::doorman_ptr door,
+caf::behavior stats_port(stats_port_broker* self, int listener,
                          std::shared_ptr<stats_port_context> ctx) {
-  self->add_doorman(std::move(door));
+  self->state.accepting = std::make_unique<acceptor>(
+    "stats port", std::vector<int>{listener}, self->address());
   self->state.ctx = std::move(ctx);
   touch_stats(self);
   return {
-    [=](const caf::io::new_connection_msg& msg) {
+    [=](accepted_atom, int fd) {
+      auto hdl = self->add_scribe(fd);
       auto& st = self->state;
       if (st.connections.size() >= st.ctx->limits.max_connections) {
-        st.connections.emplace(msg.handle, stats_port_connection{});
-        finish(self, msg.handle, "ERR busy\n", "busy");
+        st.connections.emplace(hdl, stats_port_connection{});
+        finish(self, hdl, "ERR busy\n", "busy");
         return;
       }
-      self->configure_read(msg.handle, caf::io::receive_policy::at_most(
+      self->configure_read(hdl, caf::io::receive_policy::at_most(
                                          st.ctx->limits.max_line + 1));
       stats_port_connection conn;
       conn.deadline = steady::now() + st.ctx->limits.deadline;
-      st.connections.emplace(msg.handle, std::move(conn));
+      st.connections.emplace(hdl, std::move(conn));
       touch_stats(self);
       schedule_sweep(self);
     },
@@ -173,9 +179,6 @@ caf::behavior stats_port(stats_port_broker* self, caf::io::doorman_ptr door,
     [=](const caf::io::connection_closed_msg& msg) {
       self->state.connections.erase(msg.handle);
       touch_stats(self);
-    },
-    [=](const caf::io::acceptor_closed_msg&) {
-      self->quit(caf::exit_reason::normal);
     },
     [=](sweep_atom) {
       auto& st = self->state;
@@ -206,17 +209,16 @@ caf::actor spawn_stats_port(caf::actor_system& sys, const std::string& host,
                             std::uint16_t port,
                             std::shared_ptr<stats_port_context> ctx,
                             std::string& error, std::uint16_t* bound_port) {
-  auto& mm = sys.middleman();
   // Bound on the caller's thread, so a busy port is reported at once.
-  auto door = mm.backend().new_tcp_doorman(port, host.c_str(), true);
-  if (!door) {
-    error = "cannot serve stats on " + host + ":" + std::to_string(port) + ": "
-            + sys.render(door.error());
+  std::uint16_t bound = 0;
+  auto listener = open_listener(host, port, bound, error);
+  if (listener < 0) {
+    error = "cannot serve stats: " + error;
     return {};
   }
   if (bound_port)
-    *bound_port = (*door)->port();
-  return mm.spawn_broker(stats_port, std::move(*door), std::move(ctx));
+    *bound_port = bound;
+  return sys.middleman().spawn_broker(stats_port, listener, std::move(ctx));
 }
 
 } // namespace hubflow

@@ -283,3 +283,44 @@ TEST(hub_hardening, connections_beyond_max_connections_are_closed) {
     [&] { return hub_counter(b.server, "refused_connections") >= 1; }))
     << b.server.stats_json();
 }
+
+// The HTTP API's port had the same EMFILE spin (CAF's doorman); it now
+// accepts through the same pausing acceptor as the hub.
+TEST(hub_hardening, http_port_at_the_descriptor_limit_does_not_spin) {
+  temp_dir dir;
+  auto port = free_port();
+  auto http_port = free_port();
+  auto config = dir.write(
+    "hubflow.yaml", hub_yaml(port) + "http:\n  listen: 127.0.0.1:"
+                      + std::to_string(http_port) + "\n");
+  process broker({"sh", "-c",
+                  "ulimit -n 64 && exec " + hubflow_binary() + " --config "
+                    + config + " --stats-port "
+                    + std::to_string(free_port())});
+  ASSERT_TRUE(wait_for_port(http_port)) << broker.output();
+  std::vector<std::unique_ptr<raw_client>> crowd;
+  for (int i = 0; i < 120; ++i)
+    crowd.push_back(std::make_unique<raw_client>(http_port));
+  ASSERT_TRUE(wait_until([&] {
+    return broker.output().find("http: cannot accept connections")
+           != std::string::npos;
+  })) << broker.output();
+  auto ticks_before = cpu_ticks(broker.pid());
+  auto t0 = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(2s); // measuring CPU over a fixed window
+  auto cpu_share = (cpu_ticks(broker.pid()) - ticks_before)
+                   / (std::chrono::duration<double>(
+                        std::chrono::steady_clock::now() - t0)
+                        .count()
+                      * sysconf(_SC_CLK_TCK));
+  std::cout << "CPU at the descriptor limit (HTTP): " << cpu_share * 100
+            << "%\n";
+  EXPECT_LT(cpu_share, 0.2);
+  crowd.clear();
+  auto url = "http://127.0.0.1:" + std::to_string(http_port) + "/v1.0/healthz";
+  EXPECT_TRUE(wait_until([&] {
+    return run_command("curl -s -o /dev/null -w '%{http_code}' -m 2 " + url)
+             .output
+           == "204";
+  })) << broker.output();
+}

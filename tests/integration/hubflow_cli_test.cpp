@@ -233,8 +233,10 @@ TEST(hubflow_cli, taken_stats_port_exits_3) {
   auto status = broker.wait_exit(15s);
   ASSERT_TRUE(status) << "hubflow kept running without its stats port";
   EXPECT_EQ(*status, 3) << broker.output();
-  EXPECT_TRUE(contains(broker.output(), "cannot serve stats on 127.0.0.1:"
-                                          + std::to_string(taken.port())))
+  EXPECT_TRUE(contains(broker.output(),
+                       "cannot serve stats: cannot listen on 127.0.0.1:"
+                         + std::to_string(taken.port())
+                         + ": address already in use"))
     << broker.output();
 }
 
