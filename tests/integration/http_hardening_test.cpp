@@ -49,16 +49,6 @@ std::string broker_config(std::uint16_t mqtt_port, std::uint16_t http_port,
   return yaml.str();
 }
 
-/// The resident set of process `pid` in KiB (0 if unreadable).
-long rss_kib(int pid) {
-  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::stol(line.substr(6));
-  return 0;
-}
-
 /// A TCP connection to 127.0.0.1:port (closed on destruction).
 class raw_connection {
 public:

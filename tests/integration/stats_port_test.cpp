@@ -99,16 +99,6 @@ private:
   bool connected_ = false;
 };
 
-/// VmRSS of `pid` in kB (from /proc), or -1.
-long rss_kb(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return std::stol(line.substr(6));
-  return -1;
-}
-
 /// The counters of component (kind, name) in a stats JSON snapshot.
 nlohmann::json counters_of(const std::string& json, const std::string& kind,
                            const std::string& name) {
@@ -251,7 +241,7 @@ TEST(stats_port, a_1_gib_announcement_costs_no_memory) {
   hubflow_server broker(embedded_hub_yaml());
   ASSERT_TRUE(broker.wait_ready()) << broker.proc().output();
   ASSERT_FALSE(broker.stats_json().empty()) << broker.proc().output();
-  auto before = rss_kb(broker.proc().pid());
+  auto before = rss_kib(broker.proc().pid());
   ASSERT_GT(before, 0);
   for (int i = 0; i < 4; ++i) {
     raw_client peer(broker.stats_port());
@@ -270,7 +260,7 @@ TEST(stats_port, a_1_gib_announcement_costs_no_memory) {
     auto answer = peer.read_until_closed();
     ASSERT_TRUE(answer) << "the broker did not close";
   }
-  auto after = rss_kb(broker.proc().pid());
+  auto after = rss_kib(broker.proc().pid());
   EXPECT_LT(after - before, 5 * 1024) << before << " kB -> " << after << " kB";
   EXPECT_FALSE(broker.stats_json().empty()) << broker.proc().output();
   EXPECT_TRUE(broker.proc().running());
