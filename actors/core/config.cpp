@@ -2,6 +2,8 @@
 // against the compiled-in JSON Schema, check references, build the structs.
 #include "core/config.hpp"
 
+#include "core/json_text.hpp"
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -217,6 +219,11 @@ json to_json(const YAML::Node& node, const std::string& path,
     case YAML::NodeType::Map: {
       json obj = json::object();
       for (auto kv : node) {
+        if (!kv.first.IsScalar()) {
+          auto mark = kv.first.Mark();
+          throw config_error({doc.file, mark.line + 1, mark.column + 1}, path,
+                             "a key must be plain text, not a list or map");
+        }
         auto key = kv.first.as<std::string>();
         auto p = child_path(path, key);
         obj[key] = to_json(kv.second, p, doc);
@@ -683,6 +690,18 @@ struct builder {
 } // namespace
 
 config load_config_text(const std::string& text, const std::string& file) {
+  // YAML is UTF-8, and the schema validator measures strings by their UTF-8
+  // sequences (valijson reads past its tables on stray continuation bytes).
+  std::size_t line_start = 0;
+  for (int line = 1; line_start < text.size(); ++line) {
+    auto end = text.find('\n', line_start);
+    auto len = (end == std::string::npos ? text.size() : end) - line_start;
+    if (!is_valid_utf8(std::string_view{text}.substr(line_start, len)))
+      throw config_error({file, line, 0}, "", "the text is not valid UTF-8");
+    if (end == std::string::npos)
+      break;
+    line_start = end + 1;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);

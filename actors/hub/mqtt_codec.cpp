@@ -452,6 +452,9 @@ suback_packet read_suback(reader& r, packet_type t, std::uint8_t version) {
   s.packet_id = r.u16();
   if (version == v5)
     read_properties(r, bit(t), s.props);
+  // A 3.1.1 UNSUBACK is the packet id alone (3.11.1: remaining length 2).
+  if (version != v5 && t == packet_type::unsuback && !r.empty())
+    fail(rc::malformed_packet, "MQTT 3.1.1 UNSUBACK longer than 2 bytes");
   while (!r.empty())
     s.reasons.push_back(r.u8());
   return s;

@@ -55,10 +55,13 @@ bool valid_topic_filter(std::string_view filter, const topic_limits& limits) {
   if (filter.empty() || filter.size() > limits.max_length
       || !mqtt::valid_utf8(filter))
     return false;
-  // A shared filter's levels are those of the filter it shares.
-  if (auto shared = mqtt::parse_shared_filter(filter);
-      shared && shared->valid)
+  // A shared filter's levels are those of the filter it shares; a
+  // malformed shared form ("$share/g", "$share//f") is no filter at all.
+  if (auto shared = mqtt::parse_shared_filter(filter)) {
+    if (!shared->valid)
+      return false;
     filter = shared->filter;
+  }
   if (!within_levels(filter, limits.max_levels))
     return false;
   std::size_t start = 0;
@@ -131,8 +134,10 @@ std::optional<shared_filter> parse_shared_filter(std::string_view filter) {
   }
   result.group = rest.substr(0, slash);
   result.filter = rest.substr(slash + 1);
+  // The filter's own shape and limits are valid_topic_filter's to judge
+  // (with the hub's limits, not the defaults).
   result.valid = result.group.find_first_of("+#") == std::string_view::npos
-                 && valid_topic_filter(result.filter);
+                 && !result.filter.empty();
   return result;
 }
 

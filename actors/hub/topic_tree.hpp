@@ -48,7 +48,8 @@ using subscriber_id = std::uint64_t;
 
 /// `$share/group/filter` split up; nullopt for a plain filter. A malformed
 /// shared form (empty group, wildcard in the group, no filter) yields a
-/// result with `valid == false`.
+/// result with `valid == false`; the filter itself is valid_topic_filter's
+/// to judge.
 struct shared_filter {
   std::string_view group;
   std::string_view filter;

@@ -65,7 +65,15 @@ std::string encode_request(const request& r) {
 bool decode_reply(std::string_view frame, reply& out, std::string& error) {
   msgpack::object_handle handle;
   try {
-    handle = msgpack::unpack(frame.data(), frame.size());
+    // Every element takes at least one byte, so no count may exceed the
+    // frame's size: msgpack would otherwise allocate what a 6-byte frame
+    // claims (up to 2^32 elements) before finding the bytes missing. The
+    // depth bound keeps its recursion shallow.
+    auto most = frame.size();
+    msgpack::unpack_limit limit{most, most, most, most, most, 64};
+    bool referenced = false;
+    handle = msgpack::unpack(frame.data(), frame.size(), referenced, nullptr,
+                             nullptr, limit);
   } catch (const std::exception& e) {
     error = std::string{"not msgpack: "} + e.what();
     return false;

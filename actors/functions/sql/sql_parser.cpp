@@ -14,6 +14,7 @@
 
 #include "hub/topic_tree.hpp"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <cstdlib>
@@ -46,6 +47,34 @@ constexpr std::array functions = {
   function_spec{"clientid", builtin::clientid, 0},
   function_spec{"timestamp", builtin::timestamp, 0},
 };
+
+/// How deep expressions may nest (parentheses, NOT, unary minus, chains of
+/// operators): the parser and the evaluator recurse once per level, and a
+/// statement needs far fewer (a long OR chain is better an IN list).
+constexpr int max_expression_depth = 256;
+
+/// The depth of `e` (walked with an explicit stack, using and filling the
+/// depths already known), so measuring every node costs each node once.
+int depth_of(expr& e) {
+  if (e.depth > 0)
+    return e.depth;
+  int deepest = 0;
+  std::vector<std::pair<const expr*, int>> pending{{&e, 0}};
+  while (!pending.empty()) {
+    auto [x, above] = pending.back();
+    pending.pop_back();
+    if (x->depth > 0) {
+      deepest = std::max(deepest, above + x->depth);
+      continue;
+    }
+    deepest = std::max(deepest, above + 1);
+    for (auto& operand : x->operands)
+      if (operand)
+        pending.emplace_back(operand.get(), above + 1);
+  }
+  e.depth = deepest;
+  return deepest;
+}
 
 class parser {
 public:
@@ -182,8 +211,20 @@ private:
     e->column = column;
     return e;
   }
+  /// Fails once `e` is deeper than max_expression_depth.
+  void check_depth(expr& e) const {
+    if (depth_of(e) > max_expression_depth)
+      throw parse_error(e.column, "the expression starting at column "
+                                    + std::to_string(e.column)
+                                    + " is nested deeper than "
+                                    + std::to_string(max_expression_depth)
+                                    + " levels");
+  }
+
   expr_ptr make_binary(op oper, expr_ptr lhs, expr_ptr rhs) {
     auto e = make(expr::kind::binary, lhs->column);
+    e->depth = 1 + std::max(depth_of(*lhs), depth_of(*rhs));
+    check_depth(*e);
     e->oper = oper;
     e->operands.push_back(std::move(lhs));
     e->operands.push_back(std::move(rhs));
@@ -191,7 +232,27 @@ private:
   }
 
   expr_ptr parse_expression() {
-    return parse_or();
+    auto guard = nest();
+    auto e = parse_or();
+    check_depth(*e);
+    return e;
+  }
+
+  /// Counts one level of the parser's own recursion; past the bound it
+  /// fails before the stack can.
+  struct nesting {
+    explicit nesting(parser& p) : p_(p) {
+      if (++p_.nesting_ > max_expression_depth)
+        p_.fail("an expression nested at most "
+                + std::to_string(max_expression_depth) + " levels deep");
+    }
+    ~nesting() {
+      --p_.nesting_;
+    }
+    parser& p_;
+  };
+  nesting nest() {
+    return nesting{*this};
   }
 
   expr_ptr parse_or() {
@@ -213,6 +274,7 @@ private:
       auto column = next().column;
       auto e = make(expr::kind::unary, column);
       e->oper = op::not_;
+      auto guard = nest();
       e->operands.push_back(parse_not());
       return e;
     }
@@ -296,6 +358,7 @@ private:
   expr_ptr parse_unary() {
     if (peek().is_symbol("-")) {
       auto column = next().column;
+      auto guard = nest();
       auto operand = parse_unary();
       // Fold "-5" into a literal so that it prints and compares as one.
       if (operand->what == expr::kind::literal && operand->value.is_number()) {
@@ -435,6 +498,7 @@ private:
   std::vector<token> tokens_;
   std::size_t pos_ = 0;
   bool reads_payload_ = false;
+  int nesting_ = 0; // recursion levels of parse_expression, NOT and minus
 };
 
 } // namespace

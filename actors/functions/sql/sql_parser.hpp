@@ -60,6 +60,9 @@ struct expr {
   op oper = op::add;
   std::vector<expr_ptr> operands;
   bool negated = false; // NOT IN, NOT LIKE, IS NOT NULL
+  /// Levels from here to the deepest leaf, once the parser measured it (0:
+  /// not yet); the parser refuses expressions deeper than it can evaluate.
+  int depth = 0;
 };
 
 /// One entry of the SELECT list: `*` or an expression with its output name

@@ -1,5 +1,6 @@
 #include "functions/sql/sql_runtime.hpp"
 
+#include "core/json_text.hpp"
 #include "functions/sql/sql_evaluator.hpp"
 #include "functions/sql/sql_parser.hpp"
 
@@ -19,7 +20,8 @@ public:
     auto row = sql::select(*stmt_, call.msg);
     if (!row)
       return function_result::make_nothing();
-    return function_result::make_output(row->dump());
+    // A string literal of the statement need not be UTF-8: never throw.
+    return function_result::make_output(dump_json(*row));
   }
 
 private:
