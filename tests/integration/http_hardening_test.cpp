@@ -313,8 +313,6 @@ TEST_F(http_hardening, a_pipelining_client_that_never_reads_is_not_buffered) {
             << " KiB of " << total / 1024 << " KiB; broker RSS " << before
             << " -> " << after << " KiB\n";
   EXPECT_LT(sent, total) << "the broker read everything a non-reader sent";
-  EXPECT_LT(after - before, 8 * 1024) << "RSS grew by " << after - before
-                                      << " KiB";
   // Other clients are served meanwhile.
   expect_serving("a non-reading pipelining client");
   // Nothing of its answers is taken: the connection is dropped after the
@@ -325,6 +323,10 @@ TEST_F(http_hardening, a_pipelining_client_that_never_reads_is_not_buffered) {
   EXPECT_TRUE(wait_until(
     [&] { return api_counter("connections_stalled_closed") == 1; }, 5s));
   expect_serving("dropping the non-reading client");
+  if (auto why = rss_unreliable_reason(); !why.empty())
+    GTEST_SKIP() << why;
+  EXPECT_LT(after - before, 8 * 1024) << "RSS grew by " << after - before
+                                      << " KiB";
 }
 
 TEST_F(http_hardening, connections_above_max_connections_get_503) {
@@ -386,6 +388,8 @@ TEST_F(http_hardening, connection_cycles_keep_rss_flat) {
   RecordProperty("rss_after_kib", static_cast<int>(after));
   EXPECT_EQ(failed, 0);
   EXPECT_GE(cycles, 20000) << "too few cycles to tell a leak";
-  EXPECT_LE(after - before, 1024) << "RSS grew by " << after - before << " KiB";
   expect_serving("the connection cycles");
+  if (auto why = rss_unreliable_reason(); !why.empty())
+    GTEST_SKIP() << why;
+  EXPECT_LE(after - before, 1024) << "RSS grew by " << after - before << " KiB";
 }

@@ -207,8 +207,10 @@ TEST(hub_hardening, connection_cycles_release_their_memory) {
   std::cout << "RSS " << before << " kB after " << warm_up << " cycles, "
             << after << " kB after " << cycles << " (" << seconds
             << " s for " << cycles - warm_up << " cycles)\n";
-  EXPECT_LT(after - before, 1024);
   expect_serving(b.port, "cycles");
+  if (auto why = rss_unreliable_reason(); !why.empty())
+    GTEST_SKIP() << why;
+  EXPECT_LT(after - before, 1024);
 }
 
 // Finding 7: at the descriptor limit accept() failed with EMFILE in a loop

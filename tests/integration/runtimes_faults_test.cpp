@@ -112,7 +112,9 @@ protected:
   /// Publishes on t/in and waits for the next message on t/out.
   json call(const std::string& body, std::chrono::milliseconds timeout = 15s) {
     auto before = sub_.messages_on("t/out").size();
-    EXPECT_TRUE(pub_.publish("t/in", body, 1));
+    // The PUBACK waits for the function (end-to-end acknowledgement), which
+    // may need a fresh worker first: as long as the answer may take.
+    EXPECT_TRUE(pub_.publish("t/in", body, 1, false, timeout));
     if (!wait_until([&] { return sub_.messages_on("t/out").size() > before; },
                     timeout))
       return nullptr;
