@@ -979,17 +979,21 @@ decode_result decode(std::string_view buf, const decode_options& opts,
   return res;
 }
 
+publish_header header_of(const publish_packet& p) {
+  publish_header h;
+  h.qos = p.msg.qos;
+  h.retain = p.msg.retain;
+  h.dup = p.dup;
+  h.packet_id = p.packet_id;
+  h.topic_alias = p.topic_alias;
+  h.omit_topic = p.topic_alias != 0 && p.msg.topic.empty();
+  h.subscription_ids = p.subscription_ids;
+  return h;
+}
+
 void encode(const packet& p, std::uint8_t version, byte_buffer& out) {
   if (auto pub = std::get_if<publish_packet>(&p)) {
-    publish_header h;
-    h.qos = pub->msg.qos;
-    h.retain = pub->msg.retain;
-    h.dup = pub->dup;
-    h.packet_id = pub->packet_id;
-    h.topic_alias = pub->topic_alias;
-    h.omit_topic = pub->topic_alias != 0 && pub->msg.topic.empty();
-    h.subscription_ids = pub->subscription_ids;
-    encode_publish(pub->msg, h, version, out);
+    encode_publish(pub->msg, header_of(*pub), version, out);
     return;
   }
   std::visit(

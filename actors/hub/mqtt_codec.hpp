@@ -327,6 +327,10 @@ struct publish_header {
   std::optional<std::uint32_t> message_expiry;
 };
 
+/// The header a decoded PUBLISH carries (its subscription ids point into
+/// `p`), to encode it again as it arrived.
+publish_header header_of(const publish_packet& p);
+
 /// Appends a PUBLISH of `msg` without copying anything but the payload
 /// bytes into `out`. Returns the size of the encoded packet.
 std::size_t encode_publish(const message& msg, const publish_header& h,

@@ -35,18 +35,9 @@ void check_round_trip(const packet& p, const decode_options& opts) {
   auto version = level_after(p, opts);
   byte_buffer out;
   encode(p, version, out);
-  if (auto pub = std::get_if<publish_packet>(&p)) {
-    publish_header h;
-    h.qos = pub->msg.qos;
-    h.retain = pub->msg.retain;
-    h.dup = pub->dup;
-    h.packet_id = pub->packet_id;
-    h.topic_alias = pub->topic_alias;
-    h.omit_topic = pub->topic_alias != 0 && pub->msg.topic.empty();
-    h.subscription_ids = pub->subscription_ids;
-    check(publish_size(pub->msg, h, version) == out.size(),
+  if (auto pub = std::get_if<publish_packet>(&p))
+    check(publish_size(pub->msg, header_of(*pub), version) == out.size(),
           "publish_size differs from the encoded size");
-  }
   auto again = opts;
   again.max_packet_size = decode_options{}.max_packet_size;
   packet q;
