@@ -65,6 +65,10 @@ caf::behavior instance_actor(caf::stateful_actor<instance_state>* self,
   }
   self->send(supervisor, ok_atom::value,
              static_cast<std::int32_t>(self->state.instance->pid()));
+  // An instance outlives no supervisor: a replacement (core/keeper.hpp)
+  // starts instances of its own, and this one's worker must not linger.
+  self->monitor(supervisor);
+  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
   return {
     [=](invoke_atom, std::uint64_t batch, const std::vector<message>& msgs) {
       for (auto& msg : msgs) {
