@@ -539,6 +539,13 @@ struct builder {
     if (at(j, "env").is_object())
       for (auto& [k, v] : at(j, "env").items())
         fn.env.emplace_back(k, v.get<std::string>());
+    fn.module = str(j, "module");
+    if (at(j, "args").is_array())
+      for (auto& arg : at(j, "args"))
+        fn.args.push_back(arg.get<std::string>());
+    if (at(j, "preopens").is_object())
+      for (auto& [guest, host] : at(j, "preopens").items())
+        fn.preopens.emplace_back(guest, host.get<std::string>());
     auto& inst = at(j, "instance");
     auto ipath = path + ".instance";
     if (at(inst, "min").is_number())
@@ -555,6 +562,8 @@ struct builder {
     fn.instance.message_size = size_at(
       at(at(at(inst, "message"), "length"), "max"),
       ipath + ".message.length.max", fn.instance.message_size);
+    fn.instance.memory = size_at(at(inst, "memory"), ipath + ".memory",
+                                 fn.instance.memory);
     if (fn.instance.min > fn.instance.max)
       fail(ipath + ".min", "min (" + std::to_string(fn.instance.min)
                              + ") is larger than max ("
@@ -562,7 +571,9 @@ struct builder {
     // What each runtime needs, said here so the error names the key.
     if (fn.runtime == "native" && fn.plugin.empty())
       fail(path, "a native function needs `plugin: <name or .so path>`");
-    if (fn.runtime != "native" && fn.handler.empty())
+    if (fn.runtime == "wasm" && fn.module.empty())
+      fail(path, "a wasm function needs `module: <file>.wasm`");
+    if (fn.runtime != "native" && fn.runtime != "wasm" && fn.handler.empty())
       fail(path, "a " + fn.runtime + " function needs `handler:`");
     if ((fn.runtime == "python" || fn.runtime == "node") && fn.codedir.empty())
       fail(path, "a " + fn.runtime + " function needs `codedir:`");

@@ -119,16 +119,22 @@ struct instance_config {
   milliseconds timeout = std::chrono::seconds(30);
   std::size_t queue = 1000; // invocations waiting when all `max` are busy
   std::size_t message_size = 4 * 1024 * 1024;
+  /// wasm: the most linear memory one instance may grow to.
+  std::size_t memory = 64 * 1024 * 1024;
 };
 
 struct function_config {
   std::string name;
-  std::string runtime = "native"; // native | sql | python | node
+  std::string runtime = "native"; // native | sql | python | node | wasm
   std::string plugin;             // native: plugin name or .so path
   std::string handler;            // sql: the statement; python/node: mod.fn
   std::string codedir;            // python/node
   std::string interpreter;        // python/node: overrides the default
   std::vector<std::pair<std::string, std::string>> env;
+  std::string module;             // wasm: the WASI command module (.wasm)
+  std::vector<std::string> args;  // wasm: argv[1..] of the module
+  /// wasm: directories the module may open, guest path -> host path.
+  std::vector<std::pair<std::string, std::string>> preopens;
   instance_config instance;
   source_position where;
 };

@@ -4,6 +4,7 @@
 #include "functions/native/native_runtime.hpp"
 #include "functions/process/process_runtime.hpp"
 #include "functions/sql/sql_runtime.hpp"
+#include "functions/wasm/wasm_runtime.hpp"
 
 namespace hubflow {
 
@@ -14,6 +15,7 @@ std::map<std::string, runtime_factory>& runtime_registry() {
     {"sql", make_sql_runtime},
     {"python", make_python_runtime},
     {"node", make_node_runtime},
+    {"wasm", make_wasm_runtime},
   };
   return registry;
 }

@@ -20,8 +20,6 @@ using clock_type = worker_process::clock;
 /// How long a worker may take to start and load its handler. Generous: a
 /// cold node on a busy 2-core machine takes a second.
 constexpr auto startup_timeout = std::chrono::seconds(10);
-/// Room in a reply frame beyond the output itself (error text, traceback).
-constexpr std::size_t reply_overhead = 1024 * 1024;
 
 /// What differs between the languages.
 struct language {
@@ -62,17 +60,8 @@ bool module_exists(const language& lang, const fs::path& codedir,
   return fs::is_regular_file(codedir / module, ec); // node: an exact file
 }
 
-/// Everything a worker is started with, resolved once at config load.
-struct worker_spec {
-  std::string function_name;
-  std::string handler;
-  std::string codedir;
-  worker_process::options spawn;
-  std::size_t max_reply = 0;
-};
+} // namespace
 
-/// `program` as an absolute path: as given when it has a slash, else found
-/// in PATH. Empty when it is not an executable file.
 std::string resolve_executable(const std::string& program) {
   auto executable = [](const fs::path& p) {
     std::error_code ec;
@@ -95,13 +84,26 @@ std::string resolve_executable(const std::string& program) {
   return "";
 }
 
-std::string default_workers_dir() {
+std::string workers_dir(const runtime_options& opts) {
+  if (!opts.workers_dir.empty())
+    return opts.workers_dir;
 #ifdef HUBFLOW_SOURCE_DIR
   return std::string{HUBFLOW_SOURCE_DIR} + "/tools/workers";
 #else
   return "tools/workers";
 #endif
 }
+
+std::string config_relative(const function_config& cfg,
+                            const std::string& path) {
+  fs::path p{path};
+  if (p.is_relative() && !cfg.where.file.empty()
+      && cfg.where.file.front() != '<')
+    p = fs::path{cfg.where.file}.parent_path() / p;
+  return p.string();
+}
+
+namespace {
 
 bool is_json_object(std::string_view bytes) {
   auto first = bytes.find_first_not_of(" \t\r\n");
@@ -240,8 +242,8 @@ public:
       return nullptr;
     }
     if (!hello.ok) {
-      error = "function '" + spec_->function_name + "': cannot load handler '"
-              + spec_->handler + "' from " + spec_->codedir + ": "
+      error = "function '" + spec_->function_name + "': cannot load "
+              + spec_->loads + ": "
               + (hello.error_type.empty() ? "" : hello.error_type + ": ")
               + hello.error;
       return nullptr; // the worker exits by itself once it said so
@@ -267,12 +269,7 @@ std::unique_ptr<function_runtime> make_process_runtime(const language& lang,
     error = std::string{"runtime '"} + lang.runtime + "' needs a codedir";
     return nullptr;
   }
-  // A relative codedir is relative to the config file, as Baetyl's are to
-  // the service's own directory.
-  fs::path codedir{cfg.codedir};
-  if (codedir.is_relative() && !cfg.where.file.empty()
-      && cfg.where.file.front() != '<')
-    codedir = fs::path{cfg.where.file}.parent_path() / codedir;
+  fs::path codedir = config_relative(cfg, cfg.codedir);
   std::error_code ec;
   if (!fs::is_directory(codedir, ec)) {
     error = "codedir '" + codedir.string() + "' is not a directory";
@@ -295,28 +292,30 @@ std::unique_ptr<function_runtime> make_process_runtime(const language& lang,
               "command line option)";
     return nullptr;
   }
-  auto workers_dir = opts.workers_dir.empty() ? default_workers_dir()
-                                              : opts.workers_dir;
-  auto script = fs::path{workers_dir} / lang.script;
+  auto script = fs::path{workers_dir(opts)} / lang.script;
   if (!fs::is_regular_file(script, ec)) {
     error = "hubflow's worker script " + script.string() + " is missing";
     return nullptr;
   }
+  auto dir = fs::absolute(codedir).lexically_normal().string();
   worker_spec spec;
   spec.function_name = cfg.name;
-  spec.handler = cfg.handler;
-  spec.codedir = fs::absolute(codedir).lexically_normal().string();
-  spec.spawn.argv = {interpreter, fs::absolute(script).string(), spec.codedir,
+  spec.loads = "handler '" + cfg.handler + "' from " + dir;
+  spec.spawn.argv = {interpreter, fs::absolute(script).string(), dir,
                      cfg.handler, cfg.name};
   spec.spawn.env = lang.env;
   spec.spawn.env.insert(spec.spawn.env.end(), cfg.env.begin(), cfg.env.end());
-  spec.spawn.cwd = spec.codedir;
+  spec.spawn.cwd = dir;
   spec.spawn.log_name = cfg.name;
-  spec.max_reply = cfg.instance.message_size + reply_overhead;
-  return std::make_unique<process_runtime>(std::move(spec));
+  spec.max_reply = cfg.instance.message_size + worker_reply_overhead;
+  return make_worker_runtime(std::move(spec));
 }
 
 } // namespace
+
+std::unique_ptr<function_runtime> make_worker_runtime(worker_spec spec) {
+  return std::make_unique<process_runtime>(std::move(spec));
+}
 
 std::unique_ptr<function_runtime>
 make_python_runtime(const function_config& cfg, const runtime_options& opts,
