@@ -9,12 +9,14 @@
  *   exit N          writes three lines to stderr, exits with status N
  *   trap            writes a line to stderr, then executes `unreachable`
  *   spin            loops forever
+ *   sleep MS        sleeps MS milliseconds, then prints "slept"
  *   grow            allocates 1 MiB blocks until malloc fails, prints MiB got
  *   open PATH       tries to read PATH, prints "opened" or "denied"
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 static char input[4 * 1024 * 1024];
 static int counter;
@@ -48,6 +50,11 @@ int main(int argc, char** argv) {
   } else if (strncmp(input, "spin", 4) == 0) {
     for (volatile unsigned long i = 0;; ++i) {
     }
+  } else if (strncmp(input, "sleep", 5) == 0) {
+    long ms = atol(rest);
+    struct timespec pause = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&pause, NULL);
+    puts("slept");
   } else if (strncmp(input, "grow", 4) == 0) {
     int mib = 0;
     /* Keeping every block reachable keeps the compiler from eliding the
