@@ -26,25 +26,38 @@ using check_atom = caf::atom_constant<caf::atom("check")>;
 /// Invocations one instance takes at once at most. Batches amortize the hop
 /// to the instance's thread (two context switches per hop on a loaded
 /// 2-core machine); 64 keeps one batch's added latency small.
-constexpr std::size_t batch_limit = 64;
+constexpr std::size_t batch_cap = 64;
+
+/// How long the last invocation of a batch may wait behind the others
+/// (scaling::batch_limit): a handler slower than this gets one invocation
+/// at a time, so its callers never queue behind each other while the pool
+/// has instances for them.
+constexpr std::chrono::microseconds batch_budget{2000};
 
 // -- instance actor -------------------------------------------------------------
 
-/// What an instance's current batch has done so far. The instance thread
-/// writes it; the supervisor reads it when the batch ends or a timeout check
-/// fires, so a hanging invocation is found exactly and the results of those
-/// before it are kept.
+/// An instance's current batch, shared by the supervisor and the instance
+/// thread. The supervisor fills it; the instance thread takes invocation
+/// `next` while `next < end` and records what it did, so a hanging
+/// invocation is found exactly, the results of those before it are kept,
+/// and the supervisor can take back invocations not started yet (lowering
+/// `end`) for an idle instance.
 struct batch_progress {
   std::mutex mtx;
+  std::vector<message> msgs;
+  std::size_t next = 0;                 // the next one to start
+  std::size_t end = 0;                  // where the instance stops
   std::vector<function_result> results; // in batch order
   clock_type::time_point started;       // of invocation number results.size()
+  std::chrono::microseconds run_time{0}; // of the finished invocations
 };
 
 /// One function instance on its own thread (spawned detached), so a handler
 /// that blocks, sleeps or waits on a worker process never stalls the
-/// scheduler. Message: (invoke_atom, batch id, messages); it runs them in
-/// order, stops after a runtime failure (the instance is broken), and
-/// answers (batch_done_atom, batch id) with the results in `progress`.
+/// scheduler. Message: (invoke_atom, batch id); it runs the batch in
+/// `progress` in order, stops after a runtime failure (the instance is
+/// broken), and answers (batch_done_atom, batch id) with the results in
+/// `progress`.
 struct instance_state {
   static inline const char* name = "hubflow.function_instance";
   std::unique_ptr<function_instance> instance;
@@ -70,11 +83,16 @@ caf::behavior instance_actor(caf::stateful_actor<instance_state>* self,
   self->monitor(supervisor);
   self->set_down_handler([self](caf::down_msg&) { self->quit(); });
   return {
-    [=](invoke_atom, std::uint64_t batch, const std::vector<message>& msgs) {
-      for (auto& msg : msgs) {
+    [=](invoke_atom, std::uint64_t batch) {
+      for (;;) {
+        message msg;
+        clock_type::time_point started;
         {
           std::lock_guard<std::mutex> guard{progress->mtx};
-          progress->started = clock_type::now();
+          if (progress->next >= progress->end)
+            break;
+          msg = std::move(progress->msgs[progress->next++]);
+          started = progress->started = clock_type::now();
         }
         auto invoke_id = make_uuid();
         invocation call{msg, function_name, invoke_id, timeout};
@@ -85,9 +103,12 @@ caf::behavior instance_actor(caf::stateful_actor<instance_state>* self,
           result = function_result::make_failure(e.what(), "RuntimeError");
         }
         bool broken = result.status == function_result::outcome::failure;
+        auto took = std::chrono::duration_cast<std::chrono::microseconds>(
+          clock_type::now() - started);
         {
           std::lock_guard<std::mutex> guard{progress->mtx};
           progress->results.push_back(std::move(result));
+          progress->run_time += took;
         }
         if (broken)
           break;
@@ -129,6 +150,13 @@ struct supervisor_state {
   std::uint64_t next_batch = 1;
   unsigned consecutive_failures = 0;
   bool restart_scheduled = false;
+  /// Why the last instance could not start or died, while restarts back
+  /// off: invocations arriving with no instance at all are answered with
+  /// it at once instead of waiting for the next attempt.
+  std::string last_failure;
+  /// Mean time of one invocation, from the batches so far (nullopt before
+  /// the first): how many invocations a batch may hold.
+  std::optional<std::chrono::microseconds> mean_invocation;
   /// A timeout check is pending (see check_timeouts): at most one at a
   /// time, whatever the number of batches running.
   bool timeout_check_pending = false;
@@ -162,6 +190,10 @@ void update_gauges(supervisor_actor* self) {
   st.stats->set("instances_starting", static_cast<std::int64_t>(v.starting));
   st.stats->set("busy", static_cast<std::int64_t>(v.ready - v.idle));
   st.stats->set("queue_depth", static_cast<std::int64_t>(v.queued));
+  st.stats->set("invocation_mean_us",
+                st.mean_invocation ? st.mean_invocation->count() : -1);
+  st.stats->set("batch_limit", static_cast<std::int64_t>(scaling::batch_limit(
+                                 st.mean_invocation, batch_budget, batch_cap)));
   if (st.cfg.runtime != "python" && st.cfg.runtime != "node")
     return; // only worker processes have pids worth showing
   std::string pids;
@@ -178,6 +210,12 @@ void start_instances(supervisor_actor* self) {
   if (st.restart_scheduled)
     return; // wait for the backoff to pass
   auto n = scaling::instances_to_start(st.view());
+  if (n > 0 && st.consecutive_failures > 0) {
+    // Attempts after failures, shown as they happen (not at the next tick)
+    // so that the backoff between them can be followed from outside.
+    st.stats->add("restarts", static_cast<std::int64_t>(n));
+    st.stats->report(self);
+  }
   for (std::size_t i = 0; i < n; ++i) {
     auto progress = std::make_shared<batch_progress>();
     auto handle = self->spawn<caf::detached + caf::monitored>(
@@ -219,13 +257,27 @@ void finish(supervisor_actor* self, pending_invocation& job,
 void settle_batch(supervisor_actor* self, instance_slot& slot,
                   std::optional<function_result> failure) {
   std::vector<function_result> results;
+  auto now = clock_type::now();
+  std::chrono::microseconds run_time;
   {
     std::lock_guard<std::mutex> guard{slot.progress->mtx};
     results.swap(slot.progress->results);
+    run_time = slot.progress->run_time;
+    if (failure && results.size() < slot.batch.size())
+      // The one that broke off (timeout, crash) counts as long as it ran.
+      run_time += std::chrono::duration_cast<std::chrono::microseconds>(
+        now - slot.progress->started);
+    slot.progress->msgs.clear();
+    slot.progress->next = slot.progress->end = 0;
   }
+  auto ran = results.size()
+             + (failure && results.size() < slot.batch.size() ? 1 : 0);
+  auto& mean = self->state.mean_invocation;
+  if (ran > 0)
+    mean = scaling::updated_mean(mean, run_time, ran);
   auto batch = std::move(slot.batch);
   slot.batch.clear();
-  slot.last_used = clock_type::now();
+  slot.last_used = now;
   std::size_t i = 0;
   for (; i < results.size() && i < batch.size(); ++i)
     finish(self, batch[i], std::move(results[i]));
@@ -261,30 +313,79 @@ void run_batch(supervisor_actor* self, instance_slot& slot,
   slot.batch_id = st.next_batch++;
   {
     std::lock_guard<std::mutex> guard{slot.progress->mtx};
+    slot.progress->msgs = std::move(msgs);
+    slot.progress->next = 0;
+    slot.progress->end = count;
     slot.progress->results.clear();
+    slot.progress->run_time = std::chrono::microseconds{0};
     slot.progress->started = clock_type::now();
   }
-  self->send(slot.handle, invoke_atom::value, slot.batch_id, std::move(msgs));
+  self->send(slot.handle, invoke_atom::value, slot.batch_id);
   if (!st.timeout_check_pending) {
     st.timeout_check_pending = true;
     self->delayed_send(self, st.cfg.instance.timeout, check_atom::value);
   }
 }
 
-void dispatch(supervisor_actor* self) {
+/// Takes back invocations not started yet from the busy batch that holds
+/// the most of them (half of them, scaling::steal_share) and puts them at
+/// the front of the queue; false when no batch holds any.
+bool take_back(supervisor_actor* self) {
   auto& st = self->state;
-  auto view = st.view();
-  auto idle_left = view.idle;
+  instance_slot* victim = nullptr;
+  std::size_t most = 0;
   for (auto& [addr, slot] : st.instances) {
-    if (st.queue.empty())
-      break;
-    if (slot.ready && !slot.busy()) {
-      view.queued = st.queue.size();
-      run_batch(self, slot,
-                scaling::batch_share(view, idle_left--, batch_limit));
+    if (slot.batch.size() < 2)
+      continue; // the one invocation of a batch of one has started
+    std::lock_guard<std::mutex> guard{slot.progress->mtx};
+    auto unstarted = slot.progress->end - slot.progress->next;
+    if (unstarted > most) {
+      most = unstarted;
+      victim = &slot;
     }
   }
+  if (victim == nullptr)
+    return false;
+  std::size_t count;
+  {
+    std::lock_guard<std::mutex> guard{victim->progress->mtx};
+    // The instance may have started more since the look above.
+    auto unstarted = victim->progress->end - victim->progress->next;
+    count = std::min(scaling::steal_share(most), unstarted);
+    victim->progress->end -= count;
+  }
+  if (count == 0)
+    return false;
+  auto& batch = victim->batch;
+  auto first = batch.end() - static_cast<std::ptrdiff_t>(count);
+  st.queue.insert(st.queue.begin(), std::make_move_iterator(first),
+                  std::make_move_iterator(batch.end()));
+  batch.erase(first, batch.end());
+  st.stats->add("taken_back", static_cast<std::int64_t>(count));
+  return true;
+}
+
+/// Hands queued invocations to the idle instances. New instances are
+/// started first, so that the shares leave work for them as well; when the
+/// queue runs dry while instances are idle, they take over invocations
+/// waiting in busy instances' batches.
+void dispatch(supervisor_actor* self) {
+  auto& st = self->state;
   start_instances(self);
+  auto view = st.view();
+  auto limit = scaling::batch_limit(st.mean_invocation, batch_budget,
+                                    batch_cap);
+  auto idle_left = view.idle;
+  for (auto& [addr, slot] : st.instances) {
+    if (idle_left == 0)
+      break;
+    if (!slot.ready || slot.busy())
+      continue;
+    if (st.queue.empty() && !take_back(self))
+      break;
+    view.queued = st.queue.size();
+    run_batch(self, slot, scaling::batch_share(view, idle_left--, limit));
+  }
 }
 
 /// The timeout check fired: times out every invocation that has run for
@@ -342,12 +443,16 @@ void check_timeouts(supervisor_actor* self) {
   dispatch(self); // may start batches, and with them a check if none is set
 }
 
+/// Waits before the next instance start after failures (100 ms, 200 ms,
+/// 400 ms ... 10 s); `backoff_ms` in stats shows the current wait.
 void schedule_restart(supervisor_actor* self) {
   auto& st = self->state;
   if (st.restart_scheduled)
     return;
   auto delay = scaling::restart_backoff(st.consecutive_failures);
   st.restart_scheduled = true;
+  st.stats->set("backoff_ms", delay.count());
+  st.stats->report(self);
   self->delayed_send(self, delay, connect_atom::value);
 }
 
@@ -386,6 +491,19 @@ void enqueue(supervisor_actor* self, message msg, reply answer) {
       "MessageTooLarge"));
     return;
   }
+  if (st.restart_scheduled && st.instances.empty()) {
+    // Backing off after failures with no instance to serve: answer now
+    // (the rule retries, then reports the error) rather than hold the
+    // message for up to 10 s until the next attempt.
+    st.stats->add("failures");
+    answer.deliver(function_result::make_failure(
+      st.last_failure + " (next attempt within "
+        + std::to_string(
+          scaling::restart_backoff(st.consecutive_failures).count())
+        + " ms)",
+      "InstanceStartError"));
+    return;
+  }
   if (st.queue.size() >= st.cfg.instance.queue) {
     st.stats->add("overflows");
     answer.deliver(function_result::make_failure(
@@ -422,7 +540,10 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
     if (down.reason != caf::exit_reason::user_shutdown
         && down.reason != caf::exit_reason::normal) {
       st.stats->add("instances_crashed");
-      ++st.consecutive_failures;
+      st.last_failure = "instance of " + st.cfg.name
+                        + " failed: " + self->system().render(down.reason);
+      if (!st.restart_scheduled) // instances failing together count once
+        ++st.consecutive_failures;
       schedule_restart(self);
     }
     dispatch(self);
@@ -474,7 +595,11 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
       i->second.ready = true;
       i->second.pid = pid;
       i->second.last_used = clock_type::now();
-      st.consecutive_failures = 0;
+      if (st.consecutive_failures > 0) {
+        st.consecutive_failures = 0;
+        st.last_failure.clear();
+        st.stats->set("backoff_ms", 0);
+      }
       dispatch(self);
     },
     // An instance could not create its runtime instance.
@@ -485,16 +610,17 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
       st.stats->add("instance_start_failures");
       auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
       st.instances.erase(sender);
-      ++st.consecutive_failures;
+      if (!st.restart_scheduled) // instances failing together count once
+        ++st.consecutive_failures;
+      st.last_failure = "cannot start an instance of " + st.cfg.name + ": "
+                        + error;
       // Fail what waits rather than letting it sit until a restart works.
-      if (st.view().ready == 0)
+      if (st.instances.empty())
         while (!st.queue.empty()) {
           auto job = std::move(st.queue.front());
           st.queue.pop_front();
-          finish(self, job,
-                 function_result::make_failure(
-                   "cannot start an instance of " + st.cfg.name + ": " + error,
-                   "InstanceStartError"));
+          finish(self, job, function_result::make_failure(
+                              st.last_failure, "InstanceStartError"));
         }
       schedule_restart(self);
     },

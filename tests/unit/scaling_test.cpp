@@ -1,6 +1,7 @@
 // The function supervisor's decisions (functions/scaling.hpp) on their own:
-// how many instances to start, how many invocations one takes at once, when
-// an idle one retires, how long a restart waits after failures.
+// how many instances to start, how many invocations one takes at once (and
+// how many a slow or fast handler may take), when an idle one retires, how
+// long a restart waits after failures.
 #include <gtest/gtest.h>
 
 #include "functions/scaling.hpp"
@@ -77,6 +78,34 @@ TEST(instances_to_start, filling_a_pool_step_by_step_stops_at_max) {
   EXPECT_EQ(p.ready, 4u);
 }
 
+// -- batch_limit ------------------------------------------------------------------
+
+TEST(batch_limit, one_at_a_time_before_the_first_measurement) {
+  // Nothing known yet: the handler may be slow.
+  EXPECT_EQ(batch_limit(std::nullopt, 2ms, 64), 1u);
+}
+
+TEST(batch_limit, a_slow_handler_never_batches) {
+  EXPECT_EQ(batch_limit(1s, 2ms, 64), 1u);
+  EXPECT_EQ(batch_limit(2ms, 2ms, 64), 2u); // the second waits one budget
+  EXPECT_EQ(batch_limit(3ms, 2ms, 64), 1u);
+}
+
+TEST(batch_limit, a_fast_handler_batches_within_the_budget) {
+  // The last of a batch waits at most about the budget behind the others.
+  EXPECT_EQ(batch_limit(100us, 2ms, 64), 21u);
+  EXPECT_EQ(batch_limit(500us, 2ms, 64), 5u);
+  for (auto mean : {1us, 10us, 90us, 400us, 1500us}) {
+    auto n = batch_limit(std::chrono::microseconds{mean}, 2ms, 64);
+    EXPECT_LE((n - 1) * mean, 2ms) << mean.count();
+  }
+}
+
+TEST(batch_limit, never_beyond_the_cap) {
+  EXPECT_EQ(batch_limit(10us, 2ms, 64), 64u);
+  EXPECT_EQ(batch_limit(0us, 2ms, 64), 64u);
+}
+
 // -- batch_share ------------------------------------------------------------------
 
 TEST(batch_share, one_each_while_the_pool_can_grow) {
@@ -91,9 +120,74 @@ TEST(batch_share, at_max_the_queue_is_split_among_idle_instances) {
   EXPECT_EQ(batch_share(pool(4, 3, 0, 10, 0, 4), 3, 64), 4u); // rounds up
 }
 
+TEST(batch_share, starting_instances_get_their_share) {
+  // The case: max 4, the first instance ready, three starting,
+  // eight queued. It used to take all eight.
+  EXPECT_EQ(batch_share(pool(1, 1, 3, 8, 0, 4), 1, 64), 2u);
+  EXPECT_EQ(batch_share(pool(2, 1, 2, 100, 0, 4), 1, 64), 34u);
+  // And a slow handler's batch limit keeps it at one.
+  EXPECT_EQ(batch_share(pool(1, 1, 3, 8, 0, 4), 1, batch_limit(1s, 2ms, 64)),
+            1u);
+}
+
+TEST(batch_share, leaves_work_for_every_instance_of_the_pool) {
+  // Serve the idle instances one after another as the supervisor does:
+  // whatever the mix of idle and starting instances, everyone that is
+  // ready or about to be gets something while there is enough work.
+  for (std::size_t starting = 0; starting <= 3; ++starting) {
+    for (std::size_t queued = 4; queued <= 200; queued += 7) {
+      auto idle = 4 - starting;
+      auto p = pool(idle, idle, starting, queued, 0, 4);
+      for (auto left = idle; left > 0; --left) {
+        auto n = batch_share(p, left, 64);
+        ASSERT_GE(n, 1u);
+        p.queued -= std::min(n, p.queued);
+      }
+      // What is left covers each starting instance at least once.
+      EXPECT_GE(p.queued, starting) << starting << " " << queued;
+    }
+  }
+}
+
 TEST(batch_share, never_beyond_the_limit_nor_below_one) {
   EXPECT_EQ(batch_share(pool(1, 1, 0, 1000, 0, 1), 1, 64), 64u);
   EXPECT_EQ(batch_share(pool(2, 2, 0, 1, 0, 2), 2, 64), 1u);
+  EXPECT_EQ(batch_share(pool(1, 1, 0, 10, 0, 1), 1, 0), 1u);
+}
+
+// -- steal_share ------------------------------------------------------------------
+
+TEST(steal_share, half_of_what_has_not_started_rounded_up) {
+  EXPECT_EQ(steal_share(0), 0u);
+  EXPECT_EQ(steal_share(1), 1u); // a lone waiting invocation moves
+  EXPECT_EQ(steal_share(2), 1u);
+  EXPECT_EQ(steal_share(7), 4u);
+  EXPECT_EQ(steal_share(63), 32u);
+}
+
+// -- updated_mean -----------------------------------------------------------------
+
+TEST(updated_mean, the_first_batch_sets_it) {
+  EXPECT_EQ(updated_mean(std::nullopt, 1000us, 4), 250us);
+  EXPECT_EQ(updated_mean(std::nullopt, 0us, 0), 0us);
+  EXPECT_EQ(updated_mean(300us, 0us, 0), 300us); // nothing ran
+}
+
+TEST(updated_mean, a_handler_turning_slow_stops_batching_at_once) {
+  // 50 us calls, then one of a second: the next batches hold one each.
+  auto mean = updated_mean(std::nullopt, 64 * 50us, 64);
+  EXPECT_GT(batch_limit(mean, 2ms, 64), 32u);
+  mean = updated_mean(mean, 1s, 1);
+  EXPECT_EQ(batch_limit(mean, 2ms, 64), 1u);
+}
+
+TEST(updated_mean, one_odd_invocation_does_not_swing_it) {
+  auto mean = updated_mean(1s, 50us, 1);
+  EXPECT_GT(mean, 900ms);
+  // Fast again for good: batching comes back within a few hundred calls.
+  for (int i = 0; i < 50; ++i)
+    mean = updated_mean(mean, 4 * 50us, 4);
+  EXPECT_GT(batch_limit(mean, 2ms, 64), 32u);
 }
 
 // -- should_retire --------------------------------------------------------------
