@@ -8,6 +8,7 @@
 #   bench/sql    -> sql-identity    (select *)           -> bench/sql/out
 #   bench/python -> python-identity (identity-py/index)  -> bench/python/out
 #   bench/node   -> node-identity   (identity-js/index)  -> bench/node/out
+#   bench/wasm   -> wasm-identity   (identity.wasm)      -> bench/wasm/out
 #
 # For each runtime hubflow-bench runs unpaced (delivered msg/s, CPU of
 # hubflow plus that function's worker processes per message) and paced (p50/p99
@@ -17,7 +18,7 @@
 # round; the table shows medians and each runtime's ratio to native.
 # It builds nothing: build first, then
 #
-#   cmake --build build --target hubflow hubflowctl hubflow-bench identity
+#   cmake --build build --target hubflow hubflowctl hubflow-bench identity identity_wasm
 #   bench/runtimes_compare.sh [BIN_DIR]      # BIN_DIR defaults to build/bin
 #
 # Environment knobs:
@@ -26,7 +27,7 @@
 #   RATE=1000      msg/s of the paced latency runs, the same for every runtime
 #   REPEAT=3       rounds; every round runs every runtime once, unpaced and paced
 #   INSTANCES=1:2  instance.min:instance.max of every function
-#   RUNTIMES="native sql python node"   which runtimes (native must stay in
+#   RUNTIMES="native sql python node wasm"   which runtimes (native must stay in
 #                  for the ratios)
 #   PLUGIN_DIR=..  where identity.so is (default BIN_DIR/../plugins)
 #   RESULTS=f.jsonl  also keep every raw result there
@@ -39,7 +40,8 @@ scale=${SCALE:-1}
 rate=${RATE:-1000}
 repeat=${REPEAT:-3}
 instances=${INSTANCES:-1:2}
-read -r -a runtimes <<<"${RUNTIMES:-native sql python node}"
+read -r -a runtimes <<<"${RUNTIMES:-native sql python node wasm}"
+wasm_dir=$bin/../wasm # build/wasm: the modules the build compiles
 python=/usr/bin/python3 # Debian's (with msgpack), not whatever python3 is first on PATH
 bench=$bin/hubflow-bench
 ctl=$bin/hubflowctl
@@ -54,6 +56,9 @@ done
 [[ -f $plugin_dir/identity.so ]] ||
   { echo "runtimes_compare.sh: $plugin_dir/identity.so not built (target identity)" >&2; exit 2; }
 command -v node >/dev/null || { echo "runtimes_compare.sh: node not on PATH" >&2; exit 2; }
+if [[ " ${runtimes[*]} " == *" wasm "* && ! -f $wasm_dir/identity.wasm ]]; then
+  echo "runtimes_compare.sh: $wasm_dir/identity.wasm not built (target identity_wasm)" >&2; exit 2
+fi
 [[ $instances =~ ^([0-9]+):([0-9]+)$ ]] ||
   { echo "runtimes_compare.sh: INSTANCES must be min:max, not '$instances'" >&2; exit 2; }
 instance_min=${BASH_REMATCH[1]} instance_max=${BASH_REMATCH[2]}
@@ -93,6 +98,8 @@ function_config() { # runtime: the lines of its function entry
     node)   echo "    runtime: node"
             echo "    handler: index.handler"
             echo "    codedir: $repo/config/examples/functions/identity-js" ;;
+    wasm)   echo "    runtime: wasm"
+            echo "    module: $wasm_dir/identity.wasm" ;;
     *) echo "runtimes_compare.sh: unknown runtime '$1'" >&2; exit 2 ;;
   esac
 }
@@ -204,10 +211,17 @@ cpu_ticks() {
   echo "$total"
 }
 
-# pids of hubflow and of the runtime's workers (python, node) in a snapshot
+# pids of hubflow and of the runtime's workers (python, node, wasm) in a
+# snapshot; wasm workers are found as hubflow's children when the stats carry
+# no pids for them.
 process_pids() {
-  echo "$hubflow_pid $("$python" -c 'import json, sys
-print(json.loads(sys.argv[1]).get("function", {}).get("pids", "").replace(",", " "))' "$1")"
+  local workers
+  workers=$("$python" -c 'import json, sys
+print(json.loads(sys.argv[1]).get("function", {}).get("pids", "").replace(",", " "))' "$1")
+  if [[ -z ${workers// /} && $2 == wasm ]]; then
+    workers=$(pgrep -P "$hubflow_pid" -f hubflow_wasm_worker.js | tr '\n' ' ' || true)
+  fi
+  echo "$hubflow_pid $workers"
 }
 
 declare -A received_total=() # runtime -> messages its rule took in so far
@@ -220,7 +234,7 @@ run_bench() {
   shift 3
   local before after pids cpu_before cpu_after out='' status=0
   before=$(stats_of "$runtime")
-  pids=$(process_pids "$before")
+  pids=$(process_pids "$before" "$runtime")
   # shellcheck disable=SC2086 # pids is a list
   cpu_before=$(cpu_ticks $pids)
   out=$("$bench" --port "$port" --json --timeout 60 --idle-timeout 2 \
@@ -229,7 +243,7 @@ run_bench() {
   received_total[$runtime]=$((${received_total[$runtime]:-0} + messages))
   after=$(settled_stats "$runtime" "${received_total[$runtime]}")
   # Workers started during the run count from 0: union of both pid lists.
-  pids=$(printf '%s\n' $pids $(process_pids "$after") | sort -u)
+  pids=$(printf '%s\n' $pids $(process_pids "$after" "$runtime") | sort -u)
   # shellcheck disable=SC2086
   cpu_after=$(cpu_ticks $pids)
   if [[ $status -ge 2 || -z $out ]]; then

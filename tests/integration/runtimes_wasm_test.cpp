@@ -339,7 +339,9 @@ TEST_F(runtimes_wasm, exit_status_and_trap_are_error_reports_with_stderr) {
 TEST_F(runtimes_wasm, a_spinning_module_is_stopped_while_others_keep_serving) {
   // The first call starts the probe's instance (min 0).
   ASSERT_EQ(call("p/in", "p/out", "echo ready").value_or(""), "ready");
-  auto started_before = counter("probe", "instances_started");
+  ASSERT_TRUE(wait_until([&] { return counter("probe", "instances_started") == 1; }))
+    << server_->stats_json();
+  const std::int64_t started_before = 1;
   auto started = std::chrono::steady_clock::now();
   EXPECT_TRUE(pub_.publish("p/in", "spin", 0));
   // While the probe spins (its timeout is 1.5 s), another function answers.
@@ -354,8 +356,11 @@ TEST_F(runtimes_wasm, a_spinning_module_is_stopped_while_others_keep_serving) {
   EXPECT_TRUE(wait_until([&] { return sub_.messages_on("p/out").size() == 2; }))
     << server_->proc().output();
   EXPECT_EQ(sub_.messages_on("p/out").back().payload, "queued");
-  EXPECT_EQ(counter("probe", "instances_started"), started_before + 1);
-  EXPECT_EQ(counter("probe", "instances"), 1);
+  // The stats reach hubflowctl at their report interval.
+  EXPECT_TRUE(wait_until([&] {
+    return counter("probe", "instances_started") == started_before + 1
+           && counter("probe", "instances") == 1;
+  })) << server_->stats_json();
 }
 
 TEST_F(runtimes_wasm, sandbox_no_files_and_a_memory_limit) {

@@ -50,12 +50,45 @@ const STDERR_TAIL_BYTES = 8192;
 const STDERR_TAIL_LINES = 20;
 const PAGE = 65536;
 
-const frameOut = process.stdout;
+// Frames are read and written with blocking system calls, not streams:
+// hubflow sends one request and waits for its reply, and a module runs
+// synchronously anyway, so an event loop would only add work per message.
+// (The fds hubflow hands over are blocking; should one not be, EAGAIN
+// waits a moment and tries again.)
+const pause = new Int32Array(new SharedArrayBuffer(4));
+function retrying(io) {
+  for (;;) {
+    try {
+      return io();
+    } catch (err) {
+      if (err.code !== 'EAGAIN') throw err;
+      Atomics.wait(pause, 0, 0, 1);
+    }
+  }
+}
+
+function writeAll(fd, bytes) {
+  for (let done = 0; done < bytes.length;) {
+    done += retrying(() => fs.writeSync(fd, bytes, done, bytes.length - done));
+  }
+}
+
+// Exactly `size` bytes from stdin, or null at its end.
+function readExactly(size) {
+  const bytes = Buffer.allocUnsafe(size);
+  for (let done = 0; done < size;) {
+    const n = retrying(() => fs.readSync(0, bytes, done, size - done, null));
+    if (n === 0) return null;
+    done += n;
+  }
+  return bytes;
+}
+
 function writeFrame(fields) {
   const body = msgpack.encode(fields);
   const header = Buffer.alloc(4);
   header.writeUInt32BE(body.length, 0);
-  frameOut.write(Buffer.concat([header, body]));
+  writeAll(1, Buffer.concat([header, body]));
 }
 
 // ---- reading and patching the binary
@@ -245,16 +278,14 @@ class Tail {
 // What the module's stdio, arguments and environment are during one
 // invocation.
 class Call {
-  constructor(settings, request) {
+  constructor(engine, request) {
     const ctx = request.context || {};
-    const env = Object.assign({}, settings.env, {
-      MESSAGE_TOPIC: String(ctx.messageTopic ?? ''),
-      MESSAGE_QOS: String(ctx.messageQOS ?? 0),
-      MESSAGE_TIMESTAMP: String(ctx.messageTimestamp ?? 0),
-      FUNCTION_NAME: String(ctx.functionName ?? ''),
-      FUNCTION_INVOKE_ID: String(ctx.functionInvokeID ?? ''),
-    });
-    this.env = Object.entries(env).map(([k, v]) => Buffer.from(`${k}=${v}\0`));
+    this.env = new Strings(engine.env +
+      `MESSAGE_TOPIC=${ctx.messageTopic ?? ''}\0` +
+      `MESSAGE_QOS=${ctx.messageQOS ?? 0}\0` +
+      `MESSAGE_TIMESTAMP=${ctx.messageTimestamp ?? 0}\0` +
+      `FUNCTION_NAME=${ctx.functionName ?? ''}\0` +
+      `FUNCTION_INVOKE_ID=${ctx.functionInvokeID ?? ''}\0`);
     this.input = Buffer.from(request.event || []);
     this.inputPos = 0;
     this.output = [];
@@ -270,22 +301,30 @@ class Exit {
   }
 }
 
-function stringsSizes(memory, list, countPtr, sizePtr) {
-  const view = new DataView(memory.buffer);
-  view.setUint32(countPtr, list.length, true);
-  view.setUint32(sizePtr, list.reduce((n, b) => n + b.length, 0), true);
-  return ESUCCESS;
-}
-
-function stringsGet(memory, list, ptrs, buf) {
-  const view = new DataView(memory.buffer);
-  const bytes = new Uint8Array(memory.buffer);
-  for (let i = 0; i < list.length; ++i) {
-    view.setUint32(ptrs + 4 * i, buf, true);
-    bytes.set(list[i], buf);
-    buf += list[i].length;
+// NUL-terminated strings (argv, the environment) as WASI hands them over:
+// one block of bytes and where each string starts in it.
+class Strings {
+  constructor(text) {
+    this.bytes = Buffer.from(text);
+    this.starts = [];
+    for (let i = 0; i < this.bytes.length; i = this.bytes.indexOf(0, i) + 1) {
+      this.starts.push(i);
+    }
   }
-  return ESUCCESS;
+  sizesGet(memory, countPtr, sizePtr) {
+    const view = new DataView(memory.buffer);
+    view.setUint32(countPtr, this.starts.length, true);
+    view.setUint32(sizePtr, this.bytes.length, true);
+    return ESUCCESS;
+  }
+  get(memory, ptrs, buf) {
+    const view = new DataView(memory.buffer);
+    new Uint8Array(memory.buffer).set(this.bytes, buf);
+    for (let i = 0; i < this.starts.length; ++i) {
+      view.setUint32(ptrs + 4 * i, buf + this.starts[i], true);
+    }
+    return ESUCCESS;
+  }
 }
 
 // Reads an iovec array out of the module's memory.
@@ -335,10 +374,10 @@ class Slot {
       imports[name] = function (...a) { return slot.wasi.wasiImport[name](...a); };
     }
     const own = {
-      args_sizes_get: (c, s) => stringsSizes(slot.memory, engine.args, c, s),
-      args_get: (p, b) => stringsGet(slot.memory, engine.args, p, b),
-      environ_sizes_get: (c, s) => stringsSizes(slot.memory, slot.call.env, c, s),
-      environ_get: (p, b) => stringsGet(slot.memory, slot.call.env, p, b),
+      args_sizes_get: (c, s) => engine.args.sizesGet(slot.memory, c, s),
+      args_get: (p, b) => engine.args.get(slot.memory, p, b),
+      environ_sizes_get: (c, s) => slot.call.env.sizesGet(slot.memory, c, s),
+      environ_get: (p, b) => slot.call.env.get(slot.memory, p, b),
       proc_exit: (code) => { throw new Exit(code); },
       fd_read: (fd, iovs, n, nread) => (fd === 0 ? slot.readStdin(iovs, n, nread)
         : slot.wasi.wasiImport.fd_read(fd, iovs, n, nread)),
@@ -432,12 +471,13 @@ class Slot {
     const call = this.call;
     const list = iovecs(this.memory, iovs, count);
     if (!list) return EFAULT;
+    const bytes = new Uint8Array(this.memory.buffer);
     let n = 0;
     for (const [ptr, len] of list) {
-      const chunk = Buffer.from(this.memory.buffer.slice(ptr, ptr + len));
+      const chunk = Buffer.from(bytes.subarray(ptr, ptr + len)); // a copy
       if (fd === 2) {
         call.stderr.push(chunk);
-        process.stderr.write(chunk);
+        writeAll(2, chunk); // hubflow logs it under the function's name
       } else {
         if (call.outputSize + len > this.engine.settings.maxOutput) {
           call.outputOverflow = true;
@@ -469,7 +509,8 @@ class Engine {
   constructor(file, settings) {
     this.settings = settings;
     this.prepared = loadModule(file, settings);
-    this.args = [path.basename(file), ...settings.args].map((a) => Buffer.from(a + '\0'));
+    this.args = new Strings([path.basename(file), ...settings.args].map((a) => a + '\0').join(''));
+    this.env = Object.entries(settings.env).map(([k, v]) => `${k}=${v}\0`).join('');
     this.nullFd = fs.openSync('/dev/null', 'r+');
     this.slot = null;
     this.used = false;
@@ -480,7 +521,7 @@ class Engine {
     // is reset, or replaced when it cannot be.
     if (!this.slot || (this.used && !this.slot.reset())) this.slot = new Slot(this);
     const slot = this.slot;
-    const call = new Call(this.settings, request);
+    const call = new Call(this, request);
     slot.call = call;
     this.used = true;
     const fail = (errorType, what) => {
@@ -532,33 +573,15 @@ function main() {
   }
   writeFrame({ id: 0, ok: true, runtime: 'node:wasi ' + process.version });
 
-  // Requests are answered strictly in order; run() is synchronous, so a
-  // module that never ends blocks here until hubflow kills the process.
-  // Chunks are joined only once a whole frame is there, so that a large
-  // payload is not copied once per chunk.
-  let chunks = [];
-  let buffered = 0;
-  let needed = 4;
-  process.stdin.on('data', (chunk) => {
-    chunks.push(chunk);
-    buffered += chunk.length;
-    while (buffered >= needed) {
-      let pending = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, buffered);
-      const size = pending.readUInt32BE(0);
-      if (pending.length < 4 + size) {
-        chunks = [pending];
-        needed = 4 + size;
-        break;
-      }
-      const request = msgpack.decode(pending.subarray(4, 4 + size));
-      pending = pending.subarray(4 + size);
-      chunks = pending.length ? [pending] : [];
-      buffered = pending.length;
-      needed = 4;
-      writeFrame(engine.run(request));
-    }
-  });
-  process.stdin.on('end', () => process.exit(0));
+  // Requests are answered strictly in order; a module that never ends
+  // blocks here until hubflow kills the process. The end of stdin (hubflow
+  // closing it) means: exit.
+  for (;;) {
+    const header = readExactly(4);
+    const body = header && readExactly(header.readUInt32BE(0));
+    if (!body) break;
+    writeFrame(engine.run(msgpack.decode(body)));
+  }
 }
 
 main();
