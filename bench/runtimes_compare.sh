@@ -41,7 +41,6 @@ rate=${RATE:-1000}
 repeat=${REPEAT:-3}
 instances=${INSTANCES:-1:2}
 read -r -a runtimes <<<"${RUNTIMES:-native sql python node wasm}"
-wasm_dir=$bin/../wasm # build/wasm: the modules the build compiles
 python=/usr/bin/python3 # Debian's (with msgpack), not whatever python3 is first on PATH
 bench=$bin/hubflow-bench
 ctl=$bin/hubflowctl
@@ -56,8 +55,8 @@ done
 [[ -f $plugin_dir/identity.so ]] ||
   { echo "runtimes_compare.sh: $plugin_dir/identity.so not built (target identity)" >&2; exit 2; }
 command -v node >/dev/null || { echo "runtimes_compare.sh: node not on PATH" >&2; exit 2; }
-if [[ " ${runtimes[*]} " == *" wasm "* && ! -f $wasm_dir/identity.wasm ]]; then
-  echo "runtimes_compare.sh: $wasm_dir/identity.wasm not built (target identity_wasm)" >&2; exit 2
+if [[ " ${runtimes[*]} " == *" wasm "* && ! -f $plugin_dir/identity.wasm ]]; then
+  echo "runtimes_compare.sh: $plugin_dir/identity.wasm not built (target identity_wasm)" >&2; exit 2
 fi
 [[ $instances =~ ^([0-9]+):([0-9]+)$ ]] ||
   { echo "runtimes_compare.sh: INSTANCES must be min:max, not '$instances'" >&2; exit 2; }
@@ -99,7 +98,7 @@ function_config() { # runtime: the lines of its function entry
             echo "    handler: index.handler"
             echo "    codedir: $repo/config/examples/functions/identity-js" ;;
     wasm)   echo "    runtime: wasm"
-            echo "    module: $wasm_dir/identity.wasm" ;;
+            echo "    module: $plugin_dir/identity.wasm" ;;
     *) echo "runtimes_compare.sh: unknown runtime '$1'" >&2; exit 2 ;;
   esac
 }

@@ -7,7 +7,7 @@
 // scaling between min and max, and the modules `--check` refuses.
 //
 // The modules are built from tests/wasm/*.c and plugins/wasm/grayscale by
-// the build (wasm32-wasi clang) into build/wasm/.
+// the build (wasm32-wasi clang) into build/plugins/.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -25,7 +25,7 @@ using json = nlohmann::json;
 namespace {
 
 std::string wasm_module(const std::string& name) {
-  auto path = std::filesystem::path{HUBFLOW_BIN_DIR} / ".." / "wasm" / (name + ".wasm");
+  auto path = std::filesystem::path{HUBFLOW_PLUGIN_DIR} / (name + ".wasm");
   return path.lexically_normal().string();
 }
 

@@ -41,9 +41,20 @@ make_wasm_runtime(const function_config& cfg, const runtime_options& opts,
     error = "runtime 'wasm' needs `module: <file>.wasm`";
     return nullptr;
   }
-  auto module = fs::absolute(config_relative(cfg, cfg.module)).lexically_normal();
-  std::string bytes;
+  // A bare file name is looked for in the plugin directories first (where
+  // the build puts its modules), like a native plugin's name.
   std::error_code ec;
+  fs::path module;
+  if (cfg.module.find('/') == std::string::npos)
+    for (auto& dir : opts.plugin_dirs)
+      if (fs::is_regular_file(fs::path{dir} / cfg.module, ec)) {
+        module = fs::path{dir} / cfg.module;
+        break;
+      }
+  if (module.empty())
+    module = config_relative(cfg, cfg.module);
+  module = fs::absolute(module).lexically_normal();
+  std::string bytes;
   if (!fs::is_regular_file(module, ec) || !read_file(module, bytes)) {
     error = "module " + module.string() + " is not a readable file";
     return nullptr;
