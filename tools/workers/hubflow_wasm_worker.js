@@ -73,13 +73,38 @@ function writeAll(fd, bytes) {
   }
 }
 
+// stdin through one buffer: a request's header and body usually arrive in
+// one read.
+const input = { buffer: Buffer.allocUnsafe(64 * 1024), start: 0, end: 0 };
+
 // Exactly `size` bytes from stdin, or null at its end.
 function readExactly(size) {
+  const buffered = input.end - input.start;
+  if (buffered >= size) {
+    const bytes = input.buffer.subarray(input.start, input.start + size);
+    input.start += size;
+    return bytes;
+  }
+  // Not all there: what is buffered, then reads straight into the result
+  // (a large body) or refills of the buffer (a small one).
   const bytes = Buffer.allocUnsafe(size);
-  for (let done = 0; done < size;) {
-    const n = retrying(() => fs.readSync(0, bytes, done, size - done, null));
+  input.buffer.copy(bytes, 0, input.start, input.end);
+  input.start = input.end = 0;
+  let done = buffered;
+  while (done < size) {
+    if (size - done >= input.buffer.length) {
+      const n = retrying(() => fs.readSync(0, bytes, done, size - done, null));
+      if (n === 0) return null;
+      done += n;
+      continue;
+    }
+    const n = retrying(() => fs.readSync(0, input.buffer, 0, input.buffer.length, null));
     if (n === 0) return null;
-    done += n;
+    const take = Math.min(n, size - done);
+    input.buffer.copy(bytes, done, 0, take);
+    done += take;
+    input.start = take;
+    input.end = n;
   }
   return bytes;
 }
