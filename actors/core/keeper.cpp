@@ -1,6 +1,7 @@
 #include "core/keeper.hpp"
 
 #include <memory>
+#include <utility>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -26,7 +27,6 @@ struct kept {
     // At 0 from the start, so `hubflowctl stats` shows what is supervised.
     stats.add("restarts", 0);
     stats.add("exits", 0);
-    stats.label("policy", child.restart ? "restart" : "no restart");
   }
 };
 
@@ -67,20 +67,25 @@ void child_down(keeper_actor* self, std::size_t index,
   auto why = reason ? self->system().render(reason) : std::string{"normal"};
   k.stats.add("exits");
   k.stats.label("last_exit", why);
-  if (!k.child.restart) {
-    spdlog::critical("{} stopped ({}) and cannot be restarted in place",
-                     k.child.name, why);
-    report(self, k);
-    if (k.child.on_lost)
-      k.child.on_lost(k.child.name, reason);
-    return;
-  }
   if (steady::now() - k.started >= st.options.stable_after)
     k.backoff = std::chrono::milliseconds{0};
   schedule_restart(self, index);
   spdlog::error("{} stopped ({}); restarting it in {} ms", k.child.name, why,
                 k.backoff.count());
   report(self, k);
+}
+
+/// Points everyone holding `old` at `replacement`.
+void tell_replaced(keeper_actor* self, const caf::actor& old,
+                   const caf::actor& replacement) {
+  auto& st = self->state;
+  if (st.options.on_replaced)
+    st.options.on_replaced(old, replacement);
+  for (auto& dependent : st.options.dependents)
+    self->send(dependent, rewire_atom::value, old, replacement);
+  for (auto& other : st.children)
+    if (other->child.follows_replacements && other->child.actor != replacement)
+      self->send(other->child.actor, rewire_atom::value, old, replacement);
 }
 
 void try_restart(keeper_actor* self, std::size_t index) {
@@ -102,11 +107,12 @@ void try_restart(keeper_actor* self, std::size_t index) {
     report(self, k);
     return;
   }
-  k.child.actor = std::move(replacement);
+  auto old = std::exchange(k.child.actor, replacement);
   k.started = steady::now();
-  self->monitor(k.child.actor);
+  self->monitor(replacement);
   k.stats.add("restarts");
   spdlog::info("{} restarted", k.child.name);
+  tell_replaced(self, old, replacement);
   // Every child's counters: if this was the stats actor, it is new.
   for (auto& other : self->state.children)
     report(self, *other);
@@ -139,6 +145,13 @@ caf::behavior keeper(keeper_actor* self, std::vector<keeper_child> children,
   for (auto& k : st.children)
     report(self, *k);
   return {
+    [=](get_atom, const std::string& name) -> caf::result<caf::actor> {
+      for (auto& k : self->state.children)
+        if (k->child.name == name)
+          return k->child.actor;
+      return caf::make_error(caf::sec::invalid_argument,
+                             "the keeper has no child '" + name + "'");
+    },
     [=](restart_atom, std::uint64_t index) {
       if (index < self->state.children.size())
         try_restart(self, static_cast<std::size_t>(index));

@@ -1,10 +1,16 @@
 // The keeper: supervises hubflow's long-lived actors (stats, the stats port,
-// the HTTP API, the embedded hub, endpoints). It monitors each one; when
-// one stops while hubflow is not shutting down, the keeper logs why, counts
-// it and starts a replacement through the child's `restart` function, after
-// a backoff that starts at 100 ms and doubles up to 10 s (back to 100 ms
-// once a child ran 30 s). A child without a `restart` function (one whose
-// handle others hold and cannot re-resolve) is handed to `on_lost` instead.
+// the HTTP API, the embedded hub's control actor, endpoints). It monitors
+// each one; when one stops while hubflow is not shutting down, the keeper
+// logs why, counts it and starts a replacement through the child's
+// `restart` function, after a backoff that starts at 100 ms and doubles up
+// to 10 s (back to 100 ms once a child ran 30 s).
+//
+// Others hold the children's handles (rules hold the hub's and endpoints',
+// the HTTP API the hub's and the state stores'). After a replacement the
+// keeper tells them: `options.on_replaced(old, replacement)` runs first
+// (for what restart functions captured), then every actor in
+// `options.dependents` and every child with `follows_replacements` gets
+// (rewire_atom, caf::actor old, caf::actor replacement).
 //
 // Counted per child as component kind "keeper", name <child>: restarts
 // (replacements started), restart_failures (attempts that could not start
@@ -35,9 +41,8 @@ struct keeper_child {
   /// now", and the keeper tries again after the next backoff. Runs in the
   /// keeper's thread: it must not block for long.
   std::function<caf::actor(std::string& error)> restart;
-  /// Called when a child without `restart` stops outside shutdown.
-  std::function<void(const std::string& name, const caf::error& reason)>
-    on_lost;
+  /// Whether the child is told when another child is replaced.
+  bool follows_replacements = false;
 };
 
 struct keeper_options {
@@ -45,9 +50,17 @@ struct keeper_options {
   std::chrono::milliseconds backoff_max{std::chrono::seconds(10)};
   /// A child that ran this long restarts after backoff_initial again.
   std::chrono::milliseconds stable_after{std::chrono::seconds(30)};
+  /// Told (rewire_atom, old, replacement) after each replacement.
+  std::vector<caf::actor> dependents;
+  /// Runs in the keeper's thread after each replacement, before the
+  /// rewire messages go out.
+  std::function<void(const caf::actor& old, const caf::actor& replacement)>
+    on_replaced;
 };
 
-/// Spawns the keeper, which monitors `children` from then on. Whoever calls
+/// Spawns the keeper, which monitors `children` from then on. It answers
+/// (get_atom, std::string name) -> caf::actor: the child running as `name`
+/// now (an error for an unknown name). Whoever calls
 /// this keeps the handle (an actor nobody holds dies unreachable).
 caf::actor spawn_keeper(caf::actor_system& sys,
                         std::vector<keeper_child> children,

@@ -58,6 +58,10 @@ using tick_atom = caf::atom_constant<caf::atom("tick")>;
 using retire_atom = caf::atom_constant<caf::atom("retire")>;
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
 using reply_atom = caf::atom_constant<caf::atom("reply")>;
+/// (rewire_atom, caf::actor old, caf::actor replacement): a supervised
+/// actor was replaced (core/keeper.hpp); whoever holds `old` uses
+/// `replacement` from now on.
+using rewire_atom = caf::atom_constant<caf::atom("rewire")>;
 using ok_atom = caf::ok_atom;
 using get_atom = caf::get_atom;
 

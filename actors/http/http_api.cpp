@@ -935,6 +935,12 @@ caf::behavior http_api(http_broker* self, int listener,
   self->state.limits = limits;
   touch_stats(self);
   return {
+    // The keeper replaced the hub or an endpoint (core/keeper.hpp).
+    [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {
+      auto next = std::make_shared<http_context>(*self->state.ctx);
+      next->replace(old, replacement);
+      self->state.ctx = std::move(next);
+    },
     [=](accepted_atom, int fd) {
       auto hdl = self->add_scribe(fd);
       contain(self, failure_scope::connection, hdl, [&] {
@@ -1032,6 +1038,18 @@ std::pair<std::string, int> split_listen(const std::string& listen) {
 }
 
 } // namespace
+
+void http_context::replace(const caf::actor& old,
+                           const caf::actor& replacement) {
+  if (hub == old)
+    hub = replacement;
+  for (auto& [name, function] : functions)
+    if (function == old)
+      function = replacement;
+  for (auto& [name, store] : state_stores)
+    if (store.actor == old)
+      store.actor = replacement;
+}
 
 std::string http_metadata_json(const std::string& stats_json,
                                const http_context& ctx) {

@@ -59,12 +59,17 @@ struct http_context {
   std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
   /// Invocations wait for the supervisor, which applies its own timeout.
   std::chrono::milliseconds invoke_timeout{std::chrono::seconds(120)};
+
+  /// Points whatever held `old` (the hub, a function, a state store) at
+  /// `replacement`: after the keeper replaced it.
+  void replace(const caf::actor& old, const caf::actor& replacement);
 };
 
 /// Binds cfg.listen ("host:port"; port 0 picks a free one) and spawns the
 /// API broker with cfg's limits and deadlines. On failure returns an
 /// invalid handle and sets `error`.
-/// `bound_port`, when given, receives the port actually bound.
+/// `bound_port`, when given, receives the port actually bound. The API
+/// follows (rewire_atom, old, replacement) (see http_context::replace).
 /// The actor system must have loaded caf::io::middleman.
 caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
                           const http_context& ctx, std::string& error,

@@ -155,6 +155,10 @@ caf::behavior hub_broker(caf::io::broker* self,
   auto accepting = std::make_shared<std::unique_ptr<acceptor>>(
     std::make_unique<acceptor>("hub", std::move(listeners), self->address()));
   auto waiting = std::make_shared<awaiting<rule_delivery_wait>>();
+  // A replacement control actor takes over the rules its predecessor
+  // watched (for a first one there are none).
+  for (auto& rule : core->rule_subscribers())
+    self->monitor(rule);
   self->set_down_handler([core, waiting](caf::down_msg& dm) {
     core->remove_rule(dm.source);
     // Deliveries the rule took and will never answer: their publishers
@@ -204,8 +208,13 @@ caf::behavior hub_broker(caf::io::broker* self,
       if (!valid_topic_filter(filter, core->topic_bounds()))
         return caf::make_error(caf::sec::invalid_argument,
                                "invalid topic filter '" + filter + "'");
-      if (core->subscribe_rule(who, filter, qos))
+      auto subscribed = core->subscribe_rule(who, filter, qos);
+      if (subscribed.new_subscriber)
         self->monitor(who);
+      // As MQTT 5's retain handling 1: a rule subscribing again (after the
+      // control actor was replaced) does not get the retained ones twice.
+      if (!subscribed.new_filter)
+        return ok_atom::value;
       std::vector<hub::rule_delivery> retained;
       core->retained_for_rule(who, filter, qos, retained);
       core->send_to_rules(self, retained);
@@ -281,10 +290,35 @@ caf::behavior hub_broker(caf::io::broker* self,
   };
 }
 
+/// Opens a listener for each of cfg.listen; `ports` gives the port of
+/// each (0 for any) and receives the ports bound. Empty on failure.
+std::vector<int> open_listeners(const hub_config& cfg,
+                                std::vector<std::uint16_t>& ports,
+                                std::string& error) {
+  std::vector<int> listeners;
+  ports.resize(cfg.listen.size());
+  for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
+    auto addr = parse_listen(cfg.listen[i], error);
+    int fd = -1;
+    if (addr)
+      fd = open_listener(addr->host, ports[i] != 0 ? ports[i] : addr->port,
+                         ports[i], error);
+    if (fd < 0) {
+      for (auto open : listeners)
+        ::close(open);
+      return {};
+    }
+    listeners.push_back(fd);
+    spdlog::info("hub: listening for MQTT on {}:{}",
+                 addr->host.empty() ? "*" : addr->host, ports[i]);
+  }
+  return listeners;
+}
+
 } // namespace
 
 caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
-                              std::string& error) {
+                              std::string& error, hub_restarter* restart) {
   error.clear();
   if (!sys.has_middleman()) {
     error = "the embedded hub needs the actor system's middleman";
@@ -295,28 +329,19 @@ caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
     return {};
   }
   auto core = std::make_shared<hub::hub_core>(cfg);
-  std::vector<int> listeners;
-  auto close_all = [&] {
-    for (auto fd : listeners)
-      ::close(fd);
-  };
-  for (auto& url : cfg.listen) {
-    auto addr = parse_listen(url, error);
-    if (!addr) {
-      close_all();
-      return {};
-    }
-    std::uint16_t bound = 0;
-    auto fd = open_listener(addr->host, addr->port, bound, error);
-    if (fd < 0) {
-      close_all();
-      return {};
-    }
-    listeners.push_back(fd);
-    core->ports.push_back(bound);
-    spdlog::info("hub: listening for MQTT on {}:{}",
-                 addr->host.empty() ? "*" : addr->host, bound);
-  }
+  auto listeners = open_listeners(cfg, core->ports, error);
+  if (listeners.empty())
+    return {};
+  if (restart)
+    // The core is only touched in the middleman's thread, where the
+    // replacement runs too; the ports it bound never change.
+    *restart = [&sys, cfg, core](std::string& err) -> caf::actor {
+      auto ports = core->ports;
+      auto fds = open_listeners(cfg, ports, err);
+      if (fds.empty())
+        return {};
+      return sys.middleman().spawn_broker(hub_broker, core, fds);
+    };
   return sys.middleman().spawn_broker(hub_broker, core, listeners);
 }
 

@@ -24,10 +24,15 @@
 //   (get_atom, std::string "listen_ports") -> std::string: "p1,p2,..."
 //   (get_atom, std::string "stats") -> component_stats
 // Sending it an exit message closes the listeners and every connection.
+// When it dies otherwise (killed, or a handler threw), the connections go
+// on; a replacement started by the `hub_restarter` takes over the same
+// sessions, retained messages, rule subscriptions and clients, on the same
+// ports (main.cpp's keeper does this).
 // Counters are reported to the stats actor (registry: stats_registry_name)
 // every ~500 ms when they changed.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <caf/actor.hpp>
@@ -37,10 +42,16 @@
 
 namespace hubflow {
 
+/// Starts a replacement control actor for the hub (see above); an invalid
+/// handle with `error` set when its ports cannot be bound again.
+using hub_restarter = std::function<caf::actor(std::string& error)>;
+
 /// Starts the embedded hub. On failure returns an invalid actor and sets
 /// `error` (e.g. "cannot listen on 127.0.0.1:1883: address in use").
-/// The actor system must have loaded caf::io::middleman.
+/// `restart`, when given, receives the hub's restarter. The actor system
+/// must have loaded caf::io::middleman.
 caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
-                              std::string& error);
+                              std::string& error,
+                              hub_restarter* restart = nullptr);
 
 } // namespace hubflow

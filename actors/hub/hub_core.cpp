@@ -141,19 +141,32 @@ void hub_core::send_retained(session_state& s, std::string_view filter,
 
 // -- rule subscribers ---------------------------------------------------------
 
-bool hub_core::subscribe_rule(const caf::actor& who, const std::string& filter,
-                              std::uint8_t qos) {
+hub_core::rule_subscribed
+hub_core::subscribe_rule(const caf::actor& who, const std::string& filter,
+                         std::uint8_t qos) {
+  rule_subscribed result;
   if (!valid_topic_filter(filter, topic_bounds_))
-    return false;
+    return result;
   auto [i, added] = rule_ids_.emplace(who.address(), next_rule_id_);
   if (added)
     rules_[next_rule_id_++].handle = who;
+  result.new_subscriber = added;
   auto id = i->second;
-  mqtt::subscription_options opts;
-  opts.qos = std::min<std::uint8_t>(qos, 2);
-  tree_.subscribe(filter, id, opts);
-  rules_[id].filters.insert(filter);
-  return added;
+  result.new_filter = rules_[id].filters.insert(filter).second;
+  if (result.new_filter) {
+    mqtt::subscription_options opts;
+    opts.qos = std::min<std::uint8_t>(qos, 2);
+    tree_.subscribe(filter, id, opts);
+  }
+  return result;
+}
+
+std::vector<caf::actor> hub_core::rule_subscribers() const {
+  std::vector<caf::actor> out;
+  out.reserve(rules_.size());
+  for (auto& [id, entry] : rules_)
+    out.push_back(entry.handle);
+  return out;
 }
 
 void hub_core::unsubscribe_rule(const caf::actor& who,

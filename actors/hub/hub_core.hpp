@@ -166,11 +166,19 @@ public:
 
   // -- rule subscribers -------------------------------------------------------
 
-  /// True when newly subscribed; false for an invalid filter.
-  bool subscribe_rule(const caf::actor& who, const std::string& filter,
-                      std::uint8_t qos);
+  struct rule_subscribed {
+    bool new_subscriber = false; // the rule had no filter before
+    bool new_filter = false;     // false: already subscribed, or invalid
+  };
+  /// Subscribes a rule; subscribing to a filter it has is a no-op (a rule
+  /// subscribes again after the hub's control actor was replaced).
+  rule_subscribed subscribe_rule(const caf::actor& who,
+                                 const std::string& filter, std::uint8_t qos);
   void unsubscribe_rule(const caf::actor& who, const std::string& filter);
   void remove_rule(const caf::actor_addr& who);
+  /// Every rule with a subscription (a replacement control actor monitors
+  /// them again).
+  std::vector<caf::actor> rule_subscribers() const;
   /// Retained messages matching `filter` as rule deliveries.
   void retained_for_rule(const caf::actor& who, const std::string& filter,
                          std::uint8_t qos, std::vector<rule_delivery>& out);

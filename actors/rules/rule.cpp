@@ -46,6 +46,11 @@ struct rule_state {
   bool collecting = false;
   std::vector<message> burst_msgs;
   std::vector<std::uint64_t> burst_tickets;
+  /// Jobs waiting while their next stop is gone: the function or the
+  /// destination stopped and its replacement (rewire_atom) has not arrived.
+  bool function_gone = false;
+  bool destination_gone = false;
+  std::deque<job> parked;
 };
 
 using rule_actor = caf::stateful_actor<rule_state>;
@@ -102,6 +107,24 @@ private:
   rule_actor* self_;
 };
 
+/// Keeps a job until its next stop's replacement arrives; beyond
+/// backlog_limit the message is refused upstream (not acknowledged).
+void park(rule_actor* self, job j) {
+  auto& st = self->state;
+  if (st.parked.size() >= backlog_limit) {
+    st.stats->add("delivery_failures");
+    j.upstream.deliver(caf::make_error(
+      caf::sec::runtime_error,
+      "rule " + st.cfg.name + ": its function or destination is restarting "
+        "and " + std::to_string(backlog_limit) + " messages wait for it"));
+    return;
+  }
+  // A stop of the function or destination is not the message's fault: its
+  // attempts start again.
+  j.attempts = 0;
+  st.parked.push_back(std::move(j));
+}
+
 /// Sends the job to its next stop: the function while it has no output,
 /// then the destination.
 void advance(rule_actor* self, job j) {
@@ -119,6 +142,10 @@ void advance(rule_actor* self, job j) {
       return;
     }
     st.backlog.push_back(std::move(j));
+    return;
+  }
+  if (to_function ? st.function_gone : st.destination_gone) {
+    park(self, std::move(j));
     return;
   }
   ++j.attempts;
@@ -254,6 +281,21 @@ void start(rule_actor* self, message msg, reply upstream) {
                     !st.wiring.function});
 }
 
+/// Subscribes to the source: at the start, and again to a replacement.
+void subscribe(rule_actor* self) {
+  auto& st = self->state;
+  self->monitor(st.wiring.source);
+  self->request(st.wiring.source, caf::infinite, subscribe_atom::value,
+                st.cfg.from.topic, st.cfg.from.qos, caf::actor{self})
+    .then([=](ok_atom) { self->state.stats->label("state", "subscribed"); },
+          [=](caf::error& err) {
+            spdlog::error("rule {}: cannot subscribe to '{}': {}",
+                          self->state.cfg.name, self->state.cfg.from.topic,
+                          self->system().render(err));
+            self->state.stats->label("state", "subscribe failed");
+          });
+}
+
 caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
@@ -269,15 +311,37 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
                           + st.cfg.to.topic);
   if (!st.cfg.function.empty())
     st.stats->label("function", st.cfg.function);
-  self->request(st.wiring.source, caf::infinite, subscribe_atom::value,
-                st.cfg.from.topic, st.cfg.from.qos, caf::actor{self})
-    .then([](ok_atom) {},
-          [=](caf::error& err) {
-            spdlog::error("rule {}: cannot subscribe to '{}': {}",
-                          self->state.cfg.name, self->state.cfg.from.topic,
-                          self->system().render(err));
-            self->state.stats->label("state", "subscribe failed");
-          });
+  subscribe(self);
+  self->monitor(st.wiring.destination);
+  if (st.wiring.function)
+    self->monitor(st.wiring.function);
+  self->set_down_handler([self](caf::down_msg& dm) {
+    auto& st = self->state;
+    if (dm.source == st.wiring.source.address())
+      spdlog::warn("rule {}: its source stopped; waiting for a replacement",
+                   st.cfg.name);
+    bool function = st.wiring.function
+                    && dm.source == st.wiring.function.address();
+    bool destination = dm.source == st.wiring.destination.address();
+    if (!function && !destination)
+      return;
+    // Its answers came before its down message: the jobs still waiting for
+    // it will never be answered. They go to the replacement.
+    st.function_gone |= function;
+    st.destination_gone |= destination;
+    st.jobs.erase_if([self, function, destination](job& j) {
+      if (j.is_output ? !destination : !function)
+        return false;
+      park(self, std::move(j));
+      return true;
+    });
+    if (function)
+      st.at_function = 0;
+    spdlog::warn("rule {}: its {} stopped; messages waiting for its "
+                 "replacement: {}",
+                 st.cfg.name, function ? "function" : "destination",
+                 st.parked.size());
+  });
   self->send(self, tick_atom::value);
   return {
     [=](deliver_atom, message& msg) {
@@ -327,10 +391,42 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
       if (auto j = self->state.jobs.take(ticket))
         advance(self, std::move(*j));
     },
+    // The keeper replaced the hub, an endpoint or the function
+    // (core/keeper.hpp).
+    [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {
+      auto& st = self->state;
+      if (st.wiring.source == old) {
+        st.wiring.source = replacement;
+        subscribe(self);
+      }
+      bool function = st.wiring.function == old;
+      bool destination = st.wiring.destination == old;
+      if (!function && !destination)
+        return;
+      if (function) {
+        st.wiring.function = replacement;
+        st.function_gone = false;
+      }
+      if (destination) {
+        st.wiring.destination = replacement;
+        st.destination_gone = false;
+      }
+      self->monitor(replacement);
+      auto parked = std::move(st.parked);
+      st.parked.clear();
+      spdlog::info("rule {}: its {} is back; messages that waited: {}",
+                   st.cfg.name, function ? "function" : "destination",
+                   parked.size());
+      // Those whose other stop is still gone are parked again.
+      destination_burst burst{self, parked.size()};
+      for (auto& j : parked)
+        advance(self, std::move(j));
+    },
     [=](tick_atom) {
       auto& st = self->state;
       st.stats->set("in_flight", static_cast<std::int64_t>(st.jobs.size()));
       st.stats->set("backlog", static_cast<std::int64_t>(st.backlog.size()));
+      st.stats->set("parked", static_cast<std::int64_t>(st.parked.size()));
       st.stats->report(self);
       self->delayed_send(self, std::chrono::milliseconds(500),
                          tick_atom::value);

@@ -87,6 +87,10 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
     [=](publish_atom, caf::actor hub) {
       self->state.store->hub = std::move(hub);
     },
+    [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {
+      if (self->state.store->hub == old)
+        self->state.store->hub = replacement;
+    },
     // Changed components go out on $SYS/hubflow/<kind>/<name> (retained,
     // so a new subscriber sees the current value at once).
     [=](tick_atom) {

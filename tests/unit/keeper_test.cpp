@@ -271,19 +271,52 @@ TEST_F(keeper_test, a_child_stopped_for_shutdown_is_not_restarted) {
   EXPECT_EQ(restarts->load(), 0);
 }
 
-TEST_F(keeper_test, a_child_that_cannot_be_restarted_is_handed_to_on_lost) {
-  auto lost = std::make_shared<std::promise<std::string>>();
-  auto future = lost->get_future();
-  keeper_child child{"hub", sys_.spawn(crashing_child), {},
-                     [lost](const std::string& name, const caf::error& why) {
-                       EXPECT_TRUE(why);
-                       lost->set_value(name);
-                     }};
-  auto keeper = spawn_keeper(sys_, {child});
-  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
-  EXPECT_EQ(future.get(), "hub");
-  EXPECT_TRUE(wait_until([&] { return got_->counter("hub", "exits") == 1; }));
-  EXPECT_EQ(got_->counter("hub", "restarts"), 0);
+TEST_F(keeper_test, whoever_holds_a_replaced_child_is_told_its_replacement) {
+  // A rule stands for the dependents, the HTTP API for a following child
+  // (which passes on what it is told).
+  caf::scoped_actor rule{sys_};
+  caf::scoped_actor http{sys_};
+  auto follower = sys_.spawn([to = caf::actor{http.ptr()}](
+                               caf::event_based_actor* self) -> caf::behavior {
+    return {
+      [self, to](rewire_atom a, const caf::actor& old, const caf::actor& fresh) {
+        self->send(to, a, old, fresh);
+      },
+    };
+  });
+  auto hub = sys_.spawn(healthy_child);
+  auto replacement = std::make_shared<caf::actor>();
+  auto replaced = std::make_shared<std::atomic<int>>(0);
+  keeper_options opts;
+  opts.dependents = {caf::actor{rule.ptr()}};
+  opts.on_replaced = [replaced](const caf::actor&, const caf::actor&) {
+    ++*replaced;
+  };
+  auto keeper = spawn_keeper(
+    sys_,
+    {keeper_child{"hub", hub,
+                  [this, replacement](std::string&) {
+                    *replacement = sys_.spawn(healthy_child);
+                    return *replacement;
+                  },
+                  false},
+     keeper_child{"http_api", follower, {}, true}},
+    opts);
+  self_->monitor(hub);
+  self_->send_exit(hub, caf::exit_reason::kill);
+  ASSERT_TRUE(next_down());
+  for (auto* holder : {&rule, &http}) {
+    bool told = false;
+    (*holder)->receive(
+      [&](rewire_atom, const caf::actor& old, const caf::actor& fresh) {
+        EXPECT_EQ(old, hub);
+        EXPECT_EQ(fresh, *replacement);
+        told = true;
+      },
+      caf::after(std::chrono::seconds(5)) >> [] {});
+    EXPECT_TRUE(told);
+  }
+  EXPECT_EQ(replaced->load(), 1);
   shut_down(keeper);
 }
 

@@ -1,0 +1,226 @@
+#include "broker/broker.hpp"
+
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "core/keeper.hpp"
+#include "core/type_ids.hpp"
+#include "endpoints/endpoint.hpp"
+#include "functions/supervisor.hpp"
+#include "http/http_api.hpp"
+#include "hub/embedded_hub.hpp"
+#include "hub/external_hub.hpp"
+#include "rules/rule.hpp"
+#include "stats/stats.hpp"
+#include "stats/stats_port.hpp"
+#include "stats/stats_token.hpp"
+
+namespace hubflow {
+
+runtime_map build_runtimes(const config& cfg, const runtime_options& opts) {
+  runtime_map result;
+  std::vector<std::string> errors;
+  for (std::size_t i = 0; i < cfg.functions.size(); ++i) {
+    auto& fn = cfg.functions[i];
+    std::string error;
+    auto runtime = make_runtime(fn, opts, error);
+    if (!runtime) {
+      auto key = fn.runtime == "native" ? ".plugin" : ".handler";
+      errors.push_back(format_config_error(
+        fn.where, "functions[" + std::to_string(i) + "]" + key, error));
+      continue;
+    }
+    result.emplace(fn.name, std::move(runtime));
+  }
+  if (!errors.empty())
+    throw config_error(errors);
+  return result;
+}
+
+namespace {
+
+/// The stats actor, the stats port and the token file, and how the keeper
+/// restarts the first two.
+std::string start_stats(caf::actor_system& sys, const config& cfg, broker& b,
+                        std::vector<keeper_child>& kept) {
+  std::string error;
+  auto store = make_stats_store();
+  b.stats = spawn_stats(sys, cfg.stats, store);
+  // It follows replacements of the hub, which gets its $SYS messages.
+  kept.push_back({"stats", b.stats,
+                  [&sys, stats_cfg = cfg.stats, store](std::string&) {
+                    return spawn_stats(sys, stats_cfg, store);
+                  },
+                  true});
+  auto port_ctx = std::make_shared<stats_port_context>();
+  port_ctx->token = make_stats_token(error);
+  if (port_ctx->token.empty())
+    return error;
+  std::uint16_t port = 0;
+  b.stats_port = spawn_stats_port(sys, cfg.stats.host, cfg.stats.port,
+                                  port_ctx, error, &port);
+  b.stats_port_number = port;
+  if (!b.stats_port)
+    return error;
+  // A restart binds the port clients already know, also after port 0.
+  kept.push_back({"stats_port", b.stats_port,
+                  [&sys, host = cfg.stats.host, port,
+                   port_ctx](std::string& err) {
+                    return spawn_stats_port(sys, host, port, port_ctx, err);
+                  },
+                  false});
+  bool configured = !cfg.stats.token_file.empty();
+  auto path = configured ? cfg.stats.token_file
+                         : default_stats_token_path(port);
+  if (!write_stats_token(path, port_ctx->token, !configured, error))
+    return (configured ? "stats.token_file: " : "") + error;
+  b.token_path = path;
+  spdlog::info("stats on {}:{} (hubflowctl stats --stats-port {}{}), token "
+               "in {}",
+               cfg.stats.host, port, port,
+               configured ? " --token-file " + path : std::string{}, path);
+  return {};
+}
+
+std::map<std::string, endpoint_usage> endpoint_usages(const config& cfg) {
+  std::map<std::string, endpoint_usage> usage;
+  for (auto& rule : cfg.rules) {
+    if (!rule.from.endpoint.empty())
+      usage[rule.from.endpoint].as_source = true;
+    if (!rule.to.endpoint.empty())
+      usage[rule.to.endpoint].as_destination = true;
+  }
+  return usage;
+}
+
+} // namespace
+
+std::string start_broker(caf::actor_system& sys, const config& cfg,
+                         runtime_map& rts, broker& b) {
+  std::vector<keeper_child> kept;
+  auto error = start_stats(sys, cfg, b, kept);
+  if (!error.empty())
+    return error;
+  // Rules and the HTTP API hold the handles of the hub, endpoints and
+  // function supervisors: the keeper tells them of each replacement.
+  if (cfg.hub.embedded) {
+    hub_restarter restart_hub;
+    b.hub = spawn_embedded_hub(sys, cfg.hub, error, &restart_hub);
+    if (!b.hub)
+      return error;
+    caf::anon_send(b.stats, publish_atom::value, b.hub);
+    kept.push_back({"hub", b.hub, std::move(restart_hub), false});
+  } else {
+    spdlog::info("using the external hub at {}", cfg.hub.address);
+  }
+  auto usage = endpoint_usages(cfg);
+  for (auto& ep : cfg.endpoints) {
+    auto spawn_endpoint = [&sys, ep, use = usage[ep.name]](std::string&) {
+      return endpoint_registry().at(ep.type).spawn(sys, ep, use);
+    };
+    auto endpoint = spawn_endpoint(error);
+    b.endpoints.emplace(ep.name, endpoint);
+    kept.push_back({"endpoint:" + ep.name, endpoint, spawn_endpoint, false});
+  }
+  for (auto& fn : cfg.functions) {
+    auto spawn_function = [&sys, fn, rt = rts.at(fn.name)](std::string&) {
+      return spawn_function_supervisor(sys, fn, rt);
+    };
+    auto function = spawn_function(error);
+    b.functions.emplace(fn.name, function);
+    kept.push_back({"function:" + fn.name, function, spawn_function, false});
+  }
+  for (auto& rule : cfg.rules) {
+    // With an external hub each rule has a connection (and client id) of
+    // its own, as Baetyl's function manager does.
+    auto hub_for_rule = [&]() -> caf::actor {
+      if (cfg.hub.embedded)
+        return b.hub;
+      auto link = spawn_external_hub_link(
+        sys, cfg.hub, rule.clientid.empty() ? "hubflow-" + rule.name
+                                            : rule.clientid);
+      b.hub_links.push_back(link);
+      return link;
+    };
+    caf::actor hub;
+    if (rule.from.endpoint.empty() || rule.to.endpoint.empty())
+      hub = hub_for_rule();
+    rule_wiring wiring;
+    wiring.source = rule.from.endpoint.empty() ? hub
+                                               : b.endpoints.at(rule.from.endpoint);
+    wiring.destination = rule.to.endpoint.empty()
+                           ? hub
+                           : b.endpoints.at(rule.to.endpoint);
+    wiring.destination_is_endpoint = !rule.to.endpoint.empty();
+    if (!rule.function.empty())
+      wiring.function = b.functions.at(rule.function);
+    b.rules.push_back(spawn_rule(sys, rule, wiring));
+  }
+  keeper_options supervision;
+  supervision.dependents = b.rules;
+  if (cfg.http.enabled) {
+    // Shared with the restart function, and kept current by on_replaced
+    // (both run in the keeper's thread only).
+    auto ctx = std::make_shared<http_context>();
+    ctx->hub = b.hub;
+    ctx->functions = b.functions;
+    for (auto& ep : cfg.endpoints)
+      if (ep.type == "redis")
+        ctx->state_stores.emplace(
+          ep.name, http_state_store{ep.type, b.endpoints.at(ep.name)});
+    // The stats actor may be restarted; the reader always asks the current one.
+    ctx->stats = spawn_stats_reader(sys);
+    std::uint16_t port = 0;
+    b.http = spawn_http_api(sys, cfg.http, *ctx, error, &port);
+    b.http_port = port;
+    if (!b.http)
+      return error;
+    spdlog::info("HTTP API on {} (port {})", cfg.http.listen, port);
+    // Restarted on the port bound now, also when http.listen said port 0.
+    auto http_cfg = cfg.http;
+    http_cfg.listen = cfg.http.listen.substr(0, cfg.http.listen.rfind(':') + 1)
+                      + std::to_string(port);
+    kept.push_back({"http_api", b.http,
+                    [&sys, http_cfg, ctx](std::string& err) {
+                      return spawn_http_api(sys, http_cfg, *ctx, err);
+                    },
+                    true});
+    supervision.on_replaced = [ctx](const caf::actor& old,
+                                    const caf::actor& replacement) {
+      ctx->replace(old, replacement);
+    };
+  }
+  b.keeper = spawn_keeper(sys, std::move(kept), std::move(supervision));
+  spdlog::info("hubflow {} running: {} rules, {} functions, {} endpoints",
+               HUBFLOW_VERSION, cfg.rules.size(), cfg.functions.size(),
+               cfg.endpoints.size());
+  return {};
+}
+
+void stop_broker(broker& b) {
+  auto exit = [](const caf::actor& a) {
+    if (a)
+      caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  };
+  for (auto& r : b.rules)
+    exit(r);
+  for (auto& l : b.hub_links)
+    exit(l);
+  if (b.keeper) {
+    exit(b.keeper); // it stops what it keeps
+  } else {
+    for (auto& [name, e] : b.endpoints)
+      exit(e);
+    exit(b.http);
+    for (auto& [name, f] : b.functions)
+      exit(f);
+    exit(b.hub);
+    exit(b.stats_port);
+    exit(b.stats);
+  }
+  if (!b.token_path.empty())
+    ::unlink(b.token_path.c_str());
+}
+} // namespace hubflow

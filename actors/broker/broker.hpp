@@ -1,0 +1,61 @@
+// The broker as a whole: every actor hubflow runs for a loaded config
+// (stats, the stats port, the embedded hub, endpoints, function
+// supervisors, rules, the HTTP API), wired together and supervised by a
+// keeper (core/keeper.hpp), which restarts what stops and points whoever
+// held it at the replacement. main.cpp adds the command line and signals;
+// tests start the same broker in-process.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <caf/actor.hpp>
+#include <caf/actor_system.hpp>
+
+#include "core/config.hpp"
+#include "functions/runtime.hpp"
+
+namespace hubflow {
+
+/// Everything the broker spawned, so shutdown can stop it in order. The
+/// handles are those started first: after the keeper replaced one, the
+/// replacement is a new actor.
+struct broker {
+  caf::actor stats;
+  caf::actor stats_port;
+  std::uint16_t stats_port_number = 0;
+  caf::actor hub; // the embedded hub, or invalid with an external hub
+  caf::actor http;
+  std::uint16_t http_port = 0;
+  std::map<std::string, caf::actor> endpoints;
+  std::map<std::string, caf::actor> functions;
+  std::vector<caf::actor> rules;
+  std::vector<caf::actor> hub_links;
+  /// Supervises stats, the stats port, the hub, endpoints, function
+  /// supervisors and the HTTP API once all started; it stops them at
+  /// shutdown.
+  caf::actor keeper;
+  std::string token_path; // removed at shutdown
+};
+
+/// Function runtimes by function name.
+using runtime_map = std::map<std::string, std::shared_ptr<function_runtime>>;
+
+/// Builds every function's runtime: this is where unknown plugins, wrong
+/// ABI versions and SQL that does not parse are refused, with the position
+/// of the function in the config. Throws config_error.
+runtime_map build_runtimes(const config& cfg, const runtime_options& opts);
+
+/// Starts the actors into `b`; returns an error text when something cannot
+/// start (then stop_broker(b) stops what did). The actor system must have
+/// loaded caf::io::middleman and hubflow's message types.
+std::string start_broker(caf::actor_system& sys, const config& cfg,
+                         runtime_map& runtimes, broker& b);
+
+/// Stops everything start_broker started (rules first, stats last) and
+/// removes the stats token file; returns at once.
+void stop_broker(broker& b);
+
+} // namespace hubflow
