@@ -188,7 +188,7 @@ TEST(hubflow_cli, help_documents_every_option_and_the_exit_codes) {
   EXPECT_EQ(res.exit_code, 0);
   for (auto option : {"--config", "--check", "--log-level", "--plugin-dir",
                       "--version", "--stats-port", "Exit codes",
-                      "4  the embedded hub or an endpoint stopped"})
+                      "3  the config is valid but the broker cannot start"})
     EXPECT_TRUE(contains(res.out, option)) << option;
 }
 

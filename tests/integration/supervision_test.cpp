@@ -114,6 +114,13 @@ protected:
     return -1;
   }
 
+  /// Connects a publisher and an application that reads the rule's output.
+  void connect(mqtt_client& device, mqtt_client& app) {
+    ASSERT_EQ(device.connect(mqtt_port_), 0);
+    ASSERT_EQ(app.connect(mqtt_port_), 0);
+    ASSERT_EQ(app.subscribe("out", 1), 1);
+  }
+
   /// Whether `client` gets `payload` on `topic` after publishing it to `in`.
   bool routes(mqtt_client& publisher, mqtt_client& client,
               const std::string& in, const std::string& topic,
@@ -142,9 +149,7 @@ protected:
 TEST_F(supervision, the_hub_comes_back_with_its_clients_sessions_and_rules) {
   mqtt_client device{"device"};
   mqtt_client app{"app", 4, false};
-  ASSERT_EQ(device.connect(mqtt_port_), 0);
-  ASSERT_EQ(app.connect(mqtt_port_), 0);
-  ASSERT_EQ(app.subscribe("out", 1), 1);
+  ASSERT_NO_FATAL_FAILURE(connect(device, app));
   ASSERT_EQ(app.subscribe("status/seen", 1), 1);
   ASSERT_TRUE(routes(device, app, "status", "status/seen", "on", true));
   ASSERT_TRUE(routes(device, app, "in", "out", R"({"id":1})"));
@@ -191,9 +196,7 @@ TEST_F(supervision, the_hub_comes_back_with_its_clients_sessions_and_rules) {
 TEST_F(supervision, a_hub_killed_again_and_again_comes_back_each_time) {
   mqtt_client device{"device"};
   mqtt_client app{"app"};
-  ASSERT_EQ(device.connect(mqtt_port_), 0);
-  ASSERT_EQ(app.connect(mqtt_port_), 0);
-  ASSERT_EQ(app.subscribe("out", 1), 1);
+  ASSERT_NO_FATAL_FAILURE(connect(device, app));
   for (int i = 1; i <= 3; ++i) {
     kill(current("hub"));
     ASSERT_TRUE(wait_until(
@@ -209,9 +212,7 @@ TEST_F(supervision, a_hub_killed_again_and_again_comes_back_each_time) {
 TEST_F(supervision, a_killed_function_supervisor_is_replaced_under_its_rule) {
   mqtt_client device{"device"};
   mqtt_client app{"app"};
-  ASSERT_EQ(device.connect(mqtt_port_), 0);
-  ASSERT_EQ(app.connect(mqtt_port_), 0);
-  ASSERT_EQ(app.subscribe("out", 1), 1);
+  ASSERT_NO_FATAL_FAILURE(connect(device, app));
   kill(broker_.functions.at("small"));
   // Published while the keeper waits its backoff: the rule keeps the
   // message and hands it to the replacement.
