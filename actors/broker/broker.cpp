@@ -27,7 +27,9 @@ runtime_map build_runtimes(const config& cfg, const runtime_options& opts) {
     std::string error;
     auto runtime = make_runtime(fn, opts, error);
     if (!runtime) {
-      auto key = fn.runtime == "native" ? ".plugin" : ".handler";
+      auto key = fn.runtime == "native" ? ".plugin"
+                 : fn.runtime == "wasm" ? ".module"
+                                        : ".handler";
       errors.push_back(format_config_error(
         fn.where, "functions[" + std::to_string(i) + "]" + key, error));
       continue;
