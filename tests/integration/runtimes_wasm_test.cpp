@@ -3,7 +3,8 @@
 // HTTP API's invoke, the grayscale example, Baetyl's context in the
 // module's environment, traps and exit codes as error reports carrying the
 // module's stderr, a module that never ends stopped by its timeout while
-// another function keeps serving, the sandbox (no files, a memory limit),
+// another function keeps serving, the sandbox (no files but the preopened
+// ones, a memory limit),
 // scaling between min and max, and the modules `--check` refuses.
 //
 // The modules are built from tests/wasm/*.c and plugins/wasm/grayscale by
@@ -112,7 +113,8 @@ std::string check_gray_png(const std::string& path, int width, int height) {
   return out;
 }
 
-std::string wasm_config(std::uint16_t port, std::uint16_t http_port) {
+std::string wasm_config(std::uint16_t port, std::uint16_t http_port,
+                        const std::string& data_dir) {
   std::ostringstream yaml;
   yaml << "hub:\n  listen: [tcp://127.0.0.1:" << port << "]\n"
        << "  message: {length: {max: 8m}}\n"
@@ -125,6 +127,10 @@ std::string wasm_config(std::uint16_t port, std::uint16_t http_port) {
     to: {topic: p/out}
     error_topic: p/err
     retry: {max: 0}
+  - name: files
+    from: {topic: f/in}
+    function: {name: files}
+    to: {topic: f/out}
   - name: identity
     from: {topic: id/in}
     function: {name: identity}
@@ -143,6 +149,8 @@ std::string wasm_config(std::uint16_t port, std::uint16_t http_port) {
        << "  - name: probe\n    runtime: wasm\n    module: " << wasm_module("probe")
        << "\n    args: [first-arg]\n    env: {GREETING: hello}\n"
           "    instance: {max: 1, timeout: 1500ms, memory: 16m}\n"
+       << "  - name: files\n    runtime: wasm\n    module: " << wasm_module("probe")
+       << "\n    preopens: {/data: '" << data_dir << "'}\n"
        << "  - name: identity\n    runtime: wasm\n    module: "
        << wasm_module("identity")
        << "\n    instance: {max: 1, message: {length: {max: 8m}}}\n"
@@ -161,12 +169,14 @@ protected:
         << wasm_module(name) << " is not built";
     port_ = free_port();
     http_port_ = free_port();
-    server_ = std::make_unique<hubflow_server>(wasm_config(port_, http_port_));
+    data_.write("hello.txt", "hello from the host\n");
+    server_ = std::make_unique<hubflow_server>(
+      wasm_config(port_, http_port_, data_.path()));
     ASSERT_TRUE(wait_for_port(port_, 15s)) << server_->proc().output();
     ASSERT_TRUE(wait_for_port(http_port_, 15s)) << server_->proc().output();
     ASSERT_TRUE(server_->wait_ready()) << server_->proc().output();
     ASSERT_EQ(sub_.connect(port_), 0);
-    for (auto filter : {"p/#", "id/out", "img/out", "s/out"})
+    for (auto filter : {"p/#", "f/out", "id/out", "img/out", "s/out"})
       ASSERT_LT(sub_.subscribe(filter, 1), 0x80);
     ASSERT_EQ(pub_.connect(port_), 0);
   }
@@ -215,6 +225,7 @@ protected:
   }
 
   temp_dir files_;
+  temp_dir data_; // preopened as /data for the `files` function
   std::uint16_t port_ = 0;
   std::uint16_t http_port_ = 0;
   std::unique_ptr<hubflow_server> server_;
@@ -373,6 +384,17 @@ TEST_F(runtimes_wasm, sandbox_no_files_and_a_memory_limit) {
   auto mib = std::atoi(got->c_str());
   EXPECT_GE(mib, 8) << *got;
   EXPECT_LT(mib, 12) << *got;
+}
+
+TEST_F(runtimes_wasm, preopens_open_only_the_mapped_directory) {
+  EXPECT_EQ(call("f/in", "f/out", "open /data/hello.txt").value_or(""), "opened\n");
+  EXPECT_EQ(call("f/in", "f/out", "open /data/missing.txt").value_or(""), "denied\n");
+  EXPECT_EQ(call("f/in", "f/out", "open " + data_.path() + "/hello.txt").value_or(""),
+            "denied\n");
+  EXPECT_EQ(call("f/in", "f/out", "open /etc/passwd").value_or(""), "denied\n");
+  // The next call (after one that opened a file) still starts afresh.
+  EXPECT_EQ(call("f/in", "f/out", "count").value_or(""), "1\n");
+  EXPECT_EQ(call("f/in", "f/out", "open /data/hello.txt").value_or(""), "opened\n");
 }
 
 TEST_F(runtimes_wasm, instances_scale_between_min_and_max) {
