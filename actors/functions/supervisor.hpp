@@ -22,7 +22,7 @@ namespace hubflow {
 /// `(invoke_atom, message, ticket)` with `(reply_atom, ticket,
 /// function_result)` (core/reply.hpp). An instance takes queued invocations
 /// in batches only while the function is fast (scaling::batch_limit: the
-/// last of a batch waits at most ~2 ms behind the others), and an idle
+/// last of a batch waits at most ~8 ms behind the others), and an idle
 /// instance takes over what a busy one's batch has not started; the timeout
 /// still applies to each invocation. While restarts back off with no
 /// instance at all, invocations are answered at once with an
