@@ -196,8 +196,8 @@ void update_gauges(supervisor_actor* self) {
                 st.mean_invocation ? st.mean_invocation->count() : -1);
   st.stats->set("batch_limit", static_cast<std::int64_t>(scaling::batch_limit(
                                  st.mean_invocation, batch_budget, batch_cap)));
-  if (st.cfg.runtime != "python" && st.cfg.runtime != "node")
-    return; // only worker processes have pids worth showing
+  if (st.cfg.runtime == "native" || st.cfg.runtime == "sql")
+    return; // only worker processes (python, node, wasm) have pids
   std::string pids;
   for (auto& [addr, slot] : st.instances)
     if (slot.pid > 0)
