@@ -11,8 +11,8 @@
 
 #include "core/probe.hpp"
 #include "core/reply.hpp"
-#include "core/uuid.hpp"
 #include "core/type_ids.hpp"
+#include "functions/instance.hpp"
 #include "functions/scaling.hpp"
 
 namespace hubflow {
@@ -20,8 +20,9 @@ namespace hubflow {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-using batch_done_atom = caf::atom_constant<caf::atom("batchdone")>;
 using check_atom = caf::atom_constant<caf::atom("check")>;
+/// The restart backoff passed (schedule_restart).
+using backoff_over_atom = caf::atom_constant<caf::atom("backoff_ok")>;
 
 /// Invocations one instance takes at once at most. Batches amortize the hop
 /// to the instance's thread (two context switches per hop on a loaded
@@ -35,90 +36,6 @@ constexpr std::size_t batch_cap = 64;
 /// (the supervisor's turn) idles the instance, and with 2 ms a Python
 /// worker's batches of ~17 lost it a measurable share of its msg/s.
 constexpr std::chrono::microseconds batch_budget{8000};
-
-// -- instance actor -------------------------------------------------------------
-
-/// An instance's current batch, shared by the supervisor and the instance
-/// thread. The supervisor fills it; the instance thread takes invocation
-/// `next` while `next < end` and records what it did, so a hanging
-/// invocation is found exactly, the results of those before it are kept,
-/// and the supervisor can take back invocations not started yet (lowering
-/// `end`) for an idle instance.
-struct batch_progress {
-  std::mutex mtx;
-  std::vector<message> msgs;
-  std::size_t next = 0;                 // the next one to start
-  std::size_t end = 0;                  // where the instance stops
-  std::vector<function_result> results; // in batch order
-  clock_type::time_point started;       // of invocation number results.size()
-  std::chrono::microseconds run_time{0}; // of the finished invocations
-};
-
-/// One function instance on its own thread (spawned detached), so a handler
-/// that blocks, sleeps or waits on a worker process never stalls the
-/// scheduler. Message: (invoke_atom, batch id); it runs the batch in
-/// `progress` in order, stops after a runtime failure (the instance is
-/// broken), and answers (batch_done_atom, batch id) with the results in
-/// `progress`.
-struct instance_state {
-  static inline const char* name = "hubflow.function_instance";
-  std::unique_ptr<function_instance> instance;
-};
-
-caf::behavior instance_actor(caf::stateful_actor<instance_state>* self,
-                             std::shared_ptr<function_runtime> runtime,
-                             std::shared_ptr<batch_progress> progress,
-                             std::string function_name,
-                             std::chrono::milliseconds timeout,
-                             caf::actor supervisor) {
-  std::string error;
-  self->state.instance = runtime->create_instance(error);
-  if (!self->state.instance) {
-    self->send(supervisor, retire_atom::value, error);
-    self->quit();
-    return {};
-  }
-  self->send(supervisor, ok_atom::value,
-             static_cast<std::int32_t>(self->state.instance->pid()));
-  // An instance outlives no supervisor: a replacement (core/keeper.hpp)
-  // starts instances of its own, and this one's worker must not linger.
-  self->monitor(supervisor);
-  self->set_down_handler([self](caf::down_msg&) { self->quit(); });
-  return {
-    [=](invoke_atom, std::uint64_t batch) {
-      for (;;) {
-        message msg;
-        clock_type::time_point started;
-        {
-          std::lock_guard<std::mutex> guard{progress->mtx};
-          if (progress->next >= progress->end)
-            break;
-          msg = std::move(progress->msgs[progress->next++]);
-          started = progress->started = clock_type::now();
-        }
-        auto invoke_id = make_uuid();
-        invocation call{msg, function_name, invoke_id, timeout};
-        function_result result;
-        try {
-          result = self->state.instance->invoke(call);
-        } catch (const std::exception& e) {
-          result = function_result::make_failure(e.what(), "RuntimeError");
-        }
-        bool broken = result.status == function_result::outcome::failure;
-        auto took = std::chrono::duration_cast<std::chrono::microseconds>(
-          clock_type::now() - started);
-        {
-          std::lock_guard<std::mutex> guard{progress->mtx};
-          progress->results.push_back(std::move(result));
-          progress->run_time += took;
-        }
-        if (broken)
-          break;
-      }
-      self->send(supervisor, batch_done_atom::value, batch);
-    },
-  };
-}
 
 // -- supervisor -----------------------------------------------------------------
 
@@ -220,9 +137,8 @@ void start_instances(supervisor_actor* self) {
   }
   for (std::size_t i = 0; i < n; ++i) {
     auto progress = std::make_shared<batch_progress>();
-    auto handle = self->spawn<caf::detached + caf::monitored>(
-      instance_actor, st.runtime, progress, st.cfg.name,
-      st.cfg.instance.timeout, caf::actor{self});
+    auto handle = spawn_instance(self, st.runtime, progress, st.cfg.name,
+                                 st.cfg.instance.timeout);
     instance_slot slot;
     slot.handle = handle;
     slot.progress = std::move(progress);
@@ -455,7 +371,7 @@ void schedule_restart(supervisor_actor* self) {
   st.restart_scheduled = true;
   st.stats->set("backoff_ms", delay.count());
   st.stats->report(self);
-  self->delayed_send(self, delay, connect_atom::value);
+  self->delayed_send(self, delay, backoff_over_atom::value);
 }
 
 void retire_idle(supervisor_actor* self) {
@@ -588,7 +504,7 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
     },
     [=](check_atom) { check_timeouts(self); },
     // An instance created its runtime instance and is ready.
-    [=](ok_atom, std::int32_t pid) {
+    [=](instance_ready_atom, std::int32_t pid) {
       auto& st = self->state;
       auto sender = caf::actor_cast<caf::actor_addr>(self->current_sender());
       auto i = st.instances.find(sender);
@@ -605,7 +521,7 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
       dispatch(self);
     },
     // An instance could not create its runtime instance.
-    [=](retire_atom, const std::string& error) {
+    [=](instance_failed_atom, const std::string& error) {
       auto& st = self->state;
       spdlog::error("function {}: cannot start an instance: {}", st.cfg.name,
                     error);
@@ -627,7 +543,7 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
       schedule_restart(self);
     },
     // The restart backoff passed.
-    [=](connect_atom) {
+    [=](backoff_over_atom) {
       self->state.restart_scheduled = false;
       dispatch(self);
     },
