@@ -8,26 +8,51 @@
 
 namespace hubflow {
 
+namespace {
+
+// CAF atoms hold at most 10 characters.
+constexpr caf::atom_value stats_interval_key = caf::atom("hf.statsiv");
+
+} // namespace
+
+std::chrono::milliseconds stats_interval(const caf::actor_system& sys) {
+  auto value = sys.runtime_settings().get(stats_interval_key);
+  if (auto ms = caf::get_if<std::int64_t>(&value))
+    return std::chrono::milliseconds{*ms};
+  return default_stats_interval;
+}
+
+void set_stats_interval(caf::actor_system& sys,
+                        std::chrono::milliseconds interval) {
+  sys.runtime_settings().set(stats_interval_key,
+                             static_cast<std::int64_t>(interval.count()));
+}
+
 probe::probe(std::string kind, std::string name) {
   stats_.kind = std::move(kind);
   stats_.name = std::move(name);
 }
 
 std::int64_t& probe::slot(std::string_view counter) {
-  changed_ = true;
   for (auto& [key, value] : stats_.counters)
     if (key == counter)
       return value;
+  changed_ = true; // a new counter shows, even at 0
   return stats_.counters.emplace_back(std::string{counter}, 0).second;
 }
 
 void probe::add(std::string_view counter, std::int64_t n) {
   slot(counter) += n;
+  if (n != 0)
+    changed_ = true;
 }
 
 void probe::set(std::string_view gauge, std::int64_t value) {
   auto& s = slot(gauge);
-  s = value;
+  if (s != value) {
+    s = value;
+    changed_ = true;
+  }
 }
 
 std::int64_t probe::get(std::string_view counter) const {
@@ -38,12 +63,15 @@ std::int64_t probe::get(std::string_view counter) const {
 }
 
 void probe::label(std::string_view key, std::string value) {
-  changed_ = true;
   for (auto& [k, v] : stats_.labels)
     if (k == key) {
-      v = std::move(value);
+      if (v != value) {
+        v = std::move(value);
+        changed_ = true;
+      }
       return;
     }
+  changed_ = true;
   stats_.labels.emplace_back(std::string{key}, std::move(value));
 }
 
@@ -76,6 +104,15 @@ component_stats probe::snapshot() const {
 }
 
 void probe::report(caf::local_actor* self) {
+  // A timer never fires early, so a timer of stats.interval that calls this
+  // before rescheduling itself reports on every tick.
+  if (changed_
+      && std::chrono::steady_clock::now() - last_report_
+           >= stats_interval(self->home_system()))
+    report_now(self);
+}
+
+void probe::report_now(caf::local_actor* self) {
   if (!changed_)
     return;
   auto handle = caf::actor_cast<caf::actor>(
@@ -83,6 +120,7 @@ void probe::report(caf::local_actor* self) {
   if (!handle)
     return;
   changed_ = false;
+  last_report_ = std::chrono::steady_clock::now();
   caf::anon_send(handle, report_atom::value, snapshot());
 }
 
