@@ -9,17 +9,15 @@
 #include <sstream>
 #include <utility>
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "fixtures/fixtures.hpp"
+#include "fixtures/http_client.hpp"
 #include "fixtures/redis_fixture.hpp"
 
 using namespace hubflow::test;
@@ -48,107 +46,6 @@ std::string broker_config(std::uint16_t mqtt_port, std::uint16_t http_port,
 )";
   return yaml.str();
 }
-
-/// A TCP connection to 127.0.0.1:port (closed on destruction).
-class raw_connection {
-public:
-  explicit raw_connection(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  raw_connection(raw_connection&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), rest_(std::move(other.rest_)) {
-  }
-  raw_connection& operator=(raw_connection&&) = delete;
-  ~raw_connection() {
-    if (fd_ >= 0)
-      ::close(fd_);
-  }
-  int fd() const {
-    return fd_;
-  }
-  bool send_all(std::string_view bytes) {
-    while (!bytes.empty()) {
-      auto n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-      if (n <= 0)
-        return false;
-      bytes.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-  }
-  /// Reads until one whole answer is in; status 0 if none came in time.
-  http_response read_response(std::chrono::milliseconds timeout = 5s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      std::string rest;
-      auto r = parse_http_response(rest_, &rest);
-      if (r.status != 0) {
-        rest_ = rest;
-        return r;
-      }
-      if (!wait_readable(deadline))
-        return {};
-      char buf[4096];
-      auto n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0)
-        return {};
-      rest_.append(buf, static_cast<size_t>(n));
-    }
-  }
-  http_response request(const std::string& raw,
-                        std::chrono::milliseconds timeout = 5s) {
-    return send_all(raw) ? read_response(timeout) : http_response{};
-  }
-  /// True once the peer closed or reset the connection (reading what
-  /// arrives before), false if it is still open at `deadline`.
-  bool closed_by_peer(std::chrono::steady_clock::time_point deadline) {
-    while (wait_readable(deadline)) {
-      char buf[4096];
-      auto n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0)
-        return true;
-      rest_.append(buf, static_cast<size_t>(n));
-    }
-    return false;
-  }
-  /// True once the peer reset the connection (without reading anything),
-  /// false if it is still open at `deadline`.
-  bool reset_by_peer(std::chrono::steady_clock::time_point deadline) {
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
-        return false;
-      pollfd p{fd_, 0, 0}; // only errors and hang-ups
-      if (::poll(&p, 1, static_cast<int>(left.count())) > 0
-          && (p.revents & (POLLERR | POLLHUP)))
-        return true;
-    }
-  }
-  const std::string& received() const {
-    return rest_;
-  }
-
-private:
-  bool wait_readable(std::chrono::steady_clock::time_point deadline) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-      deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0)
-      return false;
-    pollfd p{fd_, POLLIN, 0};
-    return ::poll(&p, 1, static_cast<int>(left.count())) > 0;
-  }
-
-  int fd_ = -1;
-  std::string rest_;
-};
 
 std::string nested_arrays(std::size_t depth) {
   return std::string(depth, '[') + std::string(depth, ']');
@@ -255,14 +152,14 @@ TEST_F(http_hardening, deeply_nested_json_gets_400) {
 }
 
 TEST_F(http_hardening, slowloris_is_closed_at_the_request_deadline) {
-  raw_connection slow{http_port_};
+  http_connection slow{http_port_};
   ASSERT_GE(slow.fd(), 0);
   auto start = std::chrono::steady_clock::now();
   ASSERT_TRUE(slow.send_all("GET /v1.0/healthz HTTP/1.1\r\nX-Slow: "));
   // One byte every 500 ms: each resets no deadline.
   bool closed = false;
   while (!closed && std::chrono::steady_clock::now() - start < 15s) {
-    closed = slow.closed_by_peer(std::chrono::steady_clock::now() + 500ms);
+    closed = slow.wait_closed(std::chrono::steady_clock::now() + 500ms);
     if (!closed && !slow.send_all("a"))
       closed = true;
   }
@@ -282,7 +179,7 @@ TEST_F(http_hardening, a_pipelining_client_that_never_reads_is_not_buffered) {
   expect_serving("start");
   auto pid = server_.proc().pid();
   auto before = rss_kib(pid);
-  raw_connection greedy{http_port_};
+  http_connection greedy{http_port_};
   ASSERT_GE(greedy.fd(), 0);
   ::fcntl(greedy.fd(), F_SETFL, ::fcntl(greedy.fd(), F_GETFL) | O_NONBLOCK);
   // Up to a million pipelined requests (31 MB; their answers would be
@@ -330,19 +227,19 @@ TEST_F(http_hardening, a_pipelining_client_that_never_reads_is_not_buffered) {
 }
 
 TEST_F(http_hardening, connections_above_max_connections_get_503) {
-  std::vector<raw_connection> clients;
+  std::vector<http_connection> clients;
   for (int i = 0; i < max_connections; ++i) {
     clients.emplace_back(http_port_);
     ASSERT_EQ(clients.back().request("GET /v1.0/healthz HTTP/1.1\r\n\r\n").status,
               204)
       << "connection " << i;
   }
-  raw_connection extra{http_port_};
+  http_connection extra{http_port_};
   ASSERT_TRUE(extra.send_all("GET /v1.0/healthz HTTP/1.1\r\n\r\n"));
   auto refused = extra.read_response();
   EXPECT_EQ(refused.status, 503) << extra.received();
   EXPECT_EQ(refused.header("connection"), "close");
-  EXPECT_TRUE(extra.closed_by_peer(std::chrono::steady_clock::now() + 5s));
+  EXPECT_TRUE(extra.wait_closed(std::chrono::steady_clock::now() + 5s));
   // Those within the limit go on; one closing makes room for another.
   EXPECT_EQ(clients.front().request("GET /v1.0/healthz HTTP/1.1\r\n\r\n").status,
             204);
@@ -357,7 +254,7 @@ TEST_F(http_hardening, connection_cycles_keep_rss_flat) {
   // Half the cycles are closed by the broker (Connection: close), half by
   // the client after its answer.
   auto cycle = [&](int i) {
-    raw_connection c{http_port_};
+    http_connection c{http_port_};
     auto r = c.request(i % 2 == 0
                          ? "GET /v1.0/healthz HTTP/1.1\r\nConnection: close\r\n\r\n"
                          : "GET /v1.0/healthz HTTP/1.1\r\n\r\n");

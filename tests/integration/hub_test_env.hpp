@@ -9,11 +9,6 @@
 #include <string>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
@@ -22,6 +17,7 @@
 #include "core/config.hpp"
 #include "core/type_ids.hpp"
 #include "fixtures/fixtures.hpp"
+#include "fixtures/loopback_socket.hpp"
 #include "hub/embedded_hub.hpp"
 #include "hub/mqtt_codec.hpp"
 
@@ -90,100 +86,50 @@ private:
 
 /// A raw TCP client for byte-level tests (garbage, truncation, codec
 /// checks of what the hub sends).
-class raw_client {
+class raw_client : public loopback_socket {
 public:
-  /// `receive_buffer` > 0 shrinks the socket's receive buffer (before
-  /// connecting, so the TCP window stays small): a slow consumer.
-  explicit raw_client(std::uint16_t port, int receive_buffer = 0) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (receive_buffer > 0)
-      ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer,
-                   sizeof(receive_buffer));
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  ~raw_client() {
-    if (fd_ >= 0)
-      ::close(fd_);
-  }
-  raw_client(const raw_client&) = delete;
-  raw_client& operator=(const raw_client&) = delete;
-
-  bool ok() const {
-    return fd_ >= 0;
+  /// `receive_buffer` > 0: a slow consumer (see loopback_socket).
+  explicit raw_client(std::uint16_t port, int receive_buffer = 0)
+    : loopback_socket(port, receive_buffer) {
   }
 
   bool send(const std::string& bytes) {
-    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL)
-           == static_cast<ssize_t>(bytes.size());
+    return send_all(bytes);
   }
   bool send(const mqtt::packet& p, std::uint8_t version) {
     mqtt::byte_buffer buf;
     mqtt::encode(p, version, buf);
-    return send(std::string{buf.data(), buf.size()});
+    return send_all(std::string_view{buf.data(), buf.size()});
   }
 
   /// Reads the next packet the hub sends (client-side decoding); nullopt on
   /// timeout or when the hub closed the connection.
   std::optional<mqtt::packet> read(std::uint8_t version,
                                    std::chrono::milliseconds timeout = 5s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto deadline = deadline_in(timeout);
     mqtt::decode_options opts;
     opts.version = version;
     opts.server = false;
     for (;;) {
-      if (!buf_.empty()) {
+      auto& buf = received();
+      if (!buf.empty()) {
         mqtt::packet p;
-        auto res = mqtt::decode(buf_, opts, p);
+        auto res = mqtt::decode(buf, opts, p);
         if (res.status == mqtt::decode_status::ok) {
-          buf_.erase(0, res.consumed);
+          buf.erase(0, res.consumed);
           return p;
         }
         if (res.status == mqtt::decode_status::error)
           return std::nullopt;
       }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
+      if (!read_some(deadline))
         return std::nullopt;
-      pollfd pfd{fd_, POLLIN, 0};
-      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
-        return std::nullopt;
-      char tmp[4096];
-      auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
-      if (n <= 0) {
-        closed_ = true;
-        return std::nullopt;
-      }
-      buf_.append(tmp, static_cast<std::size_t>(n));
     }
   }
 
   /// True once the hub closed the connection (within `timeout`).
   bool wait_closed(std::chrono::milliseconds timeout = 5s) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!closed_) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0)
-        return false;
-      pollfd pfd{fd_, POLLIN, 0};
-      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0)
-        return false;
-      char tmp[4096];
-      auto n = ::recv(fd_, tmp, sizeof(tmp), 0);
-      if (n <= 0)
-        closed_ = true;
-      else
-        buf_.append(tmp, static_cast<std::size_t>(n));
-    }
-    return true;
+    return loopback_socket::wait_closed(deadline_in(timeout));
   }
 
   /// Connects at the MQTT level; returns the CONNACK.
@@ -220,10 +166,6 @@ public:
     }
   }
 
-private:
-  int fd_ = -1;
-  bool closed_ = false;
-  std::string buf_;
 };
 
 /// `mosquitto_pub` against the hub; returns the exit code.

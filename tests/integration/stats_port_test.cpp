@@ -5,10 +5,6 @@
 // stops the broker at startup.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fixtures/fixtures.hpp"
+#include "fixtures/loopback_socket.hpp"
 
 using namespace hubflow::test;
 using steady = std::chrono::steady_clock;
@@ -49,54 +46,25 @@ std::string default_token_path(std::uint16_t port) {
 }
 
 /// A raw TCP client of the stats port.
-class raw_client {
+class raw_client : public loopback_socket {
 public:
-  explicit raw_client(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr),
-                           sizeof(addr))
-                 == 0;
-  }
-  ~raw_client() {
-    ::close(fd_);
-  }
+  using loopback_socket::loopback_socket;
+
   bool connected() const {
-    return connected_;
+    return ok();
   }
   /// Sends what it can of `data`; false once the broker closed.
   bool send(const std::string& data) {
-    return ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL)
-           == static_cast<ssize_t>(data.size());
+    return send_all(data);
   }
   /// Everything until the broker closes (or `timeout`); nullopt when it
   /// did not close in time.
   std::optional<std::string> read_until_closed(std::chrono::milliseconds
                                                  timeout = 10s) {
-    std::string got;
-    auto deadline = steady::now() + timeout;
-    for (;;) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - steady::now());
-      if (left.count() <= 0)
-        return std::nullopt;
-      pollfd p{fd_, POLLIN, 0};
-      if (::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-        return std::nullopt;
-      char buf[4096];
-      auto n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0)
-        return got; // closed (a reset after unread data counts too)
-      got.append(buf, static_cast<std::size_t>(n));
-    }
+    if (!wait_closed(deadline_in(timeout)))
+      return std::nullopt;
+    return received();
   }
-
-private:
-  int fd_ = -1;
-  bool connected_ = false;
 };
 
 /// The counters of component (kind, name) in a stats JSON snapshot.

@@ -17,6 +17,7 @@
 #include "broker/broker.hpp"
 #include "core/type_ids.hpp"
 #include "fixtures/fixtures.hpp"
+#include "fixtures/http_client.hpp"
 #include "fixtures/redis_fixture.hpp"
 
 using namespace hubflow;

@@ -6,12 +6,6 @@
 #include <thread>
 #include <utility>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <gtest/gtest.h>
@@ -20,6 +14,7 @@
 #include "core/component_stats.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/redis/redis_endpoint.hpp"
+#include "fixtures/http_client.hpp"
 #include "fixtures/redis_fixture.hpp"
 #include "http/http_api.hpp"
 
@@ -80,63 +75,6 @@ caf::behavior fake_stats(caf::event_based_actor*) {
     },
   };
 }
-
-/// One keep-alive connection: a request written, its answer read.
-class keep_alive_client {
-public:
-  explicit keep_alive_client(std::uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ::close(fd_);
-      fd_ = -1;
-    }
-  }
-  keep_alive_client(keep_alive_client&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), rest_(std::move(other.rest_)) {
-  }
-  keep_alive_client& operator=(keep_alive_client&&) = delete;
-  ~keep_alive_client() {
-    if (fd_ >= 0)
-      ::close(fd_);
-  }
-
-  /// Writes `raw` and reads until one whole answer is in (status 0 if none
-  /// came in time).
-  test::http_response request(const std::string& raw,
-                              std::chrono::milliseconds timeout = 5s) {
-    if (fd_ < 0
-        || ::send(fd_, raw.data(), raw.size(), MSG_NOSIGNAL)
-             != static_cast<ssize_t>(raw.size()))
-      return {};
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-      std::string rest;
-      auto r = test::parse_http_response(rest_, &rest);
-      if (r.status != 0) {
-        rest_ = rest;
-        return r;
-      }
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-        deadline - std::chrono::steady_clock::now());
-      pollfd p{fd_, POLLIN, 0};
-      if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0)
-        return {};
-      char buf[4096];
-      auto n = ::recv(fd_, buf, sizeof(buf), 0);
-      if (n <= 0)
-        return {};
-      rest_.append(buf, static_cast<size_t>(n));
-    }
-  }
-
-private:
-  int fd_ = -1;
-  std::string rest_;
-};
 
 struct curl_result {
   int status = 0;
@@ -695,7 +633,7 @@ TEST_F(http_api_test, connections_above_the_limit_get_503) {
   std::uint16_t port = 0;
   auto api = spawn_http_api(sys_, cfg, {}, error, &port);
   ASSERT_TRUE(api) << error;
-  std::vector<keep_alive_client> clients;
+  std::vector<test::http_connection> clients;
   for (int i = 0; i < 2; ++i) {
     clients.emplace_back(port);
     ASSERT_EQ(clients.back().request("GET /v1.0/healthz HTTP/1.1\r\n\r\n").status,

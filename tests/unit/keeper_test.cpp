@@ -5,12 +5,6 @@
 // port come back on their ports, the stats actor with its numbers.
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <future>
 #include <map>
@@ -23,6 +17,7 @@
 #include "core/keeper.hpp"
 #include "core/type_ids.hpp"
 #include "fixtures/fixtures.hpp"
+#include "fixtures/loopback_socket.hpp"
 #include "http/http_api.hpp"
 #include "stats/stats.hpp"
 #include "stats/stats_port.hpp"
@@ -91,24 +86,12 @@ struct restart_log {
 };
 
 /// Sends `request` to 127.0.0.1:port and returns all it answers until it
-/// closes (empty when nothing listens or it stays open 5 s).
+/// closes or 5 s pass (empty when nothing listens).
 std::string talk(std::uint16_t port, const std::string& request) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  std::string got;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0
-      && ::send(fd, request.data(), request.size(), MSG_NOSIGNAL) > 0) {
-    pollfd p{fd, POLLIN, 0};
-    char buf[4096];
-    ssize_t n = 0;
-    while (::poll(&p, 1, 5000) == 1 && (n = ::recv(fd, buf, sizeof(buf), 0)) > 0)
-      got.append(buf, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  return got;
+  test::loopback_socket conn{port};
+  if (conn.send_all(request))
+    conn.wait_closed(test::deadline_in(5s));
+  return conn.received();
 }
 
 bool contains(const std::string& text, const std::string& part) {
