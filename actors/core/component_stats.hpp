@@ -1,4 +1,6 @@
-// A snapshot of one component's counters, as reported to the stats actor.
+// What the stats actor holds and answers: one component's counters, and the
+// snapshot of all of them. Typed values, so whoever asks (the stats port,
+// /metrics, /v1.0/metadata) renders them without parsing text again.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,22 @@ struct component_stats {
                                                  component_stats& x) {
     return f(caf::meta::type_name("component_stats"), x.kind, x.name,
              x.counters, x.labels);
+  }
+};
+
+/// The stats actor's answer to (get_atom): the latest report of every
+/// component, ordered by (kind, name). Rendered by stats/stats_render.hpp
+/// (JSON, the hubflowctl table) and http/ (Prometheus text, metadata).
+struct stats_snapshot {
+  std::string version; // HUBFLOW_VERSION of the broker
+  std::int64_t uptime_ms = 0;
+  std::vector<component_stats> components;
+
+  template <class Inspector>
+  friend typename Inspector::result_type inspect(Inspector& f,
+                                                 stats_snapshot& x) {
+    return f(caf::meta::type_name("stats_snapshot"), x.version, x.uptime_ms,
+             x.components);
   }
 };
 

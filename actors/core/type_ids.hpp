@@ -27,7 +27,8 @@
 //     ticketed (invoke_atom, message, ticket) -> (reply_atom, ticket,
 //     function_result).
 // - Stats actor: (report_atom, component_stats) from every component;
-//     (caf::get_atom) -> std::string holding the JSON snapshot.
+//     (caf::get_atom) -> stats_snapshot (rendered by stats/stats_render.hpp
+//     and http/).
 #pragma once
 
 #include <caf/all.hpp>
@@ -43,6 +44,7 @@ CAF_BEGIN_TYPE_ID_BLOCK(hubflow, caf::first_custom_type_id)
   CAF_ADD_TYPE_ID(hubflow, (hubflow::message))
   CAF_ADD_TYPE_ID(hubflow, (hubflow::function_result))
   CAF_ADD_TYPE_ID(hubflow, (hubflow::component_stats))
+  CAF_ADD_TYPE_ID(hubflow, (hubflow::stats_snapshot))
 
 CAF_END_TYPE_ID_BLOCK(hubflow)
 

@@ -31,6 +31,7 @@
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
 
+#include "core/component_stats.hpp"
 #include "core/config.hpp"
 
 namespace hubflow {
@@ -53,7 +54,7 @@ struct http_context {
   std::map<std::string, caf::actor> functions;
   /// State stores by endpoint name (the Dapr store name).
   std::map<std::string, http_state_store> state_stores;
-  /// The stats actor: (get_atom) -> std::string JSON snapshot.
+  /// The stats actor: (get_atom) -> stats_snapshot.
   caf::actor stats;
   /// How long the API waits for the hub, a store or the stats actor.
   std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
@@ -75,10 +76,9 @@ caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
                           const http_context& ctx, std::string& error,
                           std::uint16_t* bound_port = nullptr);
 
-/// The /v1.0/metadata document built from the stats JSON and the context.
-/// Throws nlohmann::json::exception when a component in the stats JSON has
-/// fields of the wrong type (the API answers that with 500).
-std::string http_metadata_json(const std::string& stats_json,
+/// The /v1.0/metadata document built from the stats snapshot and the
+/// context.
+std::string http_metadata_json(const stats_snapshot& stats,
                                const http_context& ctx);
 
 } // namespace hubflow

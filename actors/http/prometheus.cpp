@@ -3,10 +3,11 @@
 #include <cctype>
 #include <map>
 #include <set>
-#include <stdexcept>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include "stats/stats_render.hpp"
 
 namespace hubflow {
 
@@ -27,18 +28,6 @@ std::string escape_label_value(const std::string& value) {
   return out;
 }
 
-std::string number_text(const nlohmann::json& v) {
-  if (v.is_number_integer())
-    return std::to_string(v.get<std::int64_t>());
-  if (v.is_number_unsigned())
-    return std::to_string(v.get<std::uint64_t>());
-  if (v.is_number_float())
-    return nlohmann::json(v.get<double>()).dump();
-  if (v.is_boolean())
-    return v.get<bool>() ? "1" : "0";
-  return {};
-}
-
 } // namespace
 
 std::string prometheus_name(const std::string& text) {
@@ -50,53 +39,38 @@ std::string prometheus_name(const std::string& text) {
   return out;
 }
 
-std::string stats_to_prometheus(const std::string& stats_json) {
-  auto doc = nlohmann::json::parse(stats_json, nullptr, false);
-  if (doc.is_discarded() || !doc.is_object())
-    throw std::invalid_argument("stats snapshot is not a JSON object");
+std::string stats_to_prometheus(const stats_snapshot& snapshot) {
   // Samples grouped by metric family: the format wants each family's
   // samples together, after its TYPE line.
   std::map<std::string, std::vector<std::string>> counters;
   std::map<std::string, std::vector<std::string>> infos;
-  if (auto comps = doc.find("components");
-      comps != doc.end() && comps->is_array()) {
-    for (auto& c : *comps) {
-      auto kind = prometheus_name(c.value("kind", "component"));
-      auto name = escape_label_value(c.value("name", ""));
-      auto selector = "{name=\"" + name + "\"}";
-      if (auto cs = c.find("counters"); cs != c.end() && cs->is_object())
-        for (auto& [counter, value] : cs->items()) {
-          auto text = number_text(value);
-          if (text.empty())
-            continue;
-          counters["hubflow_" + kind + "_" + prometheus_name(counter)]
-            .push_back(selector + " " + text);
-        }
-      if (auto ls = c.find("labels");
-          ls != c.end() && ls->is_object() && !ls->empty()) {
-        std::string labels = "name=\"" + name + "\"";
-        std::set<std::string> seen{"name"};
-        for (auto& [key, value] : ls->items()) {
-          auto label = prometheus_name(key);
-          if (!seen.insert(label).second)
-            continue;
-          labels += "," + label + "=\""
-                    + escape_label_value(value.is_string()
-                                           ? value.get<std::string>()
-                                           : value.dump())
-                    + "\"";
-        }
-        infos["hubflow_" + kind + "_info"].push_back("{" + labels + "} 1");
-      }
+  for (auto& c : snapshot.components) {
+    auto kind = prometheus_name(c.kind);
+    auto name = escape_label_value(c.name);
+    auto selector = "{name=\"" + name + "\"}";
+    for (auto& [counter, value] : counters_by_name(c))
+      counters["hubflow_" + kind + "_" + prometheus_name(counter)].push_back(
+        selector + " " + std::to_string(value));
+    auto labels = labels_by_name(c);
+    if (labels.empty())
+      continue;
+    std::string text = "name=\"" + name + "\"";
+    std::set<std::string> seen{"name"};
+    for (auto& [key, value] : labels) {
+      auto label = prometheus_name(key);
+      if (!seen.insert(label).second)
+        continue;
+      text += "," + label + "=\"" + escape_label_value(value) + "\"";
     }
+    infos["hubflow_" + kind + "_info"].push_back("{" + text + "} 1");
   }
   std::string out;
-  if (auto up = doc.find("uptime_ms"); up != doc.end() && up->is_number()) {
-    out += "# HELP hubflow_uptime_seconds Seconds since hubflow started.\n"
-           "# TYPE hubflow_uptime_seconds gauge\n"
-           "hubflow_uptime_seconds "
-           + nlohmann::json(up->get<double>() / 1000.0).dump() + "\n";
-  }
+  out += "# HELP hubflow_uptime_seconds Seconds since hubflow started.\n"
+         "# TYPE hubflow_uptime_seconds gauge\n"
+         "hubflow_uptime_seconds "
+         + nlohmann::json(static_cast<double>(snapshot.uptime_ms) / 1000.0)
+             .dump()
+         + "\n";
   for (auto& [family, samples] : counters) {
     // hubflow's counters mix cumulative counts and current values, so they
     // are exposed untyped rather than claiming counter semantics.

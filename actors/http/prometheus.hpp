@@ -3,14 +3,15 @@
 
 #include <string>
 
+#include "core/component_stats.hpp"
+
 namespace hubflow {
 
-/// Converts the stats JSON ({"components":[{"kind","name","counters":{..},
-/// "labels":{..}}], "uptime_ms": n}) into Prometheus text. Every counter
-/// becomes `hubflow_<kind>_<counter>{name="<name>"} <value>`; a component's
-/// labels become one `hubflow_<kind>_info{name=...,<label>=...} 1` sample.
-/// Throws std::invalid_argument when the JSON cannot be read.
-std::string stats_to_prometheus(const std::string& stats_json);
+/// The stats actor's snapshot as Prometheus text: `hubflow_uptime_seconds`,
+/// then every counter as `hubflow_<kind>_<counter>{name="<name>"} <value>`
+/// (untyped: counters and current values mix), and a component's labels as
+/// one `hubflow_<kind>_info{name=...,<label>=...} 1` sample.
+std::string stats_to_prometheus(const stats_snapshot& snapshot);
 
 /// `text` reduced to a valid metric or label name ([a-zA-Z_][a-zA-Z0-9_]*).
 std::string prometheus_name(const std::string& text);

@@ -2,12 +2,12 @@
 
 #include <chrono>
 #include <map>
-#include <sstream>
 
 #include <caf/all.hpp>
-#include <nlohmann/json.hpp>
 
+#include "core/probe.hpp"
 #include "core/type_ids.hpp"
+#include "stats/stats_render.hpp"
 
 namespace hubflow {
 
@@ -32,25 +32,6 @@ struct stats_state {
   stats_config cfg;
 };
 
-// Names and labels come from clients and remote systems (client ids, Kafka
-// topics): text that is not UTF-8 is replaced, never a reason to throw.
-std::string dump(const nlohmann::json& doc) {
-  return doc.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-nlohmann::json to_json(const component_stats& c) {
-  nlohmann::json counters = nlohmann::json::object();
-  for (auto& [k, v] : c.counters)
-    counters[k] = v;
-  nlohmann::json labels = nlohmann::json::object();
-  for (auto& [k, v] : c.labels)
-    labels[k] = v;
-  return {{"kind", c.kind},
-          {"name", c.name},
-          {"counters", counters},
-          {"labels", labels}};
-}
-
 caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
                           stats_config cfg, std::shared_ptr<stats_store> store) {
   self->state.cfg = cfg;
@@ -63,26 +44,18 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
       st.components[key] = std::move(c);
       st.dirty[key] = true;
     },
-    [=](get_atom) -> caf::result<std::string> {
+    [=](get_atom) {
       auto& st = *self->state.store;
-      try {
-        nlohmann::json doc;
-        doc["version"] = HUBFLOW_VERSION;
-        doc["uptime_ms"]
-          = std::chrono::duration_cast<std::chrono::milliseconds>(
-              std::chrono::steady_clock::now() - st.started)
-              .count();
-        doc["components"] = nlohmann::json::array();
-        for (auto& [key, c] : st.components)
-          doc["components"].push_back(to_json(c));
-        return dump(doc);
-      } catch (const std::exception& e) {
-        // Answered, not thrown: a snapshot that cannot be built (memory)
-        // must not take the stats actor down.
-        return caf::make_error(caf::sec::runtime_error,
-                               std::string{"stats snapshot failed: "}
-                                 + e.what());
-      }
+      stats_snapshot snapshot;
+      snapshot.version = HUBFLOW_VERSION;
+      snapshot.uptime_ms
+        = std::chrono::duration_cast<std::chrono::milliseconds>(
+            std::chrono::steady_clock::now() - st.started)
+            .count();
+      snapshot.components.reserve(st.components.size());
+      for (auto& [key, c] : st.components)
+        snapshot.components.push_back(c);
+      return snapshot;
     },
     [=](publish_atom, caf::actor hub) {
       self->state.store->hub = std::move(hub);
@@ -102,7 +75,7 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
           dirty = false;
           message msg;
           msg.topic = "$SYS/hubflow/" + key.first + "/" + key.second;
-          msg.body = payload{dump(to_json(st.components[key]))};
+          msg.body = payload{component_to_json(st.components[key])};
           msg.retain = true;
           msg.origin = "stats";
           self->request(st.hub, caf::infinite, publish_atom::value,
@@ -118,7 +91,7 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
 
 caf::behavior stats_reader(caf::event_based_actor* self) {
   return {
-    // Answers what the stats actor answers: std::string, or an error.
+    // Answers what the stats actor answers: stats_snapshot, or an error.
     [=](get_atom) -> caf::result<caf::message> {
       auto stats = self->home_system().registry().get<caf::actor>(
         stats_registry_name);
@@ -136,6 +109,8 @@ caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
                        std::shared_ptr<stats_store> store) {
   if (!store)
     store = make_stats_store();
+  // Before the stats actor exists: every probe reports on this interval.
+  set_stats_interval(sys, cfg.report_interval);
   auto stats = sys.spawn(stats_actor, cfg, std::move(store));
   // put() keeps an existing entry (CAF 0.17 emplaces), even a dead actor's.
   sys.registry().erase(stats_registry_name);
@@ -145,38 +120,6 @@ caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
 
 caf::actor spawn_stats_reader(caf::actor_system& sys) {
   return sys.spawn(stats_reader);
-}
-
-std::string render_stats_table(const std::string& stats_json) {
-  auto doc = nlohmann::json::parse(stats_json, nullptr, false);
-  if (doc.is_discarded())
-    return "malformed stats JSON\n";
-  std::ostringstream out;
-  out << "hubflow " << doc.value("version", "?") << ", up "
-      << doc.value("uptime_ms", 0) / 1000 << " s\n";
-  std::string kind;
-  for (auto& c : doc["components"]) {
-    if (c["kind"] != kind) {
-      kind = c["kind"];
-      out << "\n" << kind << "\n";
-    }
-    out << "  " << c["name"].get<std::string>() << "\n";
-    std::string line = "   ";
-    auto emit = [&](const std::string& item) {
-      if (line.size() + item.size() > 78) {
-        out << line << "\n";
-        line = "   ";
-      }
-      line += item;
-    };
-    for (auto& [k, v] : c["counters"].items())
-      emit(" " + k + "=" + v.dump());
-    for (auto& [k, v] : c["labels"].items())
-      emit(" " + k + "=" + v.get<std::string>());
-    if (line.size() > 3)
-      out << line << "\n";
-  }
-  return out.str();
 }
 
 } // namespace hubflow

@@ -1,11 +1,9 @@
-// The stats actor: every component reports its counters here; it answers
-// `hubflowctl stats` (through the stats port, stats_port.hpp) with a JSON
-// snapshot and publishes each component's counters on `$SYS/hubflow/...`.
-//
-// JSON shape (documented in docs/hubflowctl.md):
-//   {"version": "0.1.0", "uptime_ms": 1234,
-//    "components": [{"kind": "rule", "name": "r1",
-//                    "counters": {"in": 3, ...}, "labels": {...}}, ...]}
+// The stats actor: every component's probe (core/probe.hpp) reports its
+// counters here; it answers (get_atom) with a stats_snapshot
+// (core/component_stats.hpp), which the stats port, /metrics and
+// /v1.0/metadata render (stats_render.hpp, http/), and publishes each
+// changed component's counters as JSON on `$SYS/hubflow/<kind>/<name>`
+// every stats.interval.
 #pragma once
 
 #include <memory>
@@ -29,18 +27,15 @@ std::shared_ptr<stats_store> make_stats_store();
 /// Spawns the stats actor on `store` (a fresh one when null) and registers
 /// it under stats_registry_name before returning, so a restarted stats
 /// actor is the one every component finds at once.
-/// Messages: (report_atom, component_stats); (get_atom) -> std::string JSON;
+/// Messages: (report_atom, component_stats); (get_atom) -> stats_snapshot;
 /// (publish_atom, caf::actor hub) sets the hub that gets `$SYS` messages;
 /// (rewire_atom, old, replacement) replaces that hub (core/keeper.hpp).
 caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
                        std::shared_ptr<stats_store> store = nullptr);
 
-/// An actor that answers (get_atom) -> std::string for whichever stats
+/// An actor that answers (get_atom) -> stats_snapshot for whichever stats
 /// actor the registry names now: a stable handle for holders that keep one
 /// (the HTTP API) while the stats actor itself may be restarted.
 caf::actor spawn_stats_reader(caf::actor_system& sys);
-
-/// The JSON snapshot as a human-readable table, one block per kind.
-std::string render_stats_table(const std::string& stats_json);
 
 } // namespace hubflow

@@ -10,6 +10,7 @@
 
 #include "core/acceptor.hpp"
 #include "core/type_ids.hpp"
+#include "stats/stats_render.hpp"
 
 namespace hubflow {
 
@@ -47,7 +48,8 @@ void touch_stats(stats_port_broker* self) {
                        static_cast<std::int64_t>(st.connections.size()));
   if (!st.report_scheduled) {
     st.report_scheduled = true;
-    self->delayed_send(self, std::chrono::milliseconds(500), tick_atom::value);
+    self->delayed_send(self, stats_interval(self->home_system()),
+                       tick_atom::value);
   }
 }
 
@@ -120,10 +122,11 @@ void handle_line(stats_port_broker* self, caf::io::connection_handle hdl,
   }
   self->request(stats, self->state.ctx->limits.stats_timeout, get_atom::value)
     .then(
-      [=](const std::string& snapshot) {
+      [=](const stats_snapshot& snapshot) {
         if (self->state.connections.count(hdl) == 0)
           return; // the client left
-        self->write(hdl, snapshot.size(), snapshot.data());
+        auto text = stats_to_json(snapshot);
+        self->write(hdl, text.size(), text.data());
         finish(self, hdl, "\n", "requests");
       },
       [=](caf::error& err) {

@@ -2,7 +2,7 @@
 // the middleman's loop speaks a one-line, read-only protocol:
 //
 //   client: HUBFLOW-STATS 1 <token>\n
-//   broker: <the stats actor's JSON snapshot>\n        then closes, or
+//   broker: <the snapshot as JSON, stats_render.hpp>\n   then closes, or
 //           ERR unauthorized\n | ERR bad request\n | ERR unsupported version\n
 //           | ERR line too long\n | ERR busy\n | ERR unavailable\n
 //

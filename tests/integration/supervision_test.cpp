@@ -12,7 +12,6 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
-#include <nlohmann/json.hpp>
 
 #include "broker/broker.hpp"
 #include "core/type_ids.hpp"
@@ -22,7 +21,6 @@
 
 using namespace hubflow;
 using namespace hubflow::test;
-using json = nlohmann::json;
 
 namespace {
 
@@ -102,16 +100,15 @@ protected:
                        const std::string& key) {
     caf::scoped_actor self{*sys_};
     auto stats = sys_->registry().get<caf::actor>(stats_registry_name);
-    std::string snapshot;
+    stats_snapshot snapshot;
     self->request(stats, std::chrono::seconds(5), get_atom::value)
-      .receive([&](std::string& s) { snapshot = std::move(s); },
+      .receive([&](stats_snapshot& s) { snapshot = std::move(s); },
                [](caf::error&) {});
-    auto doc = json::parse(snapshot, nullptr, false);
-    if (doc.is_discarded())
-      return -1;
-    for (auto& c : doc["components"])
-      if (c["kind"] == kind && c["name"] == name)
-        return c["counters"].value(key, std::int64_t{-1});
+    for (auto& c : snapshot.components)
+      if (c.kind == kind && c.name == name)
+        for (auto& [k, v] : c.counters)
+          if (k == key)
+            return v;
     return -1;
   }
 

@@ -1,0 +1,277 @@
+#include "http/http_exchange.hpp"
+
+#include <caf/all.hpp>
+
+#include "core/type_ids.hpp"
+#include "endpoints/redis/state_store.hpp"
+
+// Dapr's state API over a state store actor (endpoints/redis/state_store.hpp).
+namespace hubflow::http {
+
+namespace {
+
+/// An etag as sent in If-Match: quotes and a weak prefix removed.
+std::string unquote_etag(std::string etag) {
+  if (etag.rfind("W/", 0) == 0)
+    etag.erase(0, 2);
+  if (etag.size() >= 2 && etag.front() == '"' && etag.back() == '"')
+    etag = etag.substr(1, etag.size() - 2);
+  return etag;
+}
+
+bool parse_concurrency(const std::string& text, state_concurrency& out) {
+  if (text.empty())
+    out = state_concurrency::unspecified;
+  else if (text == "first-write")
+    out = state_concurrency::first_write;
+  else if (text == "last-write")
+    out = state_concurrency::last_write;
+  else
+    return false;
+  return true;
+}
+
+/// HTTP status for a state store failure (documented in docs/http-api.md).
+int state_status(const caf::error& err) {
+  switch (state_error_code(err)) {
+    case state_errc::etag_mismatch:
+      return 409;
+    case state_errc::etag_invalid:
+    case state_errc::bad_request:
+      return 400;
+    case state_errc::unavailable:
+      return 503;
+    default:
+      return 500;
+  }
+}
+
+const http_state_store* find_store(http_broker* self, const reply_to& to,
+                                   const std::string& name) {
+  auto& stores = self->state.ctx->state_stores;
+  auto i = stores.find(name);
+  if (i != stores.end() && i->second.actor)
+    return &i->second;
+  respond_error(self, to, 400, "ERR_STATE_STORE_NOT_FOUND",
+                "state store " + name + " is not found");
+  return nullptr;
+}
+
+/// A request body as JSON, bounded in depth; on failure the message to
+/// answer with 400.
+json parse_body(http_broker* self, const http_request& req,
+                std::string& error) {
+  std::string why;
+  auto doc = parse_json_bounded(req.body, self->state.limits.max_json_depth,
+                                &why);
+  if (doc.is_discarded())
+    error = why.rfind("JSON nested", 0) == 0
+              ? "failed deserializing HTTP body: " + why
+              : "failed deserializing HTTP body: not valid JSON (" + why + ")";
+  return doc;
+}
+
+/// The string member `name` of `obj` into `out`; false if it is there but
+/// not a string.
+bool string_member(const json& obj, const char* name, std::string& out) {
+  auto i = obj.find(name);
+  if (i == obj.end() || i->is_null())
+    return true;
+  if (!i->is_string())
+    return false;
+  out = i->get<std::string>();
+  return true;
+}
+
+/// Reads Dapr's save body: [{key, value, etag?, options?, metadata?}].
+std::string read_save_items(const json& doc, std::vector<state_item>& items) {
+  if (!doc.is_array())
+    return "the body must be a JSON array of {key, value} objects";
+  for (size_t i = 0; i < doc.size(); ++i) {
+    auto& x = doc[i];
+    auto where = "item " + std::to_string(i) + ": ";
+    if (!x.is_object())
+      return where + "not an object";
+    auto key = x.find("key");
+    if (key == x.end() || !key->is_string() || key->get<std::string>().empty())
+      return where + "\"key\" must be a non-empty string";
+    state_item item;
+    item.key = key->get<std::string>();
+    auto value = x.find("value");
+    item.value = value == x.end() ? "null" : dump_json(*value);
+    if (auto etag = x.find("etag"); etag != x.end() && !etag->is_null()) {
+      if (etag->is_string())
+        item.etag = unquote_etag(etag->get<std::string>());
+      else if (etag->is_number_integer())
+        item.etag = dump_json(*etag);
+      else
+        return where + "\"etag\" must be a string";
+    }
+    if (auto opts = x.find("options"); opts != x.end() && opts->is_object()) {
+      std::string c;
+      if (!string_member(*opts, "concurrency", c))
+        return where + "options.concurrency must be a string";
+      if (!parse_concurrency(c, item.concurrency))
+        return where + "options.concurrency must be first-write or "
+                       "last-write, not '" + c + "'";
+      std::string consistency;
+      if (!string_member(*opts, "consistency", consistency)
+          || (!consistency.empty() && consistency != "eventual"
+              && consistency != "strong"))
+        return where + "options.consistency must be eventual or strong";
+    }
+    if (auto meta = x.find("metadata"); meta != x.end() && meta->is_object()) {
+      if (auto ttl = meta->find("ttlInSeconds"); ttl != meta->end()) {
+        try {
+          item.ttl_seconds = ttl->is_string() ? std::stoll(ttl->get<std::string>())
+                                              : ttl->get<std::int64_t>();
+        } catch (...) {
+          return where + "metadata.ttlInSeconds must be an integer";
+        }
+      }
+    }
+    items.push_back(std::move(item));
+  }
+  return {};
+}
+
+} // namespace
+
+void state_save(http_broker* self, const reply_to& to, const http_request& req,
+                const std::string& store_name) {
+  auto store = find_store(self, to, store_name);
+  if (!store)
+    return;
+  std::string error;
+  auto doc = parse_body(self, req, error);
+  std::vector<state_item> items;
+  if (error.empty())
+    error = read_save_items(doc, items);
+  if (!error.empty())
+    return respond_error(self, to, 400, "ERR_MALFORMED_REQUEST", error);
+  self->request(store->actor, self->state.ctx->request_timeout,
+                state_save_atom::value, std::move(items))
+    .then(
+      [=](ok_atom) {
+        answering(self, to, [&] { respond(self, to, 204, "", ""); });
+      },
+      [=](caf::error& err) {
+        answering(self, to, [&] {
+          respond_error(self, to, state_status(err), "ERR_STATE_SAVE",
+                        "failed saving state in state store " + store_name
+                          + ": " + error_text(err));
+        });
+      });
+}
+
+void state_get(http_broker* self, const reply_to& to, const std::string& store_name,
+               const std::string& key) {
+  auto store = find_store(self, to, store_name);
+  if (!store)
+    return;
+  self->request(store->actor, self->state.ctx->request_timeout,
+                state_get_atom::value, std::vector<std::string>{key})
+    .then(
+      [=](std::vector<state_entry>& entries) {
+        answering(self, to, [&] {
+          if (entries.empty() || !entries[0].found)
+            return respond(self, to, 204, "", "");
+          respond(self, to, 200, "application/json", entries[0].value,
+                  {{"ETag", entries[0].etag}});
+        });
+      },
+      [=](caf::error& err) {
+        answering(self, to, [&] {
+          respond_error(self, to, state_status(err), "ERR_STATE_GET",
+                        "failed getting state with key " + key
+                          + " from state store " + store_name + ": "
+                          + error_text(err));
+        });
+      });
+}
+
+void state_bulk_get(http_broker* self, const reply_to& to,
+                    const http_request& req, const std::string& store_name) {
+  auto store = find_store(self, to, store_name);
+  if (!store)
+    return;
+  std::string error;
+  auto doc = parse_body(self, req, error);
+  if (!error.empty())
+    return respond_error(self, to, 400, "ERR_MALFORMED_REQUEST", error);
+  std::vector<std::string> keys;
+  bool valid = doc.is_object() && doc.contains("keys") && doc["keys"].is_array();
+  if (valid)
+    for (auto& k : doc["keys"]) {
+      if (!k.is_string()) {
+        valid = false;
+        break;
+      }
+      keys.push_back(k.get<std::string>());
+    }
+  if (!valid)
+    return respond_error(self, to, 400, "ERR_MALFORMED_REQUEST",
+                         "the body must be {\"keys\": [\"key\", ...]}");
+  auto depth = self->state.limits.max_json_depth;
+  self->request(store->actor, self->state.ctx->request_timeout,
+                state_get_atom::value, std::move(keys))
+    .then(
+      [=](std::vector<state_entry>& entries) {
+        answering(self, to, [&] {
+          json out = json::array();
+          for (auto& e : entries) {
+            json item{{"key", e.key}};
+            if (e.found) {
+              // Values are stored as JSON text; anything else written into
+              // Redis by other tools (or nested too deep to embed) comes
+              // back as a string.
+              auto data = parse_json_bounded(e.value, depth);
+              item["data"] = data.is_discarded() ? json(e.value) : data;
+              item["etag"] = e.etag;
+            }
+            out.push_back(std::move(item));
+          }
+          respond(self, to, 200, "application/json", dump_json(out));
+        });
+      },
+      [=](caf::error& err) {
+        answering(self, to, [&] {
+          respond_error(self, to, state_status(err), "ERR_STATE_BULK_GET",
+                        "failed getting state from state store " + store_name
+                          + ": " + error_text(err));
+        });
+      });
+}
+
+void state_delete(http_broker* self, const reply_to& to,
+                  const http_request& req, const std::string& store_name,
+                  const std::string& key) {
+  auto store = find_store(self, to, store_name);
+  if (!store)
+    return;
+  state_item item;
+  item.key = key;
+  if (auto etag = req.header("if-match"))
+    item.etag = unquote_etag(*etag);
+  auto c = param(req, "concurrency");
+  if (!parse_concurrency(c, item.concurrency))
+    return respond_error(self, to, 400, "ERR_MALFORMED_REQUEST",
+                         "concurrency must be first-write or last-write, not '"
+                           + c + "'");
+  self->request(store->actor, self->state.ctx->request_timeout,
+                state_delete_atom::value, std::move(item))
+    .then(
+      [=](ok_atom) {
+        answering(self, to, [&] { respond(self, to, 204, "", ""); });
+      },
+      [=](caf::error& err) {
+        answering(self, to, [&] {
+          respond_error(self, to, state_status(err), "ERR_STATE_DELETE",
+                        "failed deleting state with key " + key
+                          + " from state store " + store_name + ": "
+                          + error_text(err));
+        });
+      });
+}
+
+} // namespace hubflow::http
