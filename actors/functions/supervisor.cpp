@@ -133,7 +133,7 @@ void start_instances(supervisor_actor* self) {
     // Attempts after failures, shown as they happen (not at the next tick)
     // so that the backoff between them can be followed from outside.
     st.stats->add("restarts", static_cast<std::int64_t>(n));
-    st.stats->report(self);
+    st.stats->report_now(self);
   }
   for (std::size_t i = 0; i < n; ++i) {
     auto progress = std::make_shared<batch_progress>();
@@ -370,7 +370,7 @@ void schedule_restart(supervisor_actor* self) {
   auto delay = scaling::restart_backoff(st.consecutive_failures);
   st.restart_scheduled = true;
   st.stats->set("backoff_ms", delay.count());
-  st.stats->report(self);
+  st.stats->report_now(self);
   self->delayed_send(self, delay, backoff_over_atom::value);
 }
 
@@ -556,7 +556,7 @@ caf::behavior supervisor(supervisor_actor* self, function_config cfg,
       self->state.stats->report(self);
       auto interval = std::min(
         scaling::idle_check_interval(self->state.cfg.instance.idletime),
-        std::chrono::milliseconds{500});
+        stats_interval(self->home_system()));
       self->delayed_send(self, interval, tick_atom::value);
     },
   };

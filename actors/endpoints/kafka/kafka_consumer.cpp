@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/probe.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/kafka/kafka_client.hpp"
 #include "endpoints/kafka/kafka_mapping.hpp"
@@ -18,6 +19,8 @@ namespace {
 
 using steady = std::chrono::steady_clock;
 
+// Polls and retries run on this timer; the probe reports on stats.interval
+// (at most this often).
 constexpr auto tick_interval = std::chrono::milliseconds(500);
 /// Acknowledged offsets are committed together after this pause, so a fast
 /// stream costs one commit request per pause, not one per record.
@@ -73,7 +76,9 @@ struct kafka_consumer_state {
   std::size_t in_flight = 0;
   bool commit_scheduled = false;
   consumer_counters counters;
-  latency_window latency; // delivery request to acknowledgement
+  /// Reports the counters (copied in by update_probe) and the latency
+  /// from delivery request to acknowledgement.
+  probe stats{"endpoint", ""};
 
   ~kafka_consumer_state();
 
@@ -91,7 +96,8 @@ struct kafka_consumer_state {
                     rd_kafka_topic_partition_list_t* parts);
   void on_committed(rd_kafka_resp_err_t err,
                     rd_kafka_topic_partition_list_t* offsets);
-  component_stats snapshot() const;
+  void update_probe();
+  component_stats snapshot();
 };
 
 void destroy_error(rd_kafka_error_t* error) {
@@ -257,9 +263,8 @@ void kafka_consumer_state::on_ack(consumer_actor* self,
                                   steady::time_point started) {
   --in_flight;
   ++counters.acked;
-  latency.add(std::chrono::duration_cast<std::chrono::microseconds>(
-                steady::now() - started)
-                .count());
+  stats.record_latency(std::chrono::duration_cast<std::chrono::microseconds>(
+    steady::now() - started));
   auto it = partitions.find(partition);
   if (it != partitions.end() && it->second.epoch == epoch) {
     auto& track = it->second;
@@ -344,12 +349,9 @@ void kafka_consumer_state::on_rebalance(rd_kafka_resp_err_t err,
     rd_kafka_assign(rk, nullptr);
 }
 
-component_stats kafka_consumer_state::snapshot() const {
-  component_stats out;
-  out.kind = "endpoint";
-  out.name = settings->name + "/" + topic;
+void kafka_consumer_state::update_probe() {
   auto& c = counters;
-  out.counters = {
+  std::pair<const char*, std::int64_t> values[] = {
     {"consumed", c.consumed},
     {"acked", c.acked},
     {"committed", c.committed},
@@ -358,16 +360,20 @@ component_stats kafka_consumer_state::snapshot() const {
     {"errors", c.errors},
     {"in_flight", static_cast<std::int64_t>(in_flight)},
     {"partitions", static_cast<std::int64_t>(partitions.size())},
-    {"latency_p50_us", latency.quantile(0.5)},
-    {"latency_p99_us", latency.quantile(0.99)},
   };
-  out.labels = {{"type", "kafka"},
-                {"role", "consumer"},
-                {"topic", topic},
-                {"group", settings->consumer_group_id}};
+  for (auto& [name, value] : values)
+    stats.set(name, value);
+  stats.label("type", "kafka");
+  stats.label("role", "consumer");
+  stats.label("topic", topic);
+  stats.label("group", settings->consumer_group_id);
   if (!last_error.empty())
-    out.labels.emplace_back("last_error", last_error);
-  return out;
+    stats.label("last_error", last_error);
+}
+
+component_stats kafka_consumer_state::snapshot() {
+  update_probe();
+  return stats.snapshot();
 }
 
 caf::behavior kafka_consumer(caf::stateful_actor<kafka_consumer_state>* self,
@@ -377,6 +383,7 @@ caf::behavior kafka_consumer(caf::stateful_actor<kafka_consumer_state>* self,
   auto& st = self->state;
   st.settings = std::move(settings);
   st.topic = std::move(topic);
+  st.stats = probe{"endpoint", st.settings->name + "/" + st.topic};
   st.qos = qos;
   st.subscriber = std::move(subscriber);
   st.setup(self);
@@ -421,8 +428,8 @@ caf::behavior kafka_consumer(caf::stateful_actor<kafka_consumer_state>* self,
       st.poll_records(self);
       if (st.rk != nullptr)
         st.commit(); // also retries commits that failed
-      if (auto stats = find_stats_actor(self->system()))
-        self->send(stats, report_atom::value, st.snapshot());
+      st.update_probe();
+      st.stats.report(self);
       self->delayed_send(self, tick_interval, tick_atom::value);
     },
     [=](get_atom) { return self->state.snapshot(); },
