@@ -20,6 +20,7 @@
 #include <vector>
 
 #include <caf/actor_cast.hpp>
+#include <caf/message_handler.hpp>
 #include <caf/response_promise.hpp>
 #include <caf/send.hpp>
 
@@ -73,6 +74,48 @@ void for_each_in_burst(Actor* self, std::vector<message>& msgs,
                        OnMessage each) {
   for (std::size_t i = 0; i < msgs.size() && i < tickets.size(); ++i)
     each(msgs[i], reply{self->current_sender(), tickets[i]});
+}
+
+/// Every form of the sink protocol (type_ids.hpp), for a sink with one
+/// code path: `write(message& msg, const std::string& target, reply answer)`
+/// runs for each message, in order (it may move from `msg`; an empty target
+/// means the sink's default). The forms: (publish_atom, message) and
+/// (publish_atom, message, target) as requests, answered ok_atom or a
+/// caf::error (core/sink_error.hpp says which errors are worth a retry);
+/// (publish_atom, message, target, ticket) and the burst (publish_atom,
+/// std::vector<message>, target, std::vector<ticket>), answered per ticket.
+/// `before()` runs once per handler, before its first write (e.g. reading
+/// the clocks once per burst). Add the sink's other handlers with or_else.
+template <class Actor, class Write, class Before>
+caf::message_handler sink_handlers(Actor* self, Write write, Before before) {
+  return {
+    [=](publish_atom, message& msg) mutable {
+      before();
+      write(msg, std::string{},
+            reply{self->template make_response_promise<ok_atom>()});
+    },
+    [=](publish_atom, message& msg, const std::string& target) mutable {
+      before();
+      write(msg, target, reply{self->template make_response_promise<ok_atom>()});
+    },
+    [=](publish_atom, message& msg, const std::string& target,
+        std::uint64_t ticket) mutable {
+      before();
+      write(msg, target, reply{self->current_sender(), ticket});
+    },
+    [=](publish_atom, std::vector<message>& msgs, const std::string& target,
+        const std::vector<std::uint64_t>& tickets) mutable {
+      before();
+      for_each_in_burst(self, msgs, tickets, [&](message& msg, reply answer) {
+        write(msg, target, std::move(answer));
+      });
+    },
+  };
+}
+
+template <class Actor, class Write>
+caf::message_handler sink_handlers(Actor* self, Write write) {
+  return sink_handlers(self, std::move(write), [] {});
 }
 
 /// Ok answers collected while an actor handles a burst (a poll's worth of

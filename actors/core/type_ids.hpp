@@ -8,16 +8,20 @@
 // - Sink (embedded router, external hub link, Kafka producer, Redis writer):
 //     (publish_atom, message[, target]) -> ok_atom once the message is as
 //     delivered as the destination promises (e.g. after the Kafka ack), or a
-//     caf::error. Ticketed: (publish_atom, message, target, ticket) ->
-//     (reply_atom, ticket, ok_atom | caf::error); an empty target means the
-//     sink's default (the hub: the message's topic). A rule passes on a
-//     burst from the embedded hub as (publish_atom, std::vector<message>,
-//     target, std::vector<ticket>), answered per ticket (the embedded hub,
-//     Kafka and Redis endpoints take it).
+//     caf::error that says RETRY or ERROR (core/sink_error.hpp: OK, RETRY,
+//     ERROR as Fluent Bit's outputs answer). Ticketed: (publish_atom,
+//     message, target, ticket) -> (reply_atom, ticket, ok_atom | caf::error);
+//     an empty target means the sink's default (the hub: the message's
+//     topic). A rule passes on a burst from the embedded hub as
+//     (publish_atom, std::vector<message>, target, std::vector<ticket>),
+//     answered per ticket. Every sink gets all these forms from one helper,
+//     core/reply.hpp's sink_handlers.
 // - Source (a hub, a Kafka consumer): (subscribe_atom, filter, qos, actor) ->
 //     ok_atom; the subscriber then gets (deliver_atom, message, ticket) and
 //     answers (reply_atom, ticket, ok_atom | caf::error) when it has handled
-//     it, which lets the source ack or commit upstream; ticket 0 wants no
+//     it, which lets the source ack or commit upstream (a permanent error,
+//     core/sink_error.hpp, means handled by reporting it: acknowledge, with
+//     its reason code where MQTT 5 can carry one); ticket 0 wants no
 //     answer. A hub connection delivers the publishes of one read as
 //     (deliver_atom, std::vector<message>, std::vector<ticket>). Request
 //     form: (deliver_atom, message) -> ok_atom (the Kafka consumer, at most
@@ -50,15 +54,24 @@ CAF_END_TYPE_ID_BLOCK(hubflow)
 
 namespace hubflow {
 
+// One meaning per atom (the protocols above say who sends what).
+/// A message for a sink (the sink protocol), nothing else.
 using publish_atom = caf::atom_constant<caf::atom("publish")>;
 using subscribe_atom = caf::atom_constant<caf::atom("subscribe")>;
 using unsubscribe_atom = caf::atom_constant<caf::atom("unsub")>;
 using deliver_atom = caf::atom_constant<caf::atom("deliver")>;
 using invoke_atom = caf::atom_constant<caf::atom("invoke")>;
 using report_atom = caf::atom_constant<caf::atom("report")>;
+/// An actor's own periodic timer (stats, housekeeping, polling).
 using tick_atom = caf::atom_constant<caf::atom("tick")>;
-using retire_atom = caf::atom_constant<caf::atom("retire")>;
+/// (connect_atom) -> ok_atom: connect to the outside now (the Kafka
+/// consumer, asked by its endpoint); no other meaning.
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
+/// (sys_hub_atom, caf::actor hub): the hub the stats actor publishes its
+/// `$SYS/hubflow/...` messages to.
+using sys_hub_atom = caf::atom_constant<caf::atom("sys_hub")>;
+/// A rule's own reminder that a job's retry backoff has passed.
+using retry_atom = caf::atom_constant<caf::atom("retry")>;
 using reply_atom = caf::atom_constant<caf::atom("reply")>;
 /// (rewire_atom, caf::actor old, caf::actor replacement): a supervised
 /// actor was replaced (core/keeper.hpp); whoever holds `old` uses

@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow::hub {
@@ -431,11 +432,11 @@ void connection::queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
   pump_acks();
 }
 
-void connection::on_rule_answer(std::uint64_t ticket, bool ok) {
+void connection::on_rule_answer(std::uint64_t ticket, const caf::error& err) {
   auto seq = rule_tickets_.take(ticket);
   if (!seq)
     return;
-  if (!ok)
+  if (err)
     ++core_->counters.rule_errors;
   // Gone when it expired or the connection closed.
   if (*seq < acks_front_seq_ || *seq - acks_front_seq_ >= acks_.size())
@@ -444,8 +445,14 @@ void connection::on_rule_answer(std::uint64_t ticket, bool ok) {
   if (a.waiting == 0)
     return;
   --a.waiting;
-  if (!ok)
+  if (is_permanent(err)) {
+    // Handled by reporting it: resending cannot succeed. MQTT 3.1.1 has no
+    // way to say so and gets a plain ack; the first reason code wins.
+    if (version_ == mqtt::v5 && a.reason == mqtt::rc::success)
+      a.reason = mqtt_reason_code(err);
+  } else if (err) {
     a.failed = true;
+  }
   pump_acks();
 }
 
@@ -724,16 +731,16 @@ caf::behavior session_broker(caf::io::broker* self,
     },
     // Rule subscribers' answers to QoS 1/2 deliveries.
     [conn](reply_atom, std::uint64_t ticket, ok_atom) {
-      conn->on_rule_answer(ticket, true);
+      conn->on_rule_answer(ticket, caf::none);
       conn->flush_soon();
     },
     [conn](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {
       for (auto ticket : tickets)
-        conn->on_rule_answer(ticket, true);
+        conn->on_rule_answer(ticket, caf::none);
       conn->flush_soon();
     },
-    [conn](reply_atom, std::uint64_t ticket, const caf::error&) {
-      conn->on_rule_answer(ticket, false);
+    [conn](reply_atom, std::uint64_t ticket, const caf::error& err) {
+      conn->on_rule_answer(ticket, err);
       conn->flush_soon();
     },
     [conn, core](flush_atom) {

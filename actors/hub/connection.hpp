@@ -62,8 +62,11 @@ public:
   void on_tick();
   /// The session was taken over (or the hub shuts down): close now.
   void on_kick();
-  /// A rule subscriber answered the delivery sent with `ticket`.
-  void on_rule_answer(std::uint64_t ticket, bool ok);
+  /// A rule subscriber answered the delivery sent with `ticket`: ok when
+  /// `err` is none. A permanent error (core/sink_error.hpp: the rule
+  /// reported the message as an error) still acknowledges it, with the
+  /// error's reason code for MQTT 5; any other error withholds the ack.
+  void on_rule_answer(std::uint64_t ticket, const caf::error& err);
   /// Flushes after the messages already in the broker's mailbox: rule
   /// answers arrive one message each, and flushing after every one cost a
   /// send() per PUBACK (perf: 16% of the broker's CPU at 100k acks/s).

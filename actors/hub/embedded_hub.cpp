@@ -11,7 +11,9 @@
 #include <spdlog/spdlog.h>
 
 #include "core/acceptor.hpp"
+#include "core/probe.hpp"
 #include "core/reply.hpp"
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 #include "hub/connection.hpp"
 #include "hub/hub_core.hpp"
@@ -20,8 +22,9 @@ namespace hubflow {
 
 namespace {
 
-constexpr auto stats_interval = std::chrono::milliseconds(500);
-constexpr int housekeeping_every = 2; // stats ticks per housekeeping pass
+// The hub's timer; its probe reports on stats.interval (at most this often).
+constexpr auto tick_interval = std::chrono::milliseconds(500);
+constexpr int housekeeping_every = 2; // ticks per housekeeping pass
 
 struct listen_address {
   std::string host; // empty: every interface
@@ -104,7 +107,9 @@ component_stats snapshot(const hub::hub_core& core) {
 }
 
 /// A publish by another actor (a rule, the HTTP API): answered once every
-/// rule it reached has answered, or with the first rule's error.
+/// rule it reached has answered, or with the first rule's transient error
+/// (a rule that refused it for good has reported it: that counts as
+/// handled, as for an MQTT 3.1.1 client).
 struct publish_waiter {
   std::size_t left;
   reply answer;
@@ -120,7 +125,7 @@ void publish_for(caf::io::broker* self, hub::hub_core& core,
                  awaiting<rule_delivery_wait>& waiting,
                  message& msg, reply answer) {
   if (!valid_topic_name(msg.topic, core.topic_bounds())) {
-    answer.deliver(caf::make_error(caf::sec::invalid_argument,
+    answer.deliver(make_sink_error(sink_errc::topic_name_invalid,
                                    "invalid topic name '" + msg.topic + "'"));
     return;
   }
@@ -166,9 +171,9 @@ caf::behavior hub_broker(caf::io::broker* self,
     waiting->erase_if([&](rule_delivery_wait& d) {
       if (d.rule != dm.source)
         return false;
-      d.waiter->answer.deliver(caf::make_error(
-        caf::sec::runtime_error, "a rule subscribed to the topic stopped "
-                                 "before it handled the message"));
+      d.waiter->answer.deliver(make_sink_error(
+        sink_errc::retry, "a rule subscribed to the topic stopped before it "
+                          "handled the message"));
       return true;
     });
   });
@@ -180,11 +185,16 @@ caf::behavior hub_broker(caf::io::broker* self,
     self->close_all();
     self->quit(em.reason);
   });
-  auto last_report = std::make_shared<std::vector<std::pair<std::string,
-                                                            std::int64_t>>>();
+  auto stats = std::make_shared<probe>("hub", "embedded");
   auto ticks = std::make_shared<int>(0);
-  self->delayed_send(self, stats_interval, tick_atom::value);
-  return {
+  self->delayed_send(self, tick_interval, tick_atom::value);
+  // The sink protocol's forms (for rules and the HTTP API; the target is
+  // ignored: a message goes to its own topic), then the hub's own.
+  auto publish = [self, core, waiting](message& msg, const std::string&,
+                                       reply answer) {
+    publish_for(self, *core, *waiting, msg, std::move(answer));
+  };
+  return sink_handlers(self, publish).or_else(
     [self, core](accepted_atom, int fd) {
       auto& counters = core->counters;
       auto limit = core->limits().max_connections;
@@ -225,22 +235,6 @@ caf::behavior hub_broker(caf::io::broker* self,
       core->unsubscribe_rule(who, filter);
       return ok_atom::value;
     },
-    [self, core, waiting](publish_atom, message& msg) {
-      publish_for(self, *core, *waiting, msg,
-                  reply{self->make_response_promise<ok_atom>()});
-    },
-    [self, core, waiting](publish_atom, message& msg, const std::string&,
-                          std::uint64_t ticket) {
-      publish_for(self, *core, *waiting, msg,
-                  reply{self->current_sender(), ticket});
-    },
-    [self, core, waiting](publish_atom, std::vector<message>& msgs,
-                          const std::string&,
-                          const std::vector<std::uint64_t>& tickets) {
-      for_each_in_burst(self, msgs, tickets, [&](message& msg, reply answer) {
-        publish_for(self, *core, *waiting, msg, std::move(answer));
-      });
-    },
     // Rules' answers to deliveries of such publishes.
     [waiting](reply_atom, std::uint64_t ticket, ok_atom) {
       rule_handled(*waiting, ticket);
@@ -251,7 +245,9 @@ caf::behavior hub_broker(caf::io::broker* self,
     },
     [core, waiting](reply_atom, std::uint64_t ticket, caf::error& err) {
       ++core->counters.rule_errors;
-      if (auto d = waiting->take(ticket))
+      if (is_permanent(err))
+        rule_handled(*waiting, ticket);
+      else if (auto d = waiting->take(ticket))
         d->waiter->answer.deliver(std::move(err));
     },
     [core](get_atom, const std::string& what) -> caf::message {
@@ -269,25 +265,22 @@ caf::behavior hub_broker(caf::io::broker* self,
       return caf::make_message(caf::make_error(
         caf::sec::invalid_argument, "unknown hub query '" + what + "'"));
     },
-    [self, core, last_report, ticks, accepting](tick_atom) {
+    [self, core, stats, ticks, accepting](tick_atom) {
       if (*accepting)
         core->counters.accept_errors = (*accepting)->errors();
       if (++*ticks % housekeeping_every == 0) {
         core->housekeeping(self);
         core->flush_dirty();
       }
-      auto stats = snapshot(*core);
-      if (stats.counters != *last_report) {
-        auto ptr = self->home_system().registry().get(stats_registry_name);
-        if (ptr) {
-          *last_report = stats.counters;
-          self->send(caf::actor_cast<caf::actor>(ptr), report_atom::value,
-                     std::move(stats));
-        }
-      }
-      self->delayed_send(self, stats_interval, tick_atom::value);
-    },
-  };
+      // Counted in hub_counters on the hot path, copied in here.
+      auto now = snapshot(*core);
+      for (auto& [name, value] : now.counters)
+        stats->set(name, value);
+      for (auto& [key, value] : now.labels)
+        stats->label(key, value);
+      stats->report(self);
+      self->delayed_send(self, tick_interval, tick_atom::value);
+    });
 }
 
 /// Opens a listener for each of cfg.listen; `ports` gives the port of

@@ -13,13 +13,16 @@
 //       (deliver_atom, message, ticket) (ticket 0 for QoS 0 and hub-internal
 //       publishes: no answer wanted). A client's QoS 1/2 PUBLISH is
 //       acknowledged only after every matching rule subscriber answered
-//       (reply_atom, ticket, ok_atom); after an error, or no answer within
-//       30 s, no ack is sent.
+//       (reply_atom, ticket, ok_atom); after a transient error, or no
+//       answer within 30 s, no ack is sent. A permanent error (ERROR,
+//       core/sink_error.hpp: the rule reported the message) is acked, with
+//       its reason code for MQTT 5 clients.
 //   (unsubscribe_atom, std::string filter, caf::actor subscriber) -> ok_atom
-//   (publish_atom, message) -> ok_atom once routed (and, when rule
-//       subscribers match, once they all answered ok_atom); ticketed:
-//       (publish_atom, message, target (ignored), ticket) ->
-//       (reply_atom, ticket, ok_atom | caf::error).
+//   The sink forms (core/reply.hpp's sink_handlers; the target is ignored):
+//       (publish_atom, message[, target]) -> ok_atom once routed (and, when
+//       rule subscribers match, once they all answered ok_atom or a
+//       permanent error), or a caf::error; ticketed and burst forms are
+//       answered per ticket.
 //   (get_atom, std::string "listen_port") -> uint16_t: the first bound port
 //   (get_atom, std::string "listen_ports") -> std::string: "p1,p2,..."
 //   (get_atom, std::string "stats") -> component_stats

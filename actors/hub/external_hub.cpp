@@ -11,6 +11,7 @@
 
 #include "core/probe.hpp"
 #include "core/reply.hpp"
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow {
@@ -47,7 +48,8 @@ struct link_state {
   std::unique_ptr<callback_target> target;
   bool connected = false;
   std::vector<subscription> subscriptions;
-  std::map<int, pending_publish> in_flight; // mid -> waiting publisher
+  /// By libmosquitto's message id (it picks them, not we: no ticket table).
+  std::map<int, pending_publish> in_flight;
   std::unique_ptr<probe> stats;
 
   ~link_state() {
@@ -181,6 +183,41 @@ void subscribe_now(link_actor* self, const subscription& sub) {
 
 constexpr std::uint64_t any_answer_ticket = 1;
 
+/// What a failed mosquitto_publish means: RETRY while the link is down or
+/// out of resources, ERROR for a message no broker would take.
+sink_errc publish_failure_kind(int rc) {
+  switch (rc) {
+    case MOSQ_ERR_NO_CONN:
+    case MOSQ_ERR_CONN_LOST:
+    case MOSQ_ERR_NOMEM:
+    case MOSQ_ERR_ERRNO:
+    case MOSQ_ERR_PROTOCOL:
+      return sink_errc::retry;
+    case MOSQ_ERR_INVAL:
+    case MOSQ_ERR_MALFORMED_UTF8:
+      return sink_errc::topic_name_invalid;
+    case MOSQ_ERR_PAYLOAD_SIZE:
+    case MOSQ_ERR_OVERSIZE_PACKET:
+      return sink_errc::quota_exceeded;
+    default:
+      return sink_errc::unspecified;
+  }
+}
+
+/// A broker's PUBACK/PUBREC reason code (>= 0x80) as ERROR: it refused
+/// this message, resending it gets the same answer.
+sink_errc refusal_kind(int rc) {
+  switch (static_cast<sink_errc>(rc)) {
+    case sink_errc::not_authorized:
+    case sink_errc::topic_name_invalid:
+    case sink_errc::quota_exceeded:
+    case sink_errc::payload_format_invalid:
+      return static_cast<sink_errc>(rc);
+    default:
+      return sink_errc::unspecified;
+  }
+}
+
 /// Publishes on the external hub; QoS 1/2 are answered on PUBACK/PUBCOMP.
 void publish(link_actor* self, const message& msg, reply answer) {
   auto& st = self->state;
@@ -193,7 +230,7 @@ void publish(link_actor* self, const message& msg, reply answer) {
   mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) {
     st.stats->add("publish_failures");
-    answer.deliver(caf::make_error(caf::sec::runtime_error,
+    answer.deliver(make_sink_error(publish_failure_kind(rc),
                                    "hub " + st.cfg.address
                                      + ": cannot publish to '" + msg.topic
                                      + "': " + mosquitto_strerror(rc)));
@@ -242,7 +279,12 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   mosquitto_loop_start(st.mosq);
   mosquitto_connect_async(st.mosq, st.host.c_str(), st.port, 60);
   self->send(self, tick_atom::value);
-  return {
+  // The sink protocol's forms (the target is ignored: a message goes to its
+  // own topic), then the link's own.
+  auto write = [self](message& msg, const std::string&, reply answer) {
+    publish(self, msg, std::move(answer));
+  };
+  return sink_handlers(self, write).or_else(
     [=](subscribe_atom, const std::string& filter, std::uint8_t qos,
         const caf::actor& subscriber) {
       subscription sub{filter, qos, subscriber};
@@ -260,13 +302,6 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       mosquitto_unsubscribe(self->state.mosq, nullptr, filter.c_str());
       return ok_atom::value;
     },
-    [=](publish_atom, const message& msg) {
-      publish(self, msg, reply{self->make_response_promise<ok_atom>()});
-    },
-    [=](publish_atom, const message& msg, const std::string&,
-        std::uint64_t ticket) {
-      publish(self, msg, reply{self->current_sender(), ticket});
-    },
     [](reply_atom, std::uint64_t, ok_atom) {},
     [](reply_atom, const std::vector<std::uint64_t>&, ok_atom) {},
     [=](reply_atom, std::uint64_t, const caf::error&) {
@@ -280,9 +315,10 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       if (rc == 0)
         i->second.answer.deliver(ok_atom::value);
       else
-        i->second.answer.deliver(caf::make_error(
-          caf::sec::runtime_error,
-          "hub refused the publish with reason code " + std::to_string(rc)));
+        i->second.answer.deliver(make_sink_error(
+          refusal_kind(rc),
+          "hub " + st.cfg.address + " refused the publish with reason code "
+            + std::to_string(rc)));
       st.in_flight.erase(i);
       st.stats->set("in_flight", static_cast<std::int64_t>(st.in_flight.size()));
     },
@@ -335,8 +371,9 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       auto now = clock_type::now();
       for (auto i = st.in_flight.begin(); i != st.in_flight.end();) {
         if (now - i->second.sent > publish_ack_timeout) {
-          i->second.answer.deliver(caf::make_error(
-            caf::sec::request_timeout, "hub did not acknowledge in time"));
+          i->second.answer.deliver(make_sink_error(
+            sink_errc::retry, "hub " + st.cfg.address
+                                + " did not acknowledge in time"));
           st.stats->add("publish_failures");
           i = st.in_flight.erase(i);
         } else {
@@ -344,10 +381,12 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
         }
       }
       st.stats->report(self);
-      self->delayed_send(self, std::chrono::milliseconds(500),
+      // Unacknowledged publishes are looked at least every 500 ms.
+      self->delayed_send(self,
+                         std::min(stats_interval(self->home_system()),
+                                  std::chrono::milliseconds(500)),
                          tick_atom::value);
-    },
-  };
+    });
 }
 
 } // namespace

@@ -18,10 +18,12 @@ namespace hubflow {
 /// - (subscribe_atom, filter, qos, subscriber) -> ok_atom; matching messages
 ///   arrive at the subscriber as (deliver_atom, message, ticket); answers
 ///   only count failures (libmosquitto acknowledged already).
-/// - (publish_atom, message) -> ok_atom once the broker acknowledged it
-///   (PUBACK/PUBCOMP; at once for QoS 0), or an error when not connected;
-///   ticketed: (publish_atom, message, target (ignored), ticket) ->
-///   (reply_atom, ticket, ok_atom | caf::error).
+/// - The sink forms (core/reply.hpp's sink_handlers; the target is
+///   ignored): (publish_atom, message[, target]) -> ok_atom once the broker
+///   acknowledged it (PUBACK/PUBCOMP; at once for QoS 0), or a caf::error:
+///   RETRY when not connected or not acknowledged within 30 s, ERROR
+///   (core/sink_error.hpp) when the broker refused it (its reason code) or
+///   no broker would take it; ticketed and burst forms answered per ticket.
 caf::actor spawn_external_hub_link(caf::actor_system& sys,
                                    const hub_config& cfg,
                                    const std::string& client_id);

@@ -11,13 +11,12 @@
 #include "core/json_text.hpp"
 #include "core/probe.hpp"
 #include "core/reply.hpp"
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow {
 
 namespace {
-
-using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 /// One message on its way through the rule. It holds one message: the
 /// input until the function has answered, then the output (the input is
@@ -27,6 +26,11 @@ struct job {
   reply upstream;          // answered when the message is handled
   int attempts = 0;        // function or destination attempts so far
   bool is_output = false;  // msg is the output, bound for the destination
+  bool is_report = false;  // msg is an error report (see report_error)
+  /// Set when the destination refused the output for good (ERROR, see
+  /// core/sink_error.hpp): the MQTT 5 reason code that the upstream answer
+  /// carries once the error report is delivered.
+  std::uint8_t refused = 0;
 };
 
 struct rule_state {
@@ -72,8 +76,20 @@ void function_answered(rule_actor* self, job j, function_result& result);
 
 /// The target the destination is sent: the rule's Kafka topic or Redis key
 /// for an endpoint; empty (the message's own topic) for a hub.
-std::string destination_target(const rule_state& st) {
-  return st.wiring.destination_is_endpoint ? st.cfg.to.topic : std::string{};
+const std::string& destination_target(const rule_state& st) {
+  static const std::string none;
+  return st.wiring.destination_is_endpoint ? st.cfg.to.topic : none;
+}
+
+/// The target for one job: an error report bound for an endpoint goes to
+/// the rule's `error_topic` on that endpoint (a dead-letter topic or key),
+/// everything else to destination_target. A report for a hub carries its
+/// topic itself (see report_error).
+const std::string& target_of(const rule_state& st, const job& j) {
+  if (j.is_report && st.wiring.destination_is_endpoint
+      && !st.cfg.error_topic.empty())
+    return st.cfg.error_topic;
+  return destination_target(st);
 }
 
 /// While it lives, what the rule sends to its destination is collected and
@@ -152,16 +168,19 @@ void advance(rule_actor* self, job j) {
   // The job keeps its message for retries: the receiver gets a copy (which
   // shares the payload bytes).
   auto ticket = st.jobs.add(std::move(j));
-  const auto& msg = st.jobs.find(ticket)->msg;
+  const auto& queued = *st.jobs.find(ticket);
+  const auto& msg = queued.msg;
   if (to_function) {
     ++st.at_function;
     self->send(st.wiring.function, invoke_atom::value, msg, ticket);
-  } else if (st.collecting) {
+  } else if (st.collecting && !queued.is_report) {
+    // A burst has one target: reports (rare, maybe bound elsewhere) go
+    // on their own.
     st.burst_msgs.push_back(msg);
     st.burst_tickets.push_back(ticket);
   } else
     self->send(st.wiring.destination, publish_atom::value, msg,
-               destination_target(st), ticket);
+               target_of(st, queued), ticket);
 }
 
 /// Retries later (backoff grows with attempts), or returns false when the
@@ -178,13 +197,24 @@ bool retry_later(rule_actor* self, job& j) {
 }
 
 /// Answers upstream that the message is handled, through `answers`; `now`
-/// is read once per burst of answers.
+/// is read once per burst of answers. A message the destination refused
+/// for good is handled once its error report is delivered: the answer is
+/// then that permanent error, so an MQTT 5 publisher learns the reason
+/// code and nobody redelivers it.
 void done(rule_actor* self, job& j, ok_answers& answers,
           message::clock::time_point now) {
-  self->state.stats->record_latency(
+  auto& st = self->state;
+  st.stats->record_latency(
     std::chrono::duration_cast<std::chrono::microseconds>(now
                                                           - j.msg.received));
-  answers.add(j.upstream);
+  if (j.refused == 0) {
+    answers.add(j.upstream);
+    return;
+  }
+  j.upstream.deliver(make_sink_error(
+    static_cast<sink_errc>(j.refused),
+    "rule " + st.cfg.name + ": the destination refused the message; "
+      "it was reported as an error"));
 }
 
 /// Publishes an error report and then answers upstream: the input is in
@@ -196,14 +226,20 @@ void report_error(rule_actor* self, job j, const std::string& error,
   spdlog::warn("rule {}: {} ({}) for a message on '{}'", st.cfg.name, error,
                type, j.msg.topic);
   message report;
-  report.topic = st.cfg.error_topic.empty() ? st.cfg.to.topic
-                                            : st.cfg.error_topic;
+  // For an endpoint the target names the topic or key (target_of); the
+  // message keeps the input's topic, which topic templates read.
+  if (st.wiring.destination_is_endpoint)
+    report.topic = j.msg.topic;
+  else
+    report.topic = st.cfg.error_topic.empty() ? st.cfg.to.topic
+                                              : st.cfg.error_topic;
   report.body = payload{make_error_report(j.msg, error, type)};
   report.qos = st.cfg.to.qos;
   report.received = j.msg.received;
   report.origin = st.cfg.name;
   j.msg = std::move(report);
   j.is_output = true;
+  j.is_report = true;
   j.attempts = 0;
   advance(self, std::move(j));
 }
@@ -247,17 +283,40 @@ void function_answered(rule_actor* self, job j, function_result& result) {
   }
 }
 
+/// Only RETRY is retried (core/sink_error.hpp): an output refused for good
+/// becomes an error report at once; a report refused for good is logged
+/// and answered upstream as the permanent failure it is.
 void destination_failed(rule_actor* self, job j, const caf::error& err) {
   auto& st = self->state;
-  auto text = self->system().render(err);
+  auto text = err.category() == sink_error_category
+                ? sink_error_text(err)
+                : self->system().render(err);
+  if (is_permanent(err)) {
+    if (!j.is_report) {
+      st.stats->add("refused");
+      j.refused = mqtt_reason_code(err);
+      report_error(self, std::move(j), text, "DestinationError");
+      return;
+    }
+    st.stats->add("delivery_failures");
+    spdlog::error("rule {}: the destination refused the error report for "
+                  "a message on '{}' as well: {}",
+                  st.cfg.name, j.msg.topic, text);
+    auto reason = j.refused != 0 ? j.refused : mqtt_reason_code(err);
+    j.upstream.deliver(make_sink_error(static_cast<sink_errc>(reason),
+                                       "rule " + st.cfg.name + ": " + text));
+    return;
+  }
   if (retry_later(self, j))
     return;
   st.stats->add("delivery_failures");
   spdlog::error("rule {}: cannot deliver to '{}' after {} attempts: {}",
-                st.cfg.name, st.cfg.to.topic, j.attempts, text);
+                st.cfg.name, target_of(st, j).empty() ? j.msg.topic
+                                                       : target_of(st, j),
+                j.attempts, text);
   // Not acknowledged upstream: the source keeps the message (an MQTT
   // publisher gets no PUBACK, a Kafka offset is not committed).
-  j.upstream.deliver(caf::make_error(caf::sec::runtime_error,
+  j.upstream.deliver(make_sink_error(sink_errc::retry,
                                      "rule " + st.cfg.name + ": " + text));
 }
 
@@ -277,8 +336,11 @@ void start(rule_actor* self, message msg, reply upstream) {
   st.stats->add("in");
   if (!st.wiring.function)
     make_output(st, msg);
-  advance(self, job{std::move(msg), std::move(upstream), 0,
-                    !st.wiring.function});
+  job j;
+  j.msg = std::move(msg);
+  j.upstream = std::move(upstream);
+  j.is_output = !st.wiring.function;
+  advance(self, std::move(j));
 }
 
 /// Subscribes to the source: at the start, and again to a replacement.
@@ -428,7 +490,7 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
       st.stats->set("backlog", static_cast<std::int64_t>(st.backlog.size()));
       st.stats->set("parked", static_cast<std::int64_t>(st.parked.size()));
       st.stats->report(self);
-      self->delayed_send(self, std::chrono::milliseconds(500),
+      self->delayed_send(self, stats_interval(self->home_system()),
                          tick_atom::value);
     },
   };

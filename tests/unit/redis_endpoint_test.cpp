@@ -7,6 +7,7 @@
 #include <caf/all.hpp>
 #include <gtest/gtest.h>
 
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/redis/redis_endpoint.hpp"
 #include "fixtures/redis_fixture.hpp"
@@ -60,7 +61,10 @@ protected:
     outcome out;
     self_->request(ep, 30s, publish_atom::value, std::move(msg), target)
       .receive([&](ok_atom) { out.ok = true; },
-               [&](caf::error& err) { out.error = error_text(err); });
+               [&](caf::error& err) {
+                 out.error = error_text(err);
+                 last_write_permanent_ = is_permanent(err);
+               });
     return out;
   }
 
@@ -132,6 +136,7 @@ protected:
   caf::scoped_actor self_;
   std::vector<caf::actor> endpoints_;
   state_errc last_code_ = state_errc::failed;
+  bool last_write_permanent_ = false; // ERROR rather than RETRY
 };
 
 } // namespace
@@ -345,7 +350,6 @@ TEST_F(redis_endpoint_test, redis_down_gives_clear_errors_and_recovers) {
   auto s = settings_for(*redis);
   s.mode = redis_mode::rpush;
   s.key = "acked";
-  s.retry_max = 2;
   auto ep = spawn(s, "journal");
   auto state_ep = spawn(settings_for(*redis), "statestore");
   // Writers keep going while Redis is killed and started again.
@@ -369,9 +373,11 @@ TEST_F(redis_endpoint_test, redis_down_gives_clear_errors_and_recovers) {
   ASSERT_FALSE(failed_errors.empty());
   EXPECT_NE(failed_errors.back().find("127.0.0.1:"), std::string::npos)
     << failed_errors.back();
-  EXPECT_NE(failed_errors.back().find("failed after 3 attempt(s)"),
+  // One attempt, answered RETRY: retries are the rule's.
+  EXPECT_NE(failed_errors.back().find("writing 'acked' failed: "),
             std::string::npos)
     << failed_errors.back();
+  EXPECT_FALSE(last_write_permanent_);
   auto r = save(state_ep, {item("k", "1", "")});
   EXPECT_FALSE(r.ok);
   EXPECT_EQ(last_code_, state_errc::unavailable) << r.error;
@@ -399,5 +405,26 @@ TEST_F(redis_endpoint_test, redis_down_gives_clear_errors_and_recovers) {
   auto st = stats(ep);
   EXPECT_GE(counter(st, "disconnects"), 1);
   EXPECT_GE(counter(st, "connects"), 2);
-  EXPECT_GE(counter(st, "retries"), 1);
+  EXPECT_EQ(counter(st, "retries"), 0);
+}
+
+TEST_F(redis_endpoint_test, a_command_redis_refuses_is_permanent_and_not_retried) {
+  auto redis = std::make_unique<test::redis_server>();
+  redis->cli({"SET", "journal", "not a list"});
+  auto s = settings_for(*redis);
+  s.mode = redis_mode::rpush;
+  s.key = "journal";
+  auto ep = spawn(s, "journal");
+  auto r = write(ep, msg_on("t", "entry"));
+  ASSERT_FALSE(r.ok);
+  EXPECT_TRUE(last_write_permanent_) << r.error;
+  EXPECT_NE(r.error.find("WRONGTYPE"), std::string::npos) << r.error;
+  // Redis being down is RETRY.
+  redis->stop(9);
+  EXPECT_TRUE(test::wait_until(
+    [&] { return label(stats(ep), "state") == "down"; }));
+  r = write(ep, msg_on("t", "entry"));
+  ASSERT_FALSE(r.ok);
+  EXPECT_FALSE(last_write_permanent_) << r.error;
+  EXPECT_EQ(counter(stats(ep), "retries"), 0);
 }

@@ -5,14 +5,15 @@
 #include <deque>
 #include <optional>
 #include <string>
-#include <unordered_map>
 
 #include <caf/all.hpp>
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/json_text.hpp"
+#include "core/probe.hpp"
 #include "core/reply.hpp"
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/kafka/kafka_client.hpp"
 #include "endpoints/kafka/kafka_endpoint.hpp"
@@ -25,6 +26,8 @@ namespace {
 using steady = std::chrono::steady_clock;
 
 /// How often stats are reported and librdkafka is polled without a wake-up.
+// Polls and retries run on this timer; the probe reports on stats.interval
+// (at most this often).
 constexpr auto tick_interval = std::chrono::milliseconds(500);
 /// Records waiting for room in librdkafka's queue before publishes fail.
 constexpr std::size_t max_backlog = 100000;
@@ -77,12 +80,13 @@ struct kafka_producer_state {
   std::string setup_error; // why there is no rk: every publish fails with it
   std::unique_ptr<queue_waker> waker;
   std::unique_ptr<partitioner_context> partitioner;
-  std::unordered_map<std::uint64_t, pending_delivery> pending;
+  /// By the ticket passed to librdkafka as the record's opaque.
+  awaiting<pending_delivery> pending;
   ok_answers delivered; // collected during a poll, sent after it
   std::deque<waiting_record> backlog;
-  std::uint64_t next_id = 1;
   producer_counters counters;
-  latency_window latency;
+  /// Reports the counters (copied in by update_probe) and the latencies.
+  probe stats{"endpoint", ""};
   std::string last_error; // librdkafka's last client error (broker, TLS, SASL)
   bool closing = false;
   /// The clocks read once per handler (see read_clocks), not per record:
@@ -121,8 +125,9 @@ struct kafka_producer_state {
   void on_delivery(const rd_kafka_message_t* m);
   void on_stats(const char* json, std::size_t len);
   void on_error(rd_kafka_resp_err_t err, const char* reason);
-  caf::error failure(const std::string& what) const;
-  component_stats snapshot() const;
+  caf::error failure(sink_errc kind, const std::string& what) const;
+  void update_probe();
+  component_stats snapshot();
 };
 
 std::uint32_t fnv1a(const std::string& text) {
@@ -210,18 +215,44 @@ void kafka_producer_state::setup(caf::event_based_actor* self) {
                                         caf::actor_cast<caf::actor>(self));
 }
 
-caf::error kafka_producer_state::failure(const std::string& what) const {
+/// What a librdkafka error means for the record (core/sink_error.hpp):
+/// ERROR when Kafka refused this record and would refuse it again, RETRY
+/// for everything that depends on the cluster's state (down, no leader,
+/// unknown topic that may be created, timeouts).
+sink_errc failure_kind(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+      return sink_errc::quota_exceeded;
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED:
+      return sink_errc::not_authorized;
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+      return sink_errc::topic_name_invalid;
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+      return sink_errc::payload_format_invalid;
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return sink_errc::unspecified;
+    default:
+      return sink_errc::retry;
+  }
+}
+
+caf::error kafka_producer_state::failure(sink_errc kind,
+                                         const std::string& what) const {
   auto text = "kafka endpoint " + settings->name + ": " + what;
   if (!last_error.empty())
     text += " (last client error: " + last_error + ")";
-  return caf::make_error(caf::sec::runtime_error, std::move(text));
+  return make_sink_error(kind, std::move(text));
 }
 
 void kafka_producer_state::publish(message&& msg, std::string&& topic,
                                    reply rp) {
   if (rk == nullptr) {
     ++counters.failed;
-    rp.deliver(failure(setup_error));
+    // RETRY: the keeper may replace the endpoint, and nothing about the
+    // message itself is wrong.
+    rp.deliver(failure(sink_errc::retry, setup_error));
     return;
   }
   waiting_record record{std::move(msg), std::move(topic), std::move(rp),
@@ -231,7 +262,7 @@ void kafka_producer_state::publish(message&& msg, std::string&& topic,
     return;
   if (backlog.size() >= max_backlog) {
     ++counters.failed;
-    record.answer.deliver(failure("producer queue full ("
+    record.answer.deliver(failure(sink_errc::retry, "producer queue full ("
                                    + std::to_string(max_backlog)
                                    + " records waiting for Kafka)"));
     return;
@@ -248,7 +279,9 @@ void kafka_producer_state::drain_backlog() {
 bool kafka_producer_state::produce(waiting_record& record) {
   if (!is_valid_topic_name(record.topic)) {
     ++counters.failed;
-    record.answer.deliver(failure("invalid Kafka topic '" + record.topic
+    // Made invalid by its template: no retry can change that.
+    record.answer.deliver(failure(sink_errc::topic_name_invalid,
+                                  "invalid Kafka topic '" + record.topic
                                    + "' (topics are 1-249 of [a-zA-Z0-9._-])"));
     return true;
   }
@@ -266,7 +299,7 @@ bool kafka_producer_state::produce(waiting_record& record) {
   for (auto& [name, value] : out.headers)
     rd_kafka_header_add(headers, name.data(), static_cast<ssize_t>(name.size()),
                         value.data(), static_cast<ssize_t>(value.size()));
-  auto id = next_id++;
+  auto id = pending.add(pending_delivery{});
   const auto& body = record.msg.body;
   const void* key_data = out.key ? out.key->data() : nullptr;
   std::size_t key_size = out.key ? out.key->size() : 0;
@@ -282,15 +315,17 @@ bool kafka_producer_state::produce(waiting_record& record) {
   if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
     if (headers != nullptr)
       rd_kafka_headers_destroy(headers); // ownership passes only on success
+    pending.erase(id);
     if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
       return false;
     ++counters.failed;
-    record.answer.deliver(failure("cannot produce to topic " + record.topic
-                                   + ": " + rd_kafka_err2str(err)));
+    record.answer.deliver(failure(failure_kind(err),
+                                  "cannot produce to topic " + record.topic
+                                    + ": " + rd_kafka_err2str(err)));
     return true;
   }
   ++counters.sent;
-  auto& entry = pending[id];
+  auto& entry = *pending.find(id);
   entry.started = record.started;
   entry.topic = record.topic;
   entry.body = body;
@@ -306,15 +341,14 @@ bool kafka_producer_state::produce(waiting_record& record) {
 
 void kafka_producer_state::on_delivery(const rd_kafka_message_t* m) {
   auto id = static_cast<std::uint64_t>(reinterpret_cast<uintptr_t>(m->_private));
-  auto it = pending.find(id);
-  if (it == pending.end())
+  auto found = pending.take(id);
+  if (!found)
     return;
-  auto& entry = it->second;
+  auto& entry = *found;
   if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
     ++counters.acked;
-    latency.add(std::chrono::duration_cast<std::chrono::microseconds>(
-                  steady_now - entry.started)
-                  .count());
+    stats.record_latency(std::chrono::duration_cast<std::chrono::microseconds>(
+      steady_now - entry.started));
     if (!entry.answered && !closing)
       delivered.add(entry.answer);
   } else {
@@ -323,11 +357,11 @@ void kafka_producer_state::on_delivery(const rd_kafka_message_t* m) {
                  settings->name, entry.topic, rd_kafka_err2str(m->err));
     if (!entry.answered && !closing)
       entry.answer.deliver(
-        failure("delivery to topic " + entry.topic + " failed after retrying for up to "
+        failure(failure_kind(m->err),
+                "delivery to topic " + entry.topic + " failed after retrying for up to "
                 + std::to_string(settings->delivery_timeout_ms)
                 + " ms: " + rd_kafka_err2str(m->err)));
   }
-  pending.erase(it);
 }
 
 void kafka_producer_state::poll() {
@@ -370,12 +404,9 @@ void kafka_producer_state::on_error(rd_kafka_resp_err_t err,
   last_error = std::string("fatal: ") + why;
 }
 
-component_stats kafka_producer_state::snapshot() const {
-  component_stats out;
-  out.kind = "endpoint";
-  out.name = settings->name;
+void kafka_producer_state::update_probe() {
   auto& c = counters;
-  out.counters = {
+  std::pair<const char*, std::int64_t> values[] = {
     {"sent", c.sent},
     {"acked", c.acked},
     {"failed", c.failed},
@@ -387,15 +418,21 @@ component_stats kafka_producer_state::snapshot() const {
     {"batch_bytes_max", c.batch_bytes_max},
     {"tx_bytes", c.tx_bytes},
     {"txmsg_bytes", c.txmsg_bytes},
-    {"latency_p50_us", latency.quantile(0.5)},
-    {"latency_p99_us", latency.quantile(0.99)},
   };
-  out.labels = {{"type", "kafka"}, {"role", "producer"}, {"host", settings->host}};
+  for (auto& [name, value] : values)
+    stats.set(name, value);
+  stats.label("type", "kafka");
+  stats.label("role", "producer");
+  stats.label("host", settings->host);
   if (!setup_error.empty())
-    out.labels.emplace_back("error", setup_error);
+    stats.label("error", setup_error);
   else if (!last_error.empty())
-    out.labels.emplace_back("last_error", last_error);
-  return out;
+    stats.label("last_error", last_error);
+}
+
+component_stats kafka_producer_state::snapshot() {
+  update_probe();
+  return stats.snapshot();
 }
 
 /// The sink protocol's forms end here, after the handler read the clocks.
@@ -417,33 +454,16 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
                              bool connect_now, extra_handlers extra) {
   auto& st = self->state;
   st.settings = std::move(settings);
+  st.stats = probe{"endpoint", st.settings->name};
   if (connect_now)
     st.ensure_client(self);
   self->delayed_send(self, tick_interval, tick_atom::value);
-  caf::message_handler producer{
-    [=](publish_atom, message& msg, std::string& topic) {
-      self->state.read_clocks();
-      publish(self, std::move(msg), std::move(topic),
-              reply{self->make_response_promise<ok_atom>()});
-    },
-    [=](publish_atom, message& msg, std::string& topic, std::uint64_t ticket) {
-      self->state.read_clocks();
-      publish(self, std::move(msg), std::move(topic),
-              reply{self->current_sender(), ticket});
-    },
-    [=](publish_atom, std::vector<message>& msgs, const std::string& topic,
-        const std::vector<std::uint64_t>& tickets) {
-      self->state.read_clocks();
-      for_each_in_burst(self, msgs, tickets, [&](message& msg, reply answer) {
-        publish(self, std::move(msg), topic, std::move(answer));
-      });
-    },
-    [=](publish_atom, message& msg) {
-      self->state.read_clocks();
-      auto topic = msg.topic;
-      publish(self, std::move(msg), std::move(topic),
-              reply{self->make_response_promise<ok_atom>()});
-    },
+  auto write = [self](message& msg, const std::string& topic, reply answer) {
+    publish(self, std::move(msg), topic, std::move(answer));
+  };
+  auto producer = sink_handlers(self, write, [self] {
+    self->state.read_clocks();
+  }).or_else(
     [=](poll_atom) {
       auto& st = self->state;
       st.waker->rearm();
@@ -453,12 +473,11 @@ caf::behavior kafka_producer(caf::stateful_actor<kafka_producer_state>* self,
       auto& st = self->state;
       if (st.rk != nullptr)
         st.poll();
-      if (auto stats = find_stats_actor(self->system()))
-        self->send(stats, report_atom::value, st.snapshot());
+      st.update_probe();
+      st.stats.report(self);
       self->delayed_send(self, tick_interval, tick_atom::value);
     },
-    [=](get_atom) { return self->state.snapshot(); },
-  };
+    [=](get_atom) { return self->state.snapshot(); });
   if (!extra)
     return producer;
   return producer.or_else(extra(self));

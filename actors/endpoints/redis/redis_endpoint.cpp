@@ -2,22 +2,22 @@
 
 #include <functional>
 #include <memory>
-#include <unordered_map>
+#include <string_view>
 
 #include <caf/all.hpp>
 
 #include "core/probe.hpp"
 #include "core/reply.hpp"
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 
 namespace hubflow {
 
 namespace {
 
-// Messages from the client's I/O thread and the actor's own timers.
+// Messages from the client's I/O thread.
 using redis_reply_atom = caf::atom_constant<caf::atom("redis_rep")>;
 using redis_link_atom = caf::atom_constant<caf::atom("redis_link")>;
-using retry_atom = caf::atom_constant<caf::atom("retry")>;
 
 using continuation = std::function<void(redis_reply&)>;
 
@@ -29,11 +29,9 @@ struct redis_endpoint_state {
   probe stats{"endpoint", ""};
   bool report_scheduled = false;
   redis_client::link_state link = redis_client::link_state::connecting;
-  std::uint64_t next_id = 1;
-  /// What to do with each reply, by command id; run in the actor's context.
-  std::unordered_map<std::uint64_t, continuation> pending;
-  /// Writes waiting for their next attempt, by retry id.
-  std::unordered_map<std::uint64_t, std::function<void()>> retries;
+  /// What to do with each reply, by the ticket its command was sent with;
+  /// run in the actor's context.
+  awaiting<continuation> pending;
   // Last member: destroyed first, so its I/O thread stops before the rest.
   std::unique_ptr<redis_client> client;
 };
@@ -54,8 +52,7 @@ void touch_stats(redis_actor* self) {
 void execute(redis_actor* self, std::vector<std::string> argv,
              continuation then) {
   auto& st = self->state;
-  auto id = st.next_id++;
-  st.pending.emplace(id, std::move(then));
+  auto id = st.pending.add(std::move(then));
   caf::weak_actor_ptr weak{self->ctrl()};
   st.client->send(std::move(argv), [weak, id](redis_reply reply) {
     if (auto hdl = caf::actor_cast<caf::actor>(weak.lock()))
@@ -64,43 +61,29 @@ void execute(redis_actor* self, std::vector<std::string> argv,
   touch_stats(self);
 }
 
-/// One attempt of a sink write; retries transport failures with backoff.
-void attempt_write(redis_actor* self, std::vector<std::string> argv,
-                   std::string name, reply rp, int attempt) {
-  auto cmd = argv;
-  execute(self, std::move(cmd),
-          [self, argv = std::move(argv), name = std::move(name), rp,
-           attempt](redis_reply& reply) mutable {
-            auto& st = self->state;
-            if (!reply.failed()) {
-              st.stats.add("messages_out");
-              rp.deliver(ok_atom::value);
-              return;
-            }
-            if (reply.transient() && attempt < st.settings->retry_max) {
-              st.stats.add("retries");
-              auto delay = st.settings->retry_backoff * (1 << std::min(attempt, 6));
-              auto rid = st.next_id++;
-              st.retries.emplace(rid, [self, argv = std::move(argv),
-                                       name = std::move(name), rp,
-                                       attempt]() mutable {
-                attempt_write(self, std::move(argv), std::move(name), rp,
-                              attempt + 1);
-              });
-              self->delayed_send(self, delay, retry_atom::value, rid);
-              return;
-            }
-            st.stats.add("errors");
-            rp.deliver(caf::make_error(
-              caf::sec::runtime_error,
-              "redis endpoint '" + st.endpoint + "': writing '" + name
-                + "' failed after " + std::to_string(attempt + 1)
-                + " attempt(s): " + reply.str));
-          });
+/// What a failed write means (core/sink_error.hpp): RETRY when Redis never
+/// saw or answered the command, or answered that it cannot serve now;
+/// ERROR when it ran the command and refused it (WRONGTYPE, a command
+/// error, not authorised), which a retry would only repeat.
+sink_errc failure_kind(const redis_reply& reply) {
+  if (reply.transient())
+    return sink_errc::retry;
+  std::string_view text = reply.str;
+  auto starts = [&](std::string_view prefix) {
+    return text.substr(0, prefix.size()) == prefix;
+  };
+  for (auto busy : {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY",
+                    "CLUSTERDOWN", "OOM"})
+    if (starts(busy))
+      return sink_errc::retry;
+  if (starts("NOAUTH") || starts("NOPERM") || starts("WRONGPASS"))
+    return sink_errc::not_authorized;
+  return sink_errc::unspecified;
 }
 
-/// The sink protocol's forms end here; an empty target means the
-/// endpoint's key template.
+/// A sink write: one attempt. Retries are the rule's (its backoff, its
+/// retry.max, its parking while the endpoint restarts): one layer, so a
+/// message is not tried retry.max times the endpoint's own retries.
 void write(redis_actor* self, const message& msg, const std::string& target,
            reply answer) {
   auto& st = self->state;
@@ -111,12 +94,26 @@ void write(redis_actor* self, const message& msg, const std::string& target,
   if (!name) {
     st.stats.add("errors");
     touch_stats(self);
-    answer.deliver(caf::make_error(
-      caf::sec::runtime_error, "redis endpoint '" + st.endpoint + "': " + error));
+    // Made invalid by its template: no retry can change that.
+    answer.deliver(make_sink_error(sink_errc::topic_name_invalid,
+                                   "redis endpoint '" + st.endpoint
+                                     + "': " + error));
     return;
   }
-  attempt_write(self, make_write_command(*st.settings, *name, msg), *name,
-                std::move(answer), 0);
+  execute(self, make_write_command(*st.settings, *name, msg),
+          [self, key = *name, answer](redis_reply& reply) mutable {
+            auto& st = self->state;
+            if (!reply.failed()) {
+              st.stats.add("messages_out");
+              answer.deliver(ok_atom::value);
+              return;
+            }
+            st.stats.add("errors");
+            answer.deliver(make_sink_error(
+              failure_kind(reply), "redis endpoint '" + st.endpoint
+                                     + "': writing '" + key
+                                     + "' failed: " + reply.str));
+          });
 }
 
 caf::behavior redis_endpoint(redis_actor* self, std::string name,
@@ -138,24 +135,10 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
     });
   st.stats.label("address", st.client->address());
   touch_stats(self);
-  return {
-    [=](publish_atom, const message& msg, const std::string& target) {
-      write(self, msg, target, reply{self->make_response_promise<ok_atom>()});
-    },
-    [=](publish_atom, const message& msg, const std::string& target,
-        std::uint64_t ticket) {
-      write(self, msg, target, reply{self->current_sender(), ticket});
-    },
-    [=](publish_atom, std::vector<message>& msgs, const std::string& target,
-        const std::vector<std::uint64_t>& tickets) {
-      for_each_in_burst(self, msgs, tickets, [&](message& msg, reply answer) {
-        write(self, msg, target, std::move(answer));
-      });
-    },
-    [=](publish_atom, const message& msg) {
-      write(self, msg, std::string{},
-            reply{self->make_response_promise<ok_atom>()});
-    },
+  auto sink = [self](message& msg, const std::string& target, reply answer) {
+    write(self, msg, target, std::move(answer));
+  };
+  return sink_handlers(self, sink).or_else(
     [=](state_save_atom, const std::vector<state_item>& items)
       -> caf::result<ok_atom> {
       auto& st = self->state;
@@ -228,23 +211,10 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
       return caf::delegated<ok_atom>{};
     },
     [=](redis_reply_atom, std::uint64_t id, redis_reply& reply) {
-      auto& st = self->state;
-      auto i = st.pending.find(id);
-      if (i == st.pending.end())
-        return;
-      auto then = std::move(i->second);
-      st.pending.erase(i);
-      then(reply);
-      touch_stats(self);
-    },
-    [=](retry_atom, std::uint64_t id) {
-      auto& st = self->state;
-      auto i = st.retries.find(id);
-      if (i == st.retries.end())
-        return;
-      auto again = std::move(i->second);
-      st.retries.erase(i);
-      again();
+      if (auto then = self->state.pending.take(id)) {
+        (*then)(reply);
+        touch_stats(self);
+      }
     },
     [=](redis_link_atom, std::uint8_t raw, const std::string& why) {
       auto& st = self->state;
@@ -265,8 +235,7 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
       self->state.report_scheduled = false;
       self->state.stats.report(self);
     },
-    [=](get_atom) { return self->state.stats.snapshot(); },
-  };
+    [=](get_atom) { return self->state.stats.snapshot(); });
 }
 
 void validate_redis(const endpoint_config& cfg, const endpoint_usage& usage,
