@@ -19,6 +19,7 @@
 #include "broker/broker.hpp"
 #include "core/config.hpp"
 #include "core/type_ids.hpp"
+#include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
 
 namespace po = boost::program_options;
@@ -211,8 +212,9 @@ int main(int argc, char** argv) {
   runtime_map runtimes;
   auto rt_opts = make_runtime_options(*opts);
   try {
-    cfg = opts->config_file.empty() ? default_config()
-                                    : load_config_file(opts->config_file);
+    cfg = opts->config_file.empty()
+            ? default_config()
+            : load_config_file(opts->config_file, endpoint_registry());
     apply_overrides(cfg, *opts);
     setup_logging(cfg.logger, opts->log_level);
     runtimes = build_runtimes(cfg, rt_opts);

@@ -228,7 +228,13 @@ result run_endpoint(const options& opt, caf::actor_system& sys,
   cfg.settings = YAML::Load("name: bench\ntype: kafka\nhost: " + bootstraps
                             + "\nkafkaAcknowledgement: All\n");
   cfg.where = {"kafka-bench", 1, 1};
-  auto ep = endpoint_registry().at("kafka").spawn(sys, cfg, {false, true});
+  cfg.usage = {false, true, {}};
+  std::vector<std::string> errors, warnings;
+  auto& type = endpoint_registry().at("kafka");
+  parse_endpoint(type, cfg, "endpoints[0]", errors, warnings);
+  if (!errors.empty())
+    throw config_error(errors);
+  auto ep = type.spawn(sys, cfg);
   caf::scoped_actor self{sys};
   // Warm-up, as for raw.
   auto warm = warm_up_message();

@@ -86,17 +86,6 @@ std::string start_stats(caf::actor_system& sys, const config& cfg, broker& b,
   return {};
 }
 
-std::map<std::string, endpoint_usage> endpoint_usages(const config& cfg) {
-  std::map<std::string, endpoint_usage> usage;
-  for (auto& rule : cfg.rules) {
-    if (!rule.from.endpoint.empty())
-      usage[rule.from.endpoint].as_source = true;
-    if (!rule.to.endpoint.empty())
-      usage[rule.to.endpoint].as_destination = true;
-  }
-  return usage;
-}
-
 } // namespace
 
 std::string start_broker(caf::actor_system& sys, const config& cfg,
@@ -117,10 +106,10 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
   } else {
     spdlog::info("using the external hub at {}", cfg.hub.address);
   }
-  auto usage = endpoint_usages(cfg);
+  // Each endpoint's settings were parsed once, at load (cfg.endpoints[i].parsed).
   for (auto& ep : cfg.endpoints) {
-    auto spawn_endpoint = [&sys, ep, use = usage[ep.name]](std::string&) {
-      return endpoint_registry().at(ep.type).spawn(sys, ep, use);
+    auto spawn_endpoint = [&sys, ep](std::string&) {
+      return endpoint_registry().at(ep.type).spawn(sys, ep);
     };
     auto endpoint = spawn_endpoint(error);
     b.endpoints.emplace(ep.name, endpoint);

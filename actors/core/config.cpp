@@ -20,7 +20,6 @@
 #include <valijson/validator.hpp>
 
 #include "embedded.hpp"
-#include "endpoints/endpoint.hpp"
 
 namespace hubflow {
 
@@ -68,91 +67,6 @@ source_position position_of(const YAML::Node& node, const std::string& file) {
   if (mark.is_null())
     return {file, 0, 0};
   return {file, mark.line + 1, mark.column + 1};
-}
-
-// -- values -------------------------------------------------------------------
-
-std::optional<milliseconds> parse_duration(const std::string& text) {
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
-    return std::nullopt;
-  std::size_t used = 0;
-  long long n = 0;
-  try {
-    n = std::stoll(text, &used);
-  } catch (...) {
-    return std::nullopt;
-  }
-  auto unit = text.substr(used);
-  if (unit == "ms")
-    return milliseconds{n};
-  if (unit == "s" || unit.empty())
-    return milliseconds{n * 1000};
-  if (unit == "m")
-    return milliseconds{n * 60 * 1000};
-  if (unit == "h")
-    return milliseconds{n * 3600 * 1000};
-  if (unit == "d") // Mosquitto's persistent_client_expiration takes d and w
-    return milliseconds{n * 24 * 3600 * 1000};
-  if (unit == "w")
-    return milliseconds{n * 7 * 24 * 3600 * 1000};
-  return std::nullopt;
-}
-
-static std::optional<std::size_t> parse_size(const std::string& text) {
-  std::size_t used = 0;
-  unsigned long long n = 0;
-  try {
-    n = std::stoull(text, &used);
-  } catch (...) {
-    return std::nullopt;
-  }
-  std::string unit = text.substr(used);
-  std::transform(unit.begin(), unit.end(), unit.begin(), ::tolower);
-  if (unit.empty() || unit == "b")
-    return n;
-  if (unit[0] == 'k')
-    return n << 10;
-  if (unit[0] == 'm')
-    return n << 20;
-  if (unit[0] == 'g')
-    return n << 30;
-  return std::nullopt;
-}
-
-bool read_secret(const YAML::Node& node, std::string& value,
-                 std::string& error, bool* plain) {
-  if (plain)
-    *plain = false;
-  if (node.IsScalar()) {
-    value = node.as<std::string>();
-    if (plain)
-      *plain = true;
-    return true;
-  }
-  if (auto file = node["file"]) {
-    std::ifstream in(file.as<std::string>(), std::ios::binary);
-    if (!in) {
-      error = "cannot read secret file '" + file.as<std::string>() + "'";
-      return false;
-    }
-    std::stringstream ss;
-    ss << in.rdbuf();
-    value = ss.str();
-    while (!value.empty() && (value.back() == '\n' || value.back() == '\r'))
-      value.pop_back();
-    return true;
-  }
-  if (auto env = node["env"]) {
-    auto* text = std::getenv(env.as<std::string>().c_str());
-    if (text == nullptr) {
-      error = "environment variable '" + env.as<std::string>() + "' is not set";
-      return false;
-    }
-    value = text;
-    return true;
-  }
-  error = "a secret is a string, {file: PATH} or {env: NAME}";
-  return false;
 }
 
 // -- YAML to JSON with positions -----------------------------------------------
@@ -356,6 +270,7 @@ std::vector<std::string> schema_errors(const positioned_document& doc) {
 
 struct builder {
   const positioned_document& doc;
+  const endpoint_types& types;
   std::vector<std::string> errors;
 
   void fail(const std::string& path, const std::string& message) {
@@ -412,22 +327,31 @@ struct builder {
       hub.embedded = false;
       hub.listen.clear();
       hub.address = str(j, "address");
+      std::string bad;
+      if (auto a = parse_host_port(hub.address, {{"tcp://", "mqtt://"}, true, false}, bad))
+        hub.address_parsed = *a;
+      else
+        fail("hub.address", bad);
       hub.username = str(j, "username");
       hub.protocol = str(j, "protocol", "mqttv311") == "mqttv5" ? 5 : 4;
       if (j.contains("password")) {
         std::string error;
-        bool plain = false;
+        secret_source source{};
         if (!read_secret(doc.nodes.at("hub.password"), hub.password, error,
-                         &plain))
+                         &source, doc.file))
           fail("hub.password", error);
-        else if (plain)
+        else if (source == secret_source::plain)
           warnings.push_back(format_config_error(
-            doc.where("hub.password"), "hub.password",
-            "the password is in the config file; prefer {file: PATH} or "
-            "{env: NAME}"));
+            doc.where("hub.password"), "hub.password", plain_secret_warning));
       }
     } else if (j.contains("listen")) {
       hub.listen = at(j, "listen").get<std::vector<std::string>>();
+      for (std::size_t i = 0; i < hub.listen.size(); ++i) {
+        std::string bad;
+        if (!parse_host_port(hub.listen[i], {{"tcp://", "mqtt://"}, false, true},
+                             bad))
+          fail(index_path("hub.listen", i), bad);
+      }
     }
     for (std::size_t i = 0; i < at(j, "principals").size(); ++i) {
       auto& p = at(j, "principals")[i];
@@ -594,7 +518,7 @@ struct builder {
       auto path = index_path("endpoints", i);
       cfg.endpoints.push_back(endpoint_config{str(e, "name"), str(e, "type"),
                                               doc.nodes.at(path),
-                                              doc.where(path)});
+                                              doc.where(path), {}, {}});
     }
     for (std::size_t i = 0; i < at(root, "rules").size(); ++i)
       cfg.rules.push_back(build_rule(at(root, "rules")[i], i));
@@ -609,6 +533,9 @@ struct builder {
     if (root.contains("http")) {
       cfg.http.enabled = true;
       cfg.http.listen = str(at(root, "http"), "listen", cfg.http.listen);
+      std::string bad;
+      if (!parse_host_port(cfg.http.listen, {{}, false, true}, bad))
+        fail("http.listen", bad);
       cfg.http.max_body = size_at(at(at(root, "http"), "maxBody"),
                                   "http.maxBody", cfg.http.max_body);
       auto& http = at(root, "http");
@@ -644,18 +571,46 @@ struct builder {
       fail(path + ".endpoint", "unknown endpoint '" + end.endpoint + "'");
   }
 
-  /// A rule's destination topic as its endpoint type reads it (a Kafka
-  /// topic template must expand to a topic Kafka accepts).
-  void check_target(const config& cfg, const rule_end& end,
-                    const std::string& path) {
+  /// Compiles a rule's destination template once, as its destination
+  /// reads it (a hub topic; an endpoint type's dialect and checks: a Kafka
+  /// topic template must expand to a topic Kafka accepts); the endpoint
+  /// gets it in its usage.
+  void compile_target(const config& cfg, rule_end& end,
+                      const std::string& path,
+                      std::map<std::string, endpoint_usage>& usage) {
     auto ep = end.endpoint.empty() ? nullptr : cfg.find_endpoint(end.endpoint);
-    if (!ep)
+    if (!end.endpoint.empty() && !ep)
+      return; // reported by check_end
+    auto type = ep ? types.find(ep->type) : types.end();
+    if (ep && type == types.end())
+      return; // reported with the endpoint
+    std::string error;
+    auto compiled = topic_template::compile(
+      end.topic, error, ep ? type->second.target_dialect : template_dialect{});
+    if (!compiled) {
+      fail(path + ".topic", error);
       return;
-    auto type = endpoint_registry().find(ep->type);
-    if (type == endpoint_registry().end() || !type->second.check_target)
-      return;
-    if (auto problem = type->second.check_target(end.topic))
-      fail(path + ".topic", *problem);
+    }
+    if (compiled->deprecated())
+      warnings.push_back(format_config_error(
+        doc.where(path + ".topic"), path + ".topic",
+        "'" + compiled->text() + "' is a deprecated template form; write '"
+          + compiled->canonical() + "' (topic levels count from 1)"));
+    if (ep && type->second.check_target)
+      if (auto problem = type->second.check_target(*compiled)) {
+        fail(path + ".topic", *problem);
+        return;
+      }
+    if (!ep && compiled->is_literal())
+      if (auto problem = check_mqtt_topic_name(compiled->literal_text())) {
+        fail(path + ".topic", *problem);
+        return;
+      }
+    auto ptr = std::make_shared<const topic_template>(std::move(*compiled));
+    if (ep)
+      usage[ep->name].targets.emplace(end.topic, ptr);
+    else
+      end.topic_template = std::move(ptr);
   }
 
   /// A rule may only name functions and endpoints that exist; endpoints
@@ -676,31 +631,55 @@ struct builder {
              "unknown function '" + rule.function + "'");
       check_end(cfg, rule.from, path + from_key);
       check_end(cfg, rule.to, path + to_key);
-      check_target(cfg, rule.to, path + to_key);
+      compile_target(cfg, rule.to, path + to_key, usage);
       if (!rule.from.endpoint.empty())
         usage[rule.from.endpoint].as_source = true;
       if (!rule.to.endpoint.empty())
         usage[rule.to.endpoint].as_destination = true;
     }
-    auto& registry = endpoint_registry();
     for (std::size_t i = 0; i < cfg.endpoints.size(); ++i) {
       auto& ep = cfg.endpoints[i];
       auto path = index_path("endpoints", i);
-      auto type = registry.find(ep.type);
-      if (type == registry.end()) {
+      auto type = types.find(ep.type);
+      if (type == types.end()) {
         fail(path + ".type", "endpoint type '" + ep.type
                                + "' is not available in this build");
         continue;
       }
-      if (type->second.validate)
-        type->second.validate(ep, usage[ep.name], path, errors);
+      ep.usage = usage[ep.name];
+      parse_endpoint(type->second, ep, path, errors, warnings);
     }
   }
 };
 
 } // namespace
 
-config load_config_text(const std::string& text, const std::string& file) {
+const endpoint_types& no_endpoint_types() {
+  static const endpoint_types none;
+  return none;
+}
+
+void parse_endpoint(const endpoint_type& type, endpoint_config& cfg,
+                    const std::string& key_path,
+                    std::vector<std::string>& errors,
+                    std::vector<std::string>& warnings) {
+  static const option_table no_options;
+  option_context context{cfg.where.file, key_path, cfg.type + " endpoint",
+                         &errors, &warnings};
+  option_values values(type.options ? *type.options : no_options,
+                       cfg.settings, std::move(context));
+  // Parsed even after a problem, so that every problem is reported at once;
+  // the settings are kept only when there was none.
+  if (!cfg.settings.IsMap() || !type.parse)
+    return;
+  auto before = errors.size();
+  auto parsed = type.parse(values, cfg);
+  if (values.ok() && errors.size() == before)
+    cfg.parsed = std::move(parsed);
+}
+
+config load_config_text(const std::string& text, const std::string& file,
+                        const endpoint_types& types) {
   // YAML is UTF-8, and the schema validator measures strings by their UTF-8
   // sequences (valijson reads past its tables on stray continuation bytes).
   std::size_t line_start = 0;
@@ -730,20 +709,21 @@ config load_config_text(const std::string& text, const std::string& file) {
     throw config_error({file, 1, 1}, "", "the config must be a YAML mapping");
   if (auto errors = schema_errors(doc); !errors.empty())
     throw config_error(errors);
-  builder b{doc, {}, {}};
+  builder b{doc, types, {}, {}};
   auto cfg = b.build(file);
   if (!b.errors.empty())
     throw config_error(b.errors);
   return cfg;
 }
 
-config load_config_file(const std::string& path) {
+config load_config_file(const std::string& path,
+                        const endpoint_types& types) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw config_error({path, 0, 0}, "", "cannot open the config file");
   std::stringstream ss;
   ss << in.rdbuf();
-  return load_config_text(ss.str(), path);
+  return load_config_text(ss.str(), path, types);
 }
 
 const char* default_config_text() {

@@ -12,6 +12,10 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "core/endpoint_type.hpp"
+#include "core/topic_template.hpp"
+#include "core/values.hpp"
+
 namespace hubflow {
 
 using std::chrono::milliseconds;
@@ -82,6 +86,7 @@ struct hub_config {
   std::vector<remap_config> subscriptions;
   // External hub (Baetyl's function-manager form).
   std::string address;
+  host_port address_parsed; // `address` without its scheme
   std::string username;
   std::string password;
   int protocol = 4; // 4 = MQTT 3.1.1, 5 = MQTT 5
@@ -99,6 +104,9 @@ struct rule_end {
   std::string topic;
   std::uint8_t qos = 0;
   bool retain = false;
+  /// `to` only: `topic` compiled (core/topic_template.hpp) for a hub
+  /// destination; endpoints hold theirs in endpoint_usage::targets.
+  topic_template_ptr topic_template;
 };
 
 struct rule_config {
@@ -139,13 +147,15 @@ struct function_config {
   source_position where;
 };
 
-/// An endpoint's settings stay a YAML node: each endpoint type parses its own
-/// (endpoints/<type>/) after the schema has validated the shape.
+/// An endpoint's entry: its type parses the YAML node against its option
+/// table once, at load, into `parsed`, which its actor receives.
 struct endpoint_config {
   std::string name;
   std::string type; // kafka | redis | mqtt
   YAML::Node settings;
   source_position where;
+  endpoint_usage usage;
+  endpoint_settings_ptr parsed;
 };
 
 struct stats_config {
@@ -200,19 +210,31 @@ struct config {
   const endpoint_config* find_endpoint(const std::string& name) const;
 };
 
-/// Parses and validates YAML text; `file` names it in errors. Throws
-/// config_error with every problem found.
-config load_config_text(const std::string& text, const std::string& file);
+/// No endpoint types: a config that has endpoints does not load.
+const endpoint_types& no_endpoint_types();
+
+/// Parses and validates YAML text; `file` names it in errors. Endpoints are
+/// parsed by their type in `types` (endpoints/endpoint.hpp's
+/// endpoint_registry() in the broker). Throws config_error with every
+/// problem found.
+config load_config_text(const std::string& text, const std::string& file,
+                        const endpoint_types& types = no_endpoint_types());
 
 /// Reads and validates a file. Throws config_error.
-config load_config_file(const std::string& path);
+config load_config_file(const std::string& path,
+                        const endpoint_types& types = no_endpoint_types());
+
+/// Parses one endpoint entry (`cfg.settings`, `cfg.usage`) with its type
+/// into `cfg.parsed`; problems and warnings are appended (as the loader
+/// does for each endpoint), `key_path` names the entry in them.
+void parse_endpoint(const endpoint_type& type, endpoint_config& cfg,
+                    const std::string& key_path,
+                    std::vector<std::string>& errors,
+                    std::vector<std::string>& warnings);
 
 /// The embedded default config (config/hubflow.yaml, compiled in).
 config default_config();
 const char* default_config_text();
-
-/// Parses durations such as `30s`, `10m`, `500ms`, `1h`; nullopt if invalid.
-std::optional<milliseconds> parse_duration(const std::string& text);
 
 /// Position of a YAML node (1-based line and column).
 source_position position_of(const YAML::Node& node, const std::string& file);
@@ -221,12 +243,5 @@ source_position position_of(const YAML::Node& node, const std::string& file);
 std::string format_config_error(const source_position& where,
                                 const std::string& key_path,
                                 const std::string& message);
-
-/// Reads a secret written as a plain string, `{file: PATH}` (the file's
-/// content, trailing newline removed) or `{env: NAME}`. Returns false and
-/// sets `error` when the file or variable is missing; sets `plain` when the
-/// secret sat in the config file itself (callers warn about that).
-bool read_secret(const YAML::Node& node, std::string& value,
-                 std::string& error, bool* plain = nullptr);
 
 } // namespace hubflow

@@ -4,9 +4,9 @@
 
 namespace hubflow {
 
-std::map<std::string, endpoint_type>& endpoint_registry() {
+endpoint_types& endpoint_registry() {
   // Each endpoint type adds one line here.
-  static std::map<std::string, endpoint_type> registry = {
+  static endpoint_types registry = {
     {"kafka", kafka_endpoint_type()},
     {"redis", redis_endpoint_type()},
   };

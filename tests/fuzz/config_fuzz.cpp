@@ -12,6 +12,7 @@
 #include <string>
 
 #include "core/config.hpp"
+#include "endpoints/endpoint.hpp"
 #include "fuzz_input.hpp"
 
 using namespace hubflow;
@@ -24,7 +25,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data,
     if (text.find(dir) != std::string::npos)
       return 0;
   try {
-    auto cfg = load_config_text(text, "fuzz.yaml");
+    auto cfg = load_config_text(text, "fuzz.yaml", endpoint_registry());
     check(cfg.file == "fuzz.yaml", "a loaded config that forgot its file");
   } catch (const config_error& e) {
     check(!e.messages().empty(), "a config_error without messages");

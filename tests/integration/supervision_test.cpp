@@ -15,6 +15,7 @@
 
 #include "broker/broker.hpp"
 #include "core/type_ids.hpp"
+#include "endpoints/endpoint.hpp"
 #include "fixtures/fixtures.hpp"
 #include "fixtures/http_client.hpp"
 #include "fixtures/redis_fixture.hpp"
@@ -62,7 +63,7 @@ protected:
   void SetUp() override {
     auto cfg = load_config_text(
       broker_config(mqtt_port_, redis_.port(), dir_.path() + "/stats.token"),
-      "supervision.yaml");
+      "supervision.yaml", endpoint_registry());
     runtimes_ = build_runtimes(cfg, runtime_options{});
     auto error = start_broker(*sys_, cfg, runtimes_, broker_);
     ASSERT_EQ(error, "");

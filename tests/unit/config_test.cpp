@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "endpoints/endpoint.hpp"
 #include "fixtures/fixtures.hpp"
 
 using namespace hubflow;
@@ -15,11 +16,16 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// The config loader as the broker calls it: with every endpoint type.
+config load_text(const std::string& text, const std::string& file) {
+  return load_config_text(text, file, endpoint_registry());
+}
+
 /// The error lines a config text produces (empty when it loads).
 std::vector<std::string> errors_of(const std::string& yaml,
                                    const std::string& file = "hubflow.yaml") {
   try {
-    load_config_text(yaml, file);
+    load_text(yaml, file);
   } catch (const config_error& e) {
     return e.messages();
   }
@@ -146,7 +152,8 @@ TEST(config_errors, kafka_topic_template_is_checked_at_load) {
   EXPECT_TRUE(errors_of(config("telemetry-${mqtt.topic.2}")).empty());
   EXPECT_EQ(only_error(config("telemetry-${mqtt.topc}")),
             "hubflow.yaml:9:35: rules[0].to.topic: unknown placeholder "
-            "${mqtt.topc} (known: ${mqtt.topic}, ${mqtt.topic.N} with N >= 1)");
+            "${mqtt.topc} (known: ${topic}, ${topic.N} (N from 1), "
+            "${property.NAME}, ${origin}, ${qos}, ${timestamp})");
   EXPECT_EQ(only_error(config("tele metry")),
             "hubflow.yaml:9:35: rules[0].to.topic: Kafka topics may hold only "
             "[a-zA-Z0-9._-], not ' '");
@@ -271,7 +278,7 @@ TEST(config_errors, unknown_key_and_a_bad_value_in_one_rule_are_both_reported) {
 
 TEST(config_errors, the_exception_text_is_every_line) {
   try {
-    load_config_text(hub_block + "bogus: 1\n"
+    load_text(hub_block + "bogus: 1\n"
                                  "rules:\n"
                                  "  - from: {topic: t, qos: 9}\n"
                                  "    to: {topic: u}\n",
@@ -308,7 +315,7 @@ TEST(config_errors, errors_name_the_file_they_were_read_from) {
 // -- defaults -------------------------------------------------------------------
 
 TEST(config_defaults, follow_baetyls_function_manager) {
-  auto cfg = load_config_text(hub_block + sayhi_function
+  auto cfg = load_text(hub_block + sayhi_function
                                 + "rules:\n"
                                   "  - from: {topic: t}\n"
                                   "    function: {name: sayhi}\n"
@@ -334,7 +341,7 @@ TEST(config_defaults, follow_baetyls_function_manager) {
 }
 
 TEST(config_defaults, durations_and_sizes_take_units) {
-  auto cfg = load_config_text(hub_block + sayhi_function
+  auto cfg = load_text(hub_block + sayhi_function
                                 + "    instance:\n"
                                   "      idletime: 1500ms\n"
                                   "      timeout: 2\n"
@@ -390,7 +397,7 @@ functions:
 )";
   auto errors = errors_of(service_yml, "service.yml");
   ASSERT_TRUE(errors.empty()) << errors.front();
-  auto cfg = load_config_text(service_yml, "service.yml");
+  auto cfg = load_text(service_yml, "service.yml");
   EXPECT_FALSE(cfg.hub.embedded);
   EXPECT_EQ(cfg.hub.address, "tcp://127.0.0.1:1883");
   EXPECT_EQ(cfg.hub.username, "test");
@@ -422,11 +429,11 @@ functions:
 }
 
 TEST(config_baetyl, from_and_to_are_the_same_as_subscribe_and_publish) {
-  auto a = load_config_text(hub_block + "rules:\n"
+  auto a = load_text(hub_block + "rules:\n"
                                         "  - from: {topic: t, qos: 1}\n"
                                         "    to: {topic: u, qos: 2}\n",
                             "a.yaml");
-  auto b = load_config_text(hub_block + "rules:\n"
+  auto b = load_text(hub_block + "rules:\n"
                                         "  - subscribe: {topic: t, qos: 1}\n"
                                         "    publish: {topic: u, qos: 2}\n",
                             "b.yaml");
@@ -450,7 +457,7 @@ TEST(config_baetyl, from_and_subscribe_together_are_refused) {
 }
 
 TEST(config_baetyl, error_topic_and_retry_are_read) {
-  auto cfg = load_config_text(hub_block + sayhi_function
+  auto cfg = load_text(hub_block + sayhi_function
                                 + "rules:\n"
                                   "  - from: {topic: t}\n"
                                   "    function: {name: sayhi}\n"

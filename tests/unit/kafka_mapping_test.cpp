@@ -39,22 +39,51 @@ std::optional<std::string> header(const outgoing_record& r, const std::string& n
 
 } // namespace
 
+std::string expanded(std::string tmpl, const std::string& mqtt_topic) {
+  message m;
+  m.topic = mqtt_topic;
+  std::string error;
+  if (!expand_kafka_topic(settings_with(), tmpl, m, error))
+    return "error: " + error;
+  return tmpl;
+}
+
 TEST(kafka_topic_template, expands_the_topic_and_its_levels) {
-  EXPECT_EQ(expand_kafka_topic("telemetry", "a/b"), "telemetry");
-  EXPECT_EQ(expand_kafka_topic("${mqtt.topic}", "a/b"), "a/b");
-  EXPECT_EQ(expand_kafka_topic("t-${mqtt.topic.2}", "factory/line1/x"), "t-line1");
-  EXPECT_EQ(expand_kafka_topic("${mqtt.topic.1}.${mqtt.topic.3}", "f/l/x"), "f.x");
-  EXPECT_EQ(expand_kafka_topic("t${mqtt.topic.4}", "f/l/x"), "t");
-  EXPECT_EQ(expand_kafka_topic("${other}", "f"), "${other}");
-  EXPECT_EQ(expand_kafka_topic("x${mqtt.topic", "f"), "x${mqtt.topic");
+  EXPECT_EQ(expanded("telemetry", "a/b"), "telemetry");
+  EXPECT_EQ(expanded("${topic}", "a/b"), "a/b");
+  EXPECT_EQ(expanded("t-${topic.2}", "factory/line1/x"), "t-line1");
+  // The Kafka endpoint's own older form, levels counted from 1 as before.
+  EXPECT_EQ(expanded("t-${mqtt.topic.2}", "factory/line1/x"), "t-line1");
+  EXPECT_EQ(expanded("${mqtt.topic.1}.${mqtt.topic.3}", "f/l/x"), "f.x");
+  // A level the topic lacks is an error, not an empty string.
+  EXPECT_EQ(expanded("t${topic.4}", "f/l/x"),
+            "error: template 't${topic.4}': topic 'f/l/x' has no level 4");
+  EXPECT_NE(expanded("${other}", "f").find("unknown placeholder ${other}"),
+            std::string::npos);
+  EXPECT_NE(expanded("x${mqtt.topic", "f").find("unclosed '${'"),
+            std::string::npos);
+}
+
+TEST(kafka_topic_template, uses_the_template_compiled_at_load) {
+  auto s = settings_with();
+  std::string error;
+  auto compiled = topic_template::compile("k-${topic.1}", error);
+  ASSERT_TRUE(compiled);
+  s.usage.targets.emplace("k-${topic.1}",
+                          std::make_shared<const topic_template>(*compiled));
+  message m;
+  m.topic = "plant/x";
+  std::string topic = "k-${topic.1}";
+  ASSERT_TRUE(expand_kafka_topic(s, topic, m, error)) << error;
+  EXPECT_EQ(topic, "k-plant");
 }
 
 TEST(kafka_topic_template, checks_placeholders_and_characters) {
   EXPECT_FALSE(check_kafka_topic_template("telemetry.${mqtt.topic.2}"));
   EXPECT_FALSE(check_kafka_topic_template("${mqtt.topic}"));
   EXPECT_EQ(*check_kafka_topic_template("${mqtt.topc}"),
-            "unknown placeholder ${mqtt.topc} (known: ${mqtt.topic}, "
-            "${mqtt.topic.N} with N >= 1)");
+            "unknown placeholder ${mqtt.topc} (known: ${topic}, ${topic.N} (N "
+            "from 1), ${property.NAME}, ${origin}, ${qos}, ${timestamp})");
   EXPECT_TRUE(check_kafka_topic_template("${mqtt.topic.0}"));
   EXPECT_TRUE(check_kafka_topic_template("a/b"));
   EXPECT_TRUE(check_kafka_topic_template(""));

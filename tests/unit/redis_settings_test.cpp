@@ -1,15 +1,23 @@
 // Redis endpoint settings, key templates and command building: no server.
+#include <algorithm>
 #include <cstdlib>
 
 #include <gtest/gtest.h>
 
 #include "endpoints/endpoint.hpp"
+#include "endpoints/redis/redis_commands.hpp"
+#include "endpoints/redis/redis_replies.hpp"
 #include "endpoints/redis/redis_settings.hpp"
 #include "fixtures/fixtures.hpp"
 
 using namespace hubflow;
 
 namespace {
+
+/// The config loader as the broker calls it: with every endpoint type.
+config load_text(const std::string& text, const std::string& file) {
+  return load_config_text(text, file, endpoint_registry());
+}
 
 endpoint_config endpoint_from(const std::string& yaml) {
   endpoint_config cfg;
@@ -53,7 +61,8 @@ TEST(redis_settings, defaults_and_full_settings) {
   EXPECT_EQ(s.connection.host, "127.0.0.1");
   EXPECT_EQ(s.connection.port, 6379);
   EXPECT_EQ(s.mode, redis_mode::publish);
-  EXPECT_EQ(s.key, "{topic}");
+  ASSERT_TRUE(s.key);
+  EXPECT_EQ(s.key->text(), "${topic}");
 
   s = parse_redis_settings(endpoint_from(R"(
 host: redis.local
@@ -95,9 +104,9 @@ TEST(redis_settings, errors_name_position_and_key_path) {
   auto errors = errors_of("port: 70000\nmode: upsert\n");
   ASSERT_EQ(errors.size(), 2u) << joined(errors);
   EXPECT_EQ(errors[0], "hubflow.yaml:1:7: endpoints[0].port: must be between "
-                       "1 and 65535");
-  EXPECT_NE(errors[1].find("hubflow.yaml:2:7: endpoints[0].mode: unknown mode "
-                           "'upsert'"),
+                       "1 and 65535 (got 70000)");
+  EXPECT_NE(errors[1].find("hubflow.yaml:2:7: endpoints[0].mode: must be one "
+                           "of set, publish, xadd, lpush, rpush (got 'upsert')"),
             std::string::npos)
     << errors[1];
 }
@@ -137,13 +146,14 @@ TEST(redis_settings, password_comes_from_a_file_or_the_environment) {
             std::string::npos);
   errors = errors_of("password: {env: HUBFLOW_TEST_UNSET_VARIABLE}\n");
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_NE(errors[0].find("endpoints[0].password.env: environment variable "
+  EXPECT_NE(errors[0].find("endpoints[0].password: environment variable "
                            "'HUBFLOW_TEST_UNSET_VARIABLE' is not set"),
             std::string::npos)
     << errors[0];
   errors = errors_of("password: {file: /nonexistent/pw}\n");
   ASSERT_EQ(errors.size(), 1u);
-  EXPECT_NE(errors[0].find("cannot read '/nonexistent/pw'"), std::string::npos);
+  EXPECT_NE(errors[0].find("cannot read secret file '/nonexistent/pw'"),
+            std::string::npos);
 }
 
 TEST(redis_settings, mode_specific_options_are_checked) {
@@ -158,40 +168,69 @@ TEST(redis_settings, mode_specific_options_are_checked) {
 TEST(redis_settings, registered_as_endpoint_type) {
   auto& registry = endpoint_registry();
   ASSERT_EQ(registry.count("redis"), 1u);
-  std::vector<std::string> errors;
-  endpoint_usage usage;
-  usage.as_source = true;
-  registry["redis"].validate(endpoint_from("mode: set\n"), usage,
-                             "endpoints[0]", errors);
+  std::vector<std::string> errors, warnings;
+  auto cfg = endpoint_from("mode: set\n");
+  cfg.usage.as_source = true;
+  parse_endpoint(registry["redis"], cfg, "endpoints[0]", errors, warnings);
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_NE(errors[0].find("cannot be a rule source"), std::string::npos);
+  EXPECT_FALSE(cfg.parsed);
 }
 
-TEST(redis_key_template, renders_placeholders) {
+TEST(redis_key_template, renders_the_key_setting_or_the_rules_target) {
   std::string error;
   auto m = msg_on("home/kitchen/temp");
-  EXPECT_EQ(render_key_template("{topic}", m, error), "home/kitchen/temp");
-  EXPECT_EQ(render_key_template("t:{topic.1}:{topic.2}", m, error),
-            "t:kitchen:temp");
-  EXPECT_EQ(render_key_template("{property.room}/{origin}/{qos}", m, error),
-            "kitchen/sensor-7/1");
-  EXPECT_EQ(render_key_template("{{literal}}", m, error), "{literal}");
-  EXPECT_EQ(render_key_template("ts:{timestamp}", m, error),
-            "ts:" + std::to_string(m.received_ms()));
+  std::vector<std::string> errors, warnings;
+  auto s = parse_redis_settings(endpoint_from("key: \"t:${topic.2}\"\n"),
+                                "endpoints[0]", errors, &warnings);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  EXPECT_TRUE(warnings.empty()) << joined(warnings);
+  EXPECT_EQ(render_key(s, "", m, error), "t:kitchen");
+  // A target no rule declared at load is compiled for the call.
+  EXPECT_EQ(render_key(s, "${property.room}/${origin}", m, error),
+            "kitchen/sensor-7");
+  EXPECT_FALSE(render_key(s, "${topic.5}", m, error));
+  EXPECT_NE(error.find("has no level 5"), std::string::npos) << error;
 }
 
-TEST(redis_key_template, reports_what_is_missing) {
+TEST(redis_key_template, the_old_brace_form_works_with_a_warning) {
   std::string error;
-  auto m = msg_on("a/b");
-  EXPECT_FALSE(render_key_template("{topic.5}", m, error));
-  EXPECT_NE(error.find("has no level 5"), std::string::npos) << error;
-  EXPECT_FALSE(render_key_template("{property.floor}", m, error));
-  EXPECT_NE(error.find("no user property 'floor'"), std::string::npos);
-  EXPECT_FALSE(render_key_template("{bogus}", m, error));
-  EXPECT_NE(error.find("unknown placeholder {bogus}"), std::string::npos);
-  EXPECT_FALSE(render_key_template("open{", m, error));
-  EXPECT_FALSE(check_key_template("x}").empty());
-  EXPECT_TRUE(check_key_template("a:{topic}:{property.x}").empty());
+  auto m = msg_on("home/kitchen/temp");
+  std::vector<std::string> errors, warnings;
+  auto s = parse_redis_settings(
+    endpoint_from("key: \"t:{topic.1}:{topic.2}\"\n"), "endpoints[0]",
+    errors, &warnings);
+  ASSERT_TRUE(errors.empty()) << joined(errors);
+  // Counted from 0 as before: {topic.1} is the second level.
+  EXPECT_EQ(render_key(s, "", m, error), "t:kitchen:temp");
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("endpoints[0].key: 't:{topic.1}:{topic.2}' is a "
+                             "deprecated template form; write "
+                             "'t:${topic.2}:${topic.3}'"),
+            std::string::npos)
+    << warnings[0];
+  errors = errors_of("key: \"{bogus}\"\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("unknown placeholder {bogus}"), std::string::npos);
+}
+
+TEST(redis_settings, a_plain_password_is_warned_about_once) {
+  // Parsed once at load: the warning is in the config's warnings, once.
+  auto cfg = load_text(R"(
+endpoints:
+  - name: cache
+    type: redis
+    password: plain-text
+)",
+                       "hubflow.yaml");
+  auto count = std::count_if(cfg.warnings.begin(), cfg.warnings.end(),
+                             [](auto& w) {
+                               return w.find("endpoints[0].password: the secret "
+                                             "is written in the config file")
+                                      != std::string::npos;
+                             });
+  EXPECT_EQ(count, 1) << joined(cfg.warnings);
+  ASSERT_TRUE(cfg.endpoints[0].parsed);
 }
 
 TEST(redis_commands, one_command_per_mode) {
@@ -242,7 +281,7 @@ TEST(redis_commands, state_items_are_checked_before_any_io) {
 }
 
 TEST(redis_settings, whole_config_validation_reaches_the_endpoint) {
-  auto cfg = load_config_text(R"(
+  auto cfg = load_text(R"(
 endpoints:
   - name: statestore
     type: redis
@@ -261,7 +300,7 @@ http:
   EXPECT_EQ(cfg.endpoints[0].type, "redis");
   EXPECT_TRUE(cfg.http.enabled);
   try {
-    load_config_text(R"(
+    load_text(R"(
 endpoints:
   - name: cache
     type: redis

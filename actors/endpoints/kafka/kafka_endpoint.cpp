@@ -75,23 +75,23 @@ caf::behavior source_handlers(caf::event_based_actor* self,
 
 endpoint_type kafka_endpoint_type() {
   endpoint_type type;
-  type.validate = [](const endpoint_config& config, const endpoint_usage& usage,
-                     const std::string& key_path,
-                     std::vector<std::string>& errors) {
-    kafka::parse_kafka_settings(config, usage, key_path, errors);
+  type.options = &kafka::kafka_options();
+  type.check_target = [](const topic_template& tmpl) {
+    return check_kafka_topic_template(tmpl);
   };
-  type.check_target = check_kafka_topic_template;
-  type.spawn = [](caf::actor_system& sys, const endpoint_config& config,
-                  const endpoint_usage& usage) {
-    std::vector<std::string> errors;
-    auto settings = std::make_shared<const kafka::kafka_settings>(
-      kafka::parse_kafka_settings(config, usage, "endpoints." + config.name,
-                                  errors));
-    if (!errors.empty())
-      throw config_error(errors);
+  type.parse = [](option_values& values, const endpoint_config& config) {
+    return std::make_shared<const kafka::kafka_settings>(
+      kafka::parse_kafka_settings(values, config));
+  };
+  type.spawn = [](caf::actor_system& sys, const endpoint_config& config) {
+    auto settings
+      = std::dynamic_pointer_cast<const kafka::kafka_settings>(config.parsed);
+    if (!settings)
+      throw config_error(config.where, "endpoints." + config.name,
+                         "the kafka endpoint's settings were not parsed");
     // Publishes go straight to the producer's handlers: no extra hop.
     return kafka::spawn_kafka_producer(
-      sys, settings, usage.as_destination,
+      sys, settings, config.usage.as_destination,
       [settings](caf::event_based_actor* self) {
         return source_handlers(self, settings);
       });

@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 
+#include "core/topic_template.hpp"
 #include "endpoints/endpoint.hpp"
 
 namespace hubflow {
@@ -30,15 +31,10 @@ namespace hubflow {
 /// The registry entry for `type: kafka`.
 endpoint_type kafka_endpoint_type();
 
-/// Expands a Kafka topic template of a rule for one message:
-/// `${mqtt.topic}` is the whole MQTT topic, `${mqtt.topic.N}` its N-th level
-/// (1-based; empty when the topic has fewer levels). Anything else is kept.
-std::string expand_kafka_topic(const std::string& tmpl,
-                               const std::string& mqtt_topic);
-
-/// Checks a rule's Kafka topic template: nullopt when valid, else what is
-/// wrong (an unknown `${...}` placeholder, characters Kafka refuses).
-std::optional<std::string>
-check_kafka_topic_template(const std::string& tmpl);
+/// Checks a rule's Kafka topic template (core/topic_template.hpp):
+/// nullopt when valid, else what is wrong (a malformed template, characters
+/// Kafka refuses in its literal text).
+std::optional<std::string> check_kafka_topic_template(const topic_template& tmpl);
+std::optional<std::string> check_kafka_topic_template(const std::string& tmpl);
 
 } // namespace hubflow

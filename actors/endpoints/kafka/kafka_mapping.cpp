@@ -12,96 +12,24 @@
 
 namespace hubflow {
 
-namespace {
-
-constexpr std::string_view topic_placeholder = "mqtt.topic";
-
-/// The `N`-th level (1-based) of an MQTT topic, empty if there is none.
-std::string topic_level(const std::string& topic, long n) {
-  std::size_t begin = 0;
-  for (long level = 1; level < n; ++level) {
-    begin = topic.find('/', begin);
-    if (begin == std::string::npos)
-      return {};
-    ++begin;
-  }
-  auto end = topic.find('/', begin);
-  return topic.substr(begin, end == std::string::npos ? end : end - begin);
-}
-
-/// The level number of `mqtt.topic.N`, 0 for the whole topic, -1 when the
-/// placeholder is not one of ours.
-long placeholder_level(std::string_view name) {
-  if (name == topic_placeholder)
-    return 0;
-  if (name.substr(0, topic_placeholder.size()) != topic_placeholder
-      || name.size() <= topic_placeholder.size() + 1
-      || name[topic_placeholder.size()] != '.')
-    return -1;
-  auto digits = name.substr(topic_placeholder.size() + 1);
-  if (digits.size() > 4
-      || digits.find_first_not_of("0123456789") != std::string_view::npos)
-    return -1;
-  auto level = std::stol(std::string(digits));
-  return level >= 1 ? level : -1;
-}
-
-} // namespace
-
-std::string expand_kafka_topic(const std::string& tmpl,
-                               const std::string& mqtt_topic) {
-  std::string out;
-  out.reserve(tmpl.size() + mqtt_topic.size());
-  std::size_t pos = 0;
-  while (pos < tmpl.size()) {
-    auto open = tmpl.find("${", pos);
-    auto close = open == std::string::npos ? open : tmpl.find('}', open);
-    if (close == std::string::npos) {
-      out.append(tmpl, pos, std::string::npos);
-      break;
-    }
-    out.append(tmpl, pos, open - pos);
-    auto level = placeholder_level(
-      std::string_view(tmpl).substr(open + 2, close - open - 2));
-    if (level == 0)
-      out += mqtt_topic;
-    else if (level > 0)
-      out += topic_level(mqtt_topic, level);
-    else
-      out.append(tmpl, open, close - open + 1);
-    pos = close + 1;
-  }
-  return out;
-}
-
-std::optional<std::string>
-check_kafka_topic_template(const std::string& tmpl) {
-  if (tmpl.empty())
-    return "the Kafka topic is empty";
-  std::string literal; // the template with its placeholders taken out
-  std::size_t pos = 0;
-  while (pos < tmpl.size()) {
-    auto open = tmpl.find("${", pos);
-    if (open == std::string::npos) {
-      literal.append(tmpl, pos, std::string::npos);
-      break;
-    }
-    auto close = tmpl.find('}', open);
-    if (close == std::string::npos)
-      return "unterminated placeholder at '" + tmpl.substr(open) + "'";
-    auto name = tmpl.substr(open + 2, close - open - 2);
-    if (placeholder_level(name) < 0)
-      return "unknown placeholder ${" + name
-             + "} (known: ${mqtt.topic}, ${mqtt.topic.N} with N >= 1)";
-    literal.append(tmpl, pos, open - pos);
-    pos = close + 1;
-  }
-  for (char c : literal)
+std::optional<std::string> check_kafka_topic_template(const topic_template& tmpl) {
+  for (char c : tmpl.literal_text())
     if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_'
           || c == '-'))
       return std::string("Kafka topics may hold only [a-zA-Z0-9._-], not '")
              + c + "'";
+  if (tmpl.is_literal() && !kafka::is_valid_topic_name(tmpl.text()))
+    return "'" + tmpl.text() + "' is not a valid Kafka topic (1-249 of "
+           "[a-zA-Z0-9._-], not . or ..)";
   return std::nullopt;
+}
+
+std::optional<std::string> check_kafka_topic_template(const std::string& tmpl) {
+  std::string error;
+  auto compiled = topic_template::compile(tmpl, error);
+  if (!compiled)
+    return error;
+  return check_kafka_topic_template(*compiled);
 }
 
 } // namespace hubflow
@@ -196,6 +124,23 @@ bool add_cloud_event_headers(const kafka_settings& settings,
 }
 
 } // namespace
+
+bool expand_kafka_topic(const kafka_settings& settings, std::string& topic,
+                        const message& msg, std::string& error) {
+  auto compiled = settings.usage.target(topic);
+  std::optional<topic_template> adhoc;
+  if (!compiled) {
+    // A target no rule declared (tests, tools): compiled for this call.
+    adhoc = topic_template::compile(topic, error);
+    if (!adhoc)
+      return false;
+  }
+  std::string out;
+  if (!(compiled ? *compiled : *adhoc).render(msg, out, error))
+    return false;
+  topic = std::move(out);
+  return true;
+}
 
 outgoing_record prepare_record(const kafka_settings& settings,
                                const message& msg,

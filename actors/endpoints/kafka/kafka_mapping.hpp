@@ -40,6 +40,13 @@ struct outgoing_record {
   std::optional<std::string> key;
 };
 
+/// Renders a rule's Kafka topic template (core/topic_template.hpp) for
+/// `msg` in place: the template compiled at load when a rule declared it.
+/// False with `error` set when the message lacks what it names (a topic
+/// level beyond its last).
+bool expand_kafka_topic(const kafka_settings& settings, std::string& topic,
+                        const message& msg, std::string& error);
+
 /// Headers and key for `msg` produced to `kafka_topic` at time `now`.
 outgoing_record prepare_record(const kafka_settings& settings,
                                const message& msg,

@@ -444,8 +444,11 @@ void publish(caf::stateful_actor<kafka_producer_state>* self,
   self->state.ensure_client(self);
   if (topic.empty())
     topic = msg.topic;
-  else if (topic.find("${") != std::string::npos)
-    topic = expand_kafka_topic(topic, msg.topic);
+  else if (std::string why; topic.find("${") != std::string::npos
+           && !expand_kafka_topic(*self->state.settings, topic, msg, why)) {
+    answer.deliver(self->state.failure(sink_errc::topic_name_invalid, why));
+    return;
+  }
   self->state.publish(std::move(msg), std::move(topic), std::move(answer));
 }
 

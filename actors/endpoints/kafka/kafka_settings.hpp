@@ -1,8 +1,9 @@
-// The settings of one Kafka endpoint, parsed from its `endpoints:` entry
-// with the field names of Azure IoT Operations' Kafka dataflow endpoints,
-// and the librdkafka properties they translate to (docs/kafka.md has the
-// table). Parsing is pure so that the translation is unit-tested without a
-// broker.
+// The settings of one Kafka endpoint: its option table (every key with the
+// field names of Azure IoT Operations' Kafka dataflow endpoints, declared
+// once: validation, defaults, docs/kafka.md's table and the schema fragment
+// come from it), the immutable settings object parsed from it once at load,
+// and the librdkafka properties they translate to. Parsing is pure so that
+// the translation is unit-tested without a broker.
 #pragma once
 
 #include <cstdint>
@@ -12,7 +13,7 @@
 #include <vector>
 
 #include "core/config.hpp"
-#include "endpoints/endpoint.hpp"
+#include "core/options.hpp"
 
 namespace hubflow::kafka {
 
@@ -21,17 +22,6 @@ enum class compression { none, gzip, snappy, lz4 };
 enum class partition_strategy { round_robin, fixed_instance, mqtt_topic, property };
 enum class cloud_events { propagate, create_or_remap };
 
-/// Where a secret comes from: `{file: path}` (the file's content without a
-/// trailing newline) or `{env: NAME}`. Never the config text itself.
-struct secret_ref {
-  enum class source { file, env };
-  source from = source::env;
-  std::string location; // path or variable name
-
-  /// The secret's value; nullopt with `error` set when it cannot be read.
-  std::optional<std::string> resolve(std::string& error) const;
-};
-
 struct batching_settings {
   bool enabled = true;
   int latency_ms = 5;
@@ -39,15 +29,15 @@ struct batching_settings {
   int max_bytes = 1000000;
 };
 
-struct kafka_settings {
+struct kafka_settings : endpoint_settings {
   std::string name;                  // the endpoint's name
   std::string host;                  // bootstrap servers, host:port[,...]
   bool tls = false;                  // tls.mode Enabled
   std::string trusted_ca_file;       // tls.trustedCaCertificate (PEM file)
   bool sasl = false;                 // authentication.method Sasl
   std::string sasl_mechanism;        // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
-  secret_ref username;
-  secret_ref password;
+  std::string username;              // read at load (core/values.hpp secrets)
+  std::string password;
   std::string consumer_group_id;     // required for sources
   compression codec = compression::none;
   batching_settings batching;
@@ -62,21 +52,32 @@ struct kafka_settings {
   /// hubflow extension: the id Static partitioning derives the partition
   /// from; defaults to `<hostname>/<endpoint name>`, stable over restarts.
   std::string instance_id;
+  /// The rules' `to.topic` templates for this endpoint, compiled at load.
+  endpoint_usage usage;
 };
 
-/// Parses and checks an endpoint's settings. Every problem is appended to
-/// `errors` as `file:line:col: <key_path>.<key>: message`; the returned
-/// settings are meaningful only when nothing was appended.
+/// Every key of a `type: kafka` entry.
+const option_table& kafka_options();
+
+/// Builds the settings from values read against kafka_options(); problems
+/// go through `values.fail`.
+kafka_settings parse_kafka_settings(option_values& values,
+                                    const endpoint_config& config);
+
+/// Reads and parses an endpoint's entry, used by `usage` (what the config
+/// loader does for one entry). Every problem is appended to `errors` as
+/// `file:line:col: <key_path>.<key>: message`; the returned settings are
+/// meaningful only when nothing was appended.
 kafka_settings parse_kafka_settings(const endpoint_config& config,
                                     const endpoint_usage& usage,
                                     const std::string& key_path,
-                                    std::vector<std::string>& errors);
+                                    std::vector<std::string>& errors,
+                                    std::vector<std::string>* warnings = nullptr);
 
 using property_list = std::vector<std::pair<std::string, std::string>>;
 
 /// librdkafka properties shared by producers and consumers (bootstrap,
-/// security protocol, SASL with resolved secrets, CA file). Throws
-/// std::runtime_error when a secret cannot be read.
+/// security protocol, SASL with the secrets read at load, CA file).
 property_list client_properties(const kafka_settings& settings);
 
 /// Producer properties: client_properties plus acks, idempotence, batching,

@@ -10,6 +10,8 @@
 #include "core/reply.hpp"
 #include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
+#include "endpoints/redis/redis_commands.hpp"
+#include "endpoints/redis/redis_replies.hpp"
 
 namespace hubflow {
 
@@ -89,8 +91,7 @@ void write(redis_actor* self, const message& msg, const std::string& target,
   auto& st = self->state;
   st.stats.add("messages_in");
   std::string error;
-  auto name = render_key_template(target.empty() ? st.settings->key : target,
-                                  msg, error);
+  auto name = render_key(*st.settings, target, msg, error);
   if (!name) {
     st.stats.add("errors");
     touch_stats(self);
@@ -238,37 +239,12 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
     [=](get_atom) { return self->state.stats.snapshot(); });
 }
 
-void validate_redis(const endpoint_config& cfg, const endpoint_usage& usage,
-                    const std::string& key_path,
-                    std::vector<std::string>& errors) {
-  auto settings = parse_redis_settings(cfg, key_path, errors);
-  if (usage.as_source) {
-    auto where = cfg.where;
-    errors.push_back(where.file + ":" + std::to_string(where.line) + ":"
-                     + std::to_string(where.column) + ": " + key_path
-                     + ": a redis endpoint cannot be a rule source (`from`); "
-                       "it is a destination and a state store");
-  }
-}
-
 } // namespace
 
 caf::actor spawn_redis_endpoint(caf::actor_system& sys, std::string name,
                                 redis_settings settings) {
   return sys.spawn(redis_endpoint, std::move(name),
                    std::make_shared<const redis_settings>(std::move(settings)));
-}
-
-endpoint_type redis_endpoint_type() {
-  endpoint_type type;
-  type.validate = validate_redis;
-  type.spawn = [](caf::actor_system& sys, const endpoint_config& cfg,
-                  const endpoint_usage&) {
-    std::vector<std::string> errors; // validated before: none expected
-    auto settings = parse_redis_settings(cfg, "endpoints." + cfg.name, errors);
-    return spawn_redis_endpoint(sys, cfg.name, std::move(settings));
-  };
-  return type;
 }
 
 } // namespace hubflow

@@ -1,7 +1,8 @@
-// The settings of a `type: redis` endpoint, parsed once from its YAML node
-// (validation and spawning share this parser), and the pure functions that
-// turn messages and state requests into Redis commands. No I/O here, so all
-// of it is unit-testable without a server.
+// The settings of a `type: redis` endpoint: its option table (every key,
+// declared once: validation, defaults, docs/redis.md's table and the schema
+// fragment come from it) and the immutable settings object parsed from it
+// once at load. Commands are built in redis_commands.hpp, replies decoded
+// in redis_replies.hpp.
 #pragma once
 
 #include <chrono>
@@ -12,83 +13,53 @@
 
 #include "core/config.hpp"
 #include "core/message.hpp"
+#include "core/options.hpp"
 #include "endpoints/redis/redis_client.hpp"
-#include "endpoints/redis/state_store.hpp"
 
 namespace hubflow {
 
 /// How messages sent to the endpoint by a rule are written.
 enum class redis_mode : std::uint8_t { set, publish, xadd, lpush, rpush };
 
-struct redis_settings {
+struct redis_settings : endpoint_settings {
   redis_client::options connection;
   redis_mode mode = redis_mode::publish;
   /// Template of the key (set, lists, streams) or channel (publish). A rule's
   /// `to.topic`, when given, takes its place.
-  std::string key = "{topic}";
+  topic_template_ptr key;
   std::optional<std::chrono::milliseconds> ttl; // set
   std::optional<std::int64_t> maxlen;           // xadd, lpush, rpush
   int retry_max = 5;
   std::chrono::milliseconds retry_backoff{200}; // doubles per attempt
   std::string key_prefix;                       // state store keys
-  std::chrono::milliseconds stats_interval{500};
+  /// The rules' `to.topic` templates for this endpoint, compiled at load.
+  endpoint_usage usage;
 };
 
-/// Parses `cfg.settings`. Problems are appended to `errors` as
+/// Every key of a `type: redis` entry.
+const option_table& redis_options();
+
+/// Builds the settings from values read against redis_options(); problems
+/// go through `values.fail`.
+redis_settings parse_redis_settings(option_values& values,
+                                    const endpoint_config& cfg);
+
+/// Reads and parses `cfg.settings` (what the config loader does for one
+/// entry). Problems are appended to `errors` as
 /// `file:line:col: <key_path>.<key>: message`; the result is only meaningful
 /// when none were added.
 redis_settings parse_redis_settings(const endpoint_config& cfg,
                                     const std::string& key_path,
-                                    std::vector<std::string>& errors);
+                                    std::vector<std::string>& errors,
+                                    std::vector<std::string>* warnings = nullptr);
 
 const char* to_string(redis_mode mode);
 
-// -- key templates ------------------------------------------------------------
-//
-// `{topic}` the message topic, `{topic.N}` its N-th level (0-based),
-// `{property.NAME}` an MQTT 5 user property, `{origin}`, `{qos}`,
-// `{timestamp}` (receive time, ms since the epoch). `{{` and `}}` are literal
-// braces.
-
-/// Empty when `tmpl` is well formed, else what is wrong with it.
-std::string check_key_template(const std::string& tmpl);
-
-/// Renders `tmpl` for `msg`; on failure returns nullopt and sets `error`.
-std::optional<std::string> render_key_template(const std::string& tmpl,
-                                               const message& msg,
-                                               std::string& error);
-
-// -- commands -------------------------------------------------------------------
-
-/// The one command that writes `msg` (mode of `s`) to `name`.
-std::vector<std::string> make_write_command(const redis_settings& s,
-                                            const std::string& name,
-                                            const message& msg);
-
-/// EVAL of the atomic bulk save; `error` set (and empty result) when an item
-/// is unusable (empty key, etag that is not a version).
-std::vector<std::string> make_save_command(const std::vector<state_item>& items,
-                                           const std::string& key_prefix,
-                                           caf::error& error);
-
-/// EVAL reading every key's data and version in one step.
-std::vector<std::string> make_get_command(const std::vector<std::string>& keys,
-                                          const std::string& key_prefix);
-
-std::vector<std::string> make_delete_command(const state_item& item,
-                                             const std::string& key_prefix,
-                                             caf::error& error);
-
-/// Turns the replies of the scripts above into the protocol's results.
-caf::error decode_save_reply(const redis_reply& reply,
-                             const std::vector<state_item>& items);
-caf::error decode_delete_reply(const redis_reply& reply,
-                               const std::string& key);
-std::vector<state_entry> decode_get_reply(const std::vector<std::string>& keys,
-                                          const redis_reply& reply,
-                                          caf::error& error);
-
-/// A caf::error (category "state") for a failed reply.
-caf::error state_error_from(const redis_reply& reply);
+/// The key or channel a message goes to: `target` (a rule's `to.topic`,
+/// compiled at load) or, when empty, the `key` setting, rendered for `msg`
+/// (core/topic_template.hpp). nullopt with `error` set when it cannot be.
+std::optional<std::string> render_key(const redis_settings& s,
+                                      const std::string& target,
+                                      const message& msg, std::string& error);
 
 } // namespace hubflow

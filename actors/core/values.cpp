@@ -1,0 +1,203 @@
+#include "core/values.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace hubflow {
+
+using std::chrono::milliseconds;
+
+std::optional<milliseconds> parse_duration(const std::string& text) {
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+    return std::nullopt;
+  std::size_t used = 0;
+  long long n = 0;
+  try {
+    n = std::stoll(text, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  auto unit = text.substr(used);
+  if (unit == "ms")
+    return milliseconds{n};
+  if (unit == "s" || unit.empty())
+    return milliseconds{n * 1000};
+  if (unit == "m")
+    return milliseconds{n * 60 * 1000};
+  if (unit == "h")
+    return milliseconds{n * 3600 * 1000};
+  if (unit == "d") // Mosquitto's persistent_client_expiration takes d and w
+    return milliseconds{n * 24 * 3600 * 1000};
+  if (unit == "w")
+    return milliseconds{n * 7 * 24 * 3600 * 1000};
+  return std::nullopt;
+}
+
+std::optional<std::size_t> parse_size(const std::string& text) {
+  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+    return std::nullopt;
+  std::size_t used = 0;
+  unsigned long long n = 0;
+  try {
+    n = std::stoull(text, &used);
+  } catch (...) {
+    return std::nullopt;
+  }
+  std::string unit = text.substr(used);
+  std::transform(unit.begin(), unit.end(), unit.begin(), ::tolower);
+  if (unit.empty() || unit == "b")
+    return n;
+  static const char* suffixes[] = {"", "i", "b", "ib"};
+  int shift = unit[0] == 'k' ? 10 : unit[0] == 'm' ? 20 : unit[0] == 'g' ? 30 : 0;
+  if (shift == 0)
+    return std::nullopt;
+  auto rest = unit.substr(1);
+  for (auto s : suffixes)
+    if (rest == s)
+      return n << shift;
+  return std::nullopt;
+}
+
+std::optional<host_port> parse_host_port(std::string_view text,
+                                         const host_port_rules& rules,
+                                         std::string& error) {
+  auto original = std::string(text);
+  for (auto& scheme : rules.schemes)
+    if (text.substr(0, scheme.size()) == scheme) {
+      text.remove_prefix(scheme.size());
+      break;
+    }
+  if (text.find("://") != std::string_view::npos) {
+    error = "'" + original + "': unsupported scheme";
+    if (!rules.schemes.empty()) {
+      error += " (known:";
+      for (auto& s : rules.schemes)
+        error += " " + s;
+      error += ")";
+    }
+    return std::nullopt;
+  }
+  auto colon = text.rfind(':');
+  if (colon == std::string_view::npos) {
+    error = "'" + original + "' has no port (write host:port)";
+    return std::nullopt;
+  }
+  host_port out;
+  auto host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
+  else if (host.find(':') != std::string_view::npos) {
+    error = "'" + original + "': write an IPv6 address in brackets ([::1]:port)";
+    return std::nullopt;
+  }
+  if (host.empty() && rules.host_required) {
+    error = "'" + original + "' has no host";
+    return std::nullopt;
+  }
+  auto digits = text.substr(colon + 1);
+  if (digits.empty() || digits.size() > 5
+      || digits.find_first_not_of("0123456789") != std::string_view::npos) {
+    error = "'" + original + "' has an invalid port";
+    return std::nullopt;
+  }
+  auto port = std::stoul(std::string(digits));
+  if (port > 65535 || (port == 0 && !rules.port_zero_ok)) {
+    error = "'" + original + "': port " + std::to_string(port)
+            + " is out of range (1-65535)";
+    return std::nullopt;
+  }
+  out.host = std::string(host);
+  out.port = static_cast<std::uint16_t>(port);
+  return out;
+}
+
+std::optional<std::vector<host_port>>
+parse_host_port_list(std::string_view text, const host_port_rules& rules,
+                     std::string& error) {
+  std::vector<host_port> out;
+  std::size_t start = 0;
+  for (;;) {
+    auto comma = text.find(',', start);
+    auto entry = text.substr(start, comma == std::string_view::npos
+                                      ? std::string_view::npos
+                                      : comma - start);
+    auto one = parse_host_port(entry, rules, error);
+    if (!one)
+      return std::nullopt;
+    out.push_back(std::move(*one));
+    if (comma == std::string_view::npos)
+      return out;
+    start = comma + 1;
+  }
+}
+
+std::string config_relative(const std::string& path,
+                            const std::string& config_file) {
+  namespace fs = std::filesystem;
+  if (path.empty() || fs::path(path).is_absolute() || config_file.empty()
+      || config_file.front() == '<')
+    return path;
+  return (fs::path(config_file).parent_path() / path)
+    .lexically_normal()
+    .string();
+}
+
+bool read_secret(const YAML::Node& node, std::string& value,
+                 std::string& error, secret_source* source,
+                 const std::string& config_file) {
+  if (node.IsScalar()) {
+    value = node.Scalar();
+    if (source)
+      *source = secret_source::plain;
+    if (value.empty()) {
+      error = "the secret is empty";
+      return false;
+    }
+    return true;
+  }
+  bool one_key = node.IsMap() && node.size() == 1;
+  auto file = one_key ? node["file"] : YAML::Node{};
+  auto env = one_key ? node["env"] : YAML::Node{};
+  if ((!file && !env) || !(file ? file : env).IsScalar()
+      || (file ? file : env).Scalar().empty()) {
+    error = "give the secret as {file: PATH} or {env: NAME} (or, warned "
+            "about, as plain text)";
+    return false;
+  }
+  if (file) {
+    auto path = config_relative(file.Scalar(), config_file);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+      error = "cannot read secret file '" + path + "'";
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    value = ss.str();
+    // Files written with `echo` end in a newline that is not the secret.
+    while (!value.empty() && (value.back() == '\n' || value.back() == '\r'))
+      value.pop_back();
+    if (source)
+      *source = secret_source::file;
+    if (value.empty()) {
+      error = "secret file '" + path + "' is empty";
+      return false;
+    }
+    return true;
+  }
+  auto* text = std::getenv(env.Scalar().c_str());
+  if (text == nullptr || *text == '\0') {
+    error = "environment variable '" + env.Scalar() + "' is not set or empty";
+    return false;
+  }
+  value = text;
+  if (source)
+    *source = secret_source::env;
+  return true;
+}
+
+} // namespace hubflow
