@@ -49,28 +49,6 @@ void queue_waker::on_event(rd_kafka_t*, void* opaque) {
     caf::anon_send<caf::message_priority::high>(target, poll_atom::value);
 }
 
-void latency_window::add(std::int64_t micros) {
-  if (samples_.size() < capacity) {
-    samples_.push_back(micros);
-  } else {
-    samples_[next_] = micros;
-    next_ = (next_ + 1) % capacity;
-  }
-}
-
-std::int64_t latency_window::quantile(double q) const {
-  if (samples_.empty())
-    return 0;
-  auto sorted = samples_;
-  auto index = static_cast<std::size_t>(q * static_cast<double>(sorted.size() - 1));
-  std::nth_element(sorted.begin(), sorted.begin() + index, sorted.end());
-  return sorted[index];
-}
-
-caf::actor find_stats_actor(caf::actor_system& sys) {
-  return sys.registry().get<caf::actor>(stats_registry_name);
-}
-
 namespace {
 
 void log_line(const rd_kafka_t* rk, int level, const char* facility,

@@ -1,7 +1,7 @@
 // What the Kafka producer and consumer actors share: building librdkafka
 // configurations, waking an actor when a librdkafka queue has events (so
 // that actors poll with timeout 0 and never block a scheduler thread),
-// latency percentiles and the stats actor lookup.
+// routing librdkafka's logs.
 #pragma once
 
 #include <atomic>
@@ -54,22 +54,6 @@ private:
   caf::weak_actor_ptr target_;
   std::atomic<bool> pending_{false};
 };
-
-/// The most recent latency samples, for percentiles in stats reports.
-class latency_window {
-public:
-  void add(std::int64_t micros);
-  /// The `q`-quantile (0..1) of the recent samples; 0 without samples.
-  std::int64_t quantile(double q) const;
-
-private:
-  static constexpr std::size_t capacity = 8192;
-  std::vector<std::int64_t> samples_;
-  std::size_t next_ = 0;
-};
-
-/// The stats actor registered under hubflow::stats_registry_name, if any.
-caf::actor find_stats_actor(caf::actor_system& sys);
 
 /// Routes librdkafka's log lines to spdlog (instead of stderr).
 void route_logs(rd_kafka_conf_t* conf);
