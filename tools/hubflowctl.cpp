@@ -15,6 +15,7 @@
 #include <boost/program_options.hpp>
 
 #include "core/config.hpp"
+#include "core/values.hpp"
 #include "hub/auth.hpp"
 #include "stats/stats_render.hpp"
 #include "stats/stats_token.hpp"
