@@ -46,7 +46,8 @@ void touch_stats(redis_actor* self) {
   st.stats.set("inflight", static_cast<std::int64_t>(st.pending.size()));
   if (!st.report_scheduled) {
     st.report_scheduled = true;
-    self->delayed_send(self, st.settings->stats_interval, tick_atom::value);
+    self->delayed_send(self, stats_interval(self->home_system()),
+                       tick_atom::value);
   }
 }
 
