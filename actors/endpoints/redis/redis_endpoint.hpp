@@ -20,6 +20,7 @@
 
 #include "endpoints/endpoint.hpp"
 #include "endpoints/redis/redis_settings.hpp"
+#include "endpoints/redis/state_store.hpp"
 
 namespace hubflow {
 

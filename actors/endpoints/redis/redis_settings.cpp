@@ -140,6 +140,14 @@ const char* to_string(redis_mode mode) {
   }
 }
 
+topic_template_ptr redis_key_template(const std::string& text) {
+  std::string error;
+  auto t = topic_template::compile(text, error, redis_dialect);
+  if (!t)
+    throw config_error({}, "key", error);
+  return std::make_shared<const topic_template>(std::move(*t));
+}
+
 std::optional<std::string> render_key(const redis_settings& s,
                                       const std::string& target,
                                       const message& msg, std::string& error) {

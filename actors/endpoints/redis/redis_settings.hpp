@@ -21,12 +21,16 @@ namespace hubflow {
 /// How messages sent to the endpoint by a rule are written.
 enum class redis_mode : std::uint8_t { set, publish, xadd, lpush, rpush };
 
+/// `text` compiled as a Redis key template (the brace forms included);
+/// throws config_error when it is malformed. For settings built in code.
+topic_template_ptr redis_key_template(const std::string& text);
+
 struct redis_settings : endpoint_settings {
   redis_client::options connection;
   redis_mode mode = redis_mode::publish;
   /// Template of the key (set, lists, streams) or channel (publish). A rule's
   /// `to.topic`, when given, takes its place.
-  topic_template_ptr key;
+  topic_template_ptr key = redis_key_template("${topic}");
   std::optional<std::chrono::milliseconds> ttl; // set
   std::optional<std::int64_t> maxlen;           // xadd, lpush, rpush
   int retry_max = 5;
