@@ -101,7 +101,7 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
     b.hub = spawn_embedded_hub(sys, cfg.hub, error, &restart_hub);
     if (!b.hub)
       return error;
-    caf::anon_send(b.stats, publish_atom::value, b.hub);
+    caf::anon_send(b.stats, sys_hub_atom::value, b.hub);
     kept.push_back({"hub", b.hub, std::move(restart_hub), false});
   } else {
     spdlog::info("using the external hub at {}", cfg.hub.address);

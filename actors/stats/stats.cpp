@@ -57,7 +57,7 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
         snapshot.components.push_back(c);
       return snapshot;
     },
-    [=](publish_atom, caf::actor hub) {
+    [=](sys_hub_atom, caf::actor hub) {
       self->state.store->hub = std::move(hub);
     },
     [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {

@@ -28,7 +28,7 @@ std::shared_ptr<stats_store> make_stats_store();
 /// it under stats_registry_name before returning, so a restarted stats
 /// actor is the one every component finds at once.
 /// Messages: (report_atom, component_stats); (get_atom) -> stats_snapshot;
-/// (publish_atom, caf::actor hub) sets the hub that gets `$SYS` messages;
+/// (sys_hub_atom, caf::actor hub) sets the hub that gets `$SYS` messages;
 /// (rewire_atom, old, replacement) replaces that hub (core/keeper.hpp).
 caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
                        std::shared_ptr<stats_store> store = nullptr);

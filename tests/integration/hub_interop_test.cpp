@@ -2,6 +2,8 @@
 // MQTT 3.1.1 and 5.0, and libmosquitto. One test per feature.
 #include "hub_test_env.hpp"
 
+#include <sys/socket.h>
+
 #include <mosquitto.h>
 #include <mqtt_protocol.h>
 
