@@ -33,17 +33,6 @@ const std::string sayhi_function = "functions:\n"
                                    "    plugin: sayhi\n"
                                    "    instance: {min: 1, max: 2}\n";
 
-/// The counters of one component in `hubflowctl stats --json` output.
-json counters_of(const std::string& stats, const std::string& kind,
-                 const std::string& name) {
-  auto doc = json::parse(stats, nullptr, false);
-  if (doc.is_object())
-    for (auto& c : doc["components"])
-      if (c["kind"] == kind && c["name"] == name)
-        return c["counters"];
-  return nullptr;
-}
-
 class rule_errors : public ::testing::Test {
 protected:
   void start(const std::string& yaml) {

@@ -18,16 +18,6 @@ using json = nlohmann::json;
 
 namespace {
 
-json component(const std::string& stats, const std::string& kind,
-               const std::string& name) {
-  auto doc = json::parse(stats, nullptr, false);
-  if (doc.is_object())
-    for (auto& c : doc["components"])
-      if (c["kind"] == kind && c["name"] == name)
-        return c["counters"];
-  return nullptr;
-}
-
 /// A broker whose config is the embedded hub plus `rules_yaml`, with a
 /// subscriber to `out` at `qos` and a publisher connected.
 class rule_flow : public ::testing::Test {
@@ -81,8 +71,8 @@ TEST_F(rule_flow, burst_beyond_the_function_queue_needs_no_retries) {
   json fn, rule;
   ASSERT_TRUE(wait_until([&] {
     auto stats = server->stats_json();
-    fn = component(stats, "function", "echo");
-    rule = component(stats, "rule", "burst");
+    fn = counters_of(stats, "function", "echo");
+    rule = counters_of(stats, "rule", "burst");
     return fn.is_object() && fn.value("outputs", 0) == burst
            && rule.is_object() && rule.value("out", 0) == burst;
   })) << server->stats_json();
@@ -123,7 +113,7 @@ TEST_F(rule_flow, plain_forward_of_qos1_bursts_arrives_complete_and_in_order) {
 
   json rule;
   ASSERT_TRUE(wait_until([&] {
-    rule = component(server->stats_json(), "rule", "forward");
+    rule = counters_of(server->stats_json(), "rule", "forward");
     return rule.is_object() && rule.value("out", 0) == burst;
   })) << server->stats_json();
   EXPECT_EQ(rule.value("in", -1), burst);

@@ -67,18 +67,6 @@ public:
   }
 };
 
-/// The counters of component (kind, name) in a stats JSON snapshot.
-nlohmann::json counters_of(const std::string& json, const std::string& kind,
-                           const std::string& name) {
-  auto doc = nlohmann::json::parse(json, nullptr, false);
-  if (doc.is_discarded())
-    return {};
-  for (auto& c : doc["components"])
-    if (c["kind"] == kind && c["name"] == name)
-      return c["counters"];
-  return {};
-}
-
 std::int64_t counter(const nlohmann::json& counters, const std::string& key) {
   return counters.is_object() && counters.contains(key)
            ? counters[key].get<std::int64_t>()
