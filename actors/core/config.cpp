@@ -396,6 +396,11 @@ struct builder {
       hub.max_inflight = at(msg, "inflight").get<std::size_t>();
     if (at(msg, "queued").is_number())
       hub.max_queued_messages = at(msg, "queued").get<std::size_t>();
+    // The schema allows only these three names.
+    auto full = str(msg, "queue_full", "backpressure");
+    hub.queue_full = full == "drop_new"      ? queue_full_policy::drop_new
+                     : full == "drop_oldest" ? queue_full_policy::drop_oldest
+                                             : queue_full_policy::backpressure;
     build_limits(j, hub.limits);
     return hub;
   }

@@ -75,6 +75,16 @@ struct hub_limits {
   milliseconds persistent_client_expiration = std::chrono::hours(24);
 };
 
+/// What the embedded hub does when a QoS 1/2 message finds its session's
+/// queue at `message.queued` / `max_queued_bytes` (`message.queue_full`).
+enum class queue_full_policy {
+  /// Online sessions: queue it and hold the publisher's acknowledgement
+  /// until the queue drains (offline sessions drop the new message).
+  backpressure,
+  drop_new,    // drop the new message (Mosquitto)
+  drop_oldest, // drop the oldest queued message (EMQX)
+};
+
 /// The hub rules talk to: embedded (`listen`) or external (`address`).
 struct hub_config {
   bool embedded = true;
@@ -93,7 +103,8 @@ struct hub_config {
   // Both.
   std::size_t max_message_size = 4 * 1024 * 1024; // Baetyl's default 4 MiB
   std::size_t max_inflight = 20;
-  std::size_t max_queued_messages = 1000; // per offline persistent session
+  std::size_t max_queued_messages = 1000; // per session, beyond the window
+  queue_full_policy queue_full = queue_full_policy::backpressure;
   hub_limits limits; // embedded hub only
   source_position where;
 };

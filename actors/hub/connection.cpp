@@ -74,6 +74,7 @@ void connection::on_data(std::string_view bytes) {
   auto res = reader_.feed(bytes, decode_opts_,
                           [this](mqtt::packet& p) { return handle(p); });
   send_rule_bursts();
+  bound_unanswered();
   if (res.status != mqtt::decode_status::error || phase_ == phase::closing)
     return;
   ++core_->counters.protocol_errors;
@@ -119,6 +120,11 @@ void connection::on_tick() {
     return;
   // MQTT: one and a half keep-alive periods without a packet end it.
   auto limit = std::chrono::milliseconds(keep_alive_ * 1500);
+  if (reading_paused_) {
+    // Its packets wait unread in the socket: silence is ours, not its.
+    schedule_tick(limit);
+    return;
+  }
   auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(
     now - last_rx_);
   if (idle >= limit) {
@@ -387,26 +393,27 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
   }
   msg.origin = client_id_;
   core.route(msg, session_->id, rule_scratch_);
-  auto packet_id = msg.qos > 0 ? p.packet_id : std::uint16_t{0};
+  auto ack_seq = acks_front_seq_ + acks_.size(); // the number it gets
+  if (msg.qos > 0) {
+    // End-to-end acknowledgement: the client's PUBACK/PUBREC waits until
+    // every rule subscriber has answered and every session queue it went
+    // beyond its bound has room again (back-pressure instead of loss).
+    auto full = core.over_bound();
+    for (auto s : full)
+      core.wait_for_room(*s, self_->address(), ack_seq);
+    queue_ack(p.packet_id, ack_type, rule_scratch_.size(), 0, full.size());
+  }
   if (!rule_scratch_.empty())
-    deliver_to_rules(rule_scratch_, packet_id, ack_type);
-  else if (packet_id)
-    queue_ack(packet_id, ack_type, 0, 0);
+    deliver_to_rules(rule_scratch_, msg.qos > 0, ack_seq);
   return true;
 }
 
 void connection::deliver_to_rules(std::vector<rule_delivery>& rules,
-                                  std::uint16_t packet_id,
-                                  mqtt::packet_type ack) {
-  // End-to-end acknowledgement: the client's PUBACK/PUBREC waits until
-  // every rule subscriber has answered its deliver request.
-  auto ack_seq = acks_front_seq_ + acks_.size(); // the number it gets
-  if (packet_id)
-    queue_ack(packet_id, ack, rules.size(), 0);
+                                  bool wants_ack, std::uint64_t ack_seq) {
   for (auto& r : rules) {
     ++core_->counters.rule_deliveries;
     // Ticketed, not requested (core/reply.hpp); QoS 0 wants no answer.
-    auto ticket = packet_id ? rule_tickets_.add(ack_seq) : 0;
+    auto ticket = wants_ack ? rule_tickets_.add(ack_seq) : 0;
     auto burst = std::find_if(rule_bursts_.begin(), rule_bursts_.end(),
                               [&](auto& b) { return b.rule == r.subscriber; });
     if (burst == rule_bursts_.end())
@@ -425,10 +432,26 @@ void connection::send_rule_bursts() {
 }
 
 void connection::queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
-                           std::size_t waiting, std::uint8_t reason) {
+                           std::size_t waiting, std::uint8_t reason,
+                           std::size_t full) {
   // `since` only serves the 30 s limit: the time of the read will do.
   acks_.push_back(
-    pending_ack{packet_id, type, waiting, false, reason, last_rx_});
+    pending_ack{packet_id, type, waiting, full, false, reason, last_rx_});
+  pump_acks();
+}
+
+connection::pending_ack* connection::ack_numbered(std::uint64_t seq) {
+  // Gone when it was sent, expired or the connection closed.
+  if (seq < acks_front_seq_ || seq - acks_front_seq_ >= acks_.size())
+    return nullptr;
+  return &acks_[seq - acks_front_seq_];
+}
+
+void connection::on_room(std::uint64_t seq) {
+  auto a = ack_numbered(seq);
+  if (!a || a->full == 0)
+    return;
+  --a->full;
   pump_acks();
 }
 
@@ -438,12 +461,10 @@ void connection::on_rule_answer(std::uint64_t ticket, const caf::error& err) {
     return;
   if (err)
     ++core_->counters.rule_errors;
-  // Gone when it expired or the connection closed.
-  if (*seq < acks_front_seq_ || *seq - acks_front_seq_ >= acks_.size())
+  auto found = ack_numbered(*seq);
+  if (!found || found->waiting == 0)
     return;
-  auto& a = acks_[*seq - acks_front_seq_];
-  if (a.waiting == 0)
-    return;
+  auto& a = *found;
   --a.waiting;
   if (is_permanent(err)) {
     // Handled by reporting it: resending cannot succeed. MQTT 3.1.1 has no
@@ -489,7 +510,8 @@ void connection::expire_rule_acks(steady_clock::time_point now) {
 
 void connection::pump_acks() {
   // Acknowledgements leave in the order the publishes arrived (MQTT 4.6).
-  while (!acks_.empty() && acks_.front().waiting == 0) {
+  while (!acks_.empty() && acks_.front().waiting == 0
+         && acks_.front().full == 0) {
     auto a = acks_.front();
     acks_.pop_front();
     ++acks_front_seq_;
@@ -506,6 +528,19 @@ void connection::pump_acks() {
     if (a.type == mqtt::packet_type::pubrec && a.reason < 0x80)
       session_->incoming_qos2.insert(a.packet_id);
     send_ack(a.type, a.packet_id, a.reason);
+  }
+  bound_unanswered();
+}
+
+void connection::bound_unanswered() {
+  if (!reading_paused_ && acks_.size() >= server_receive_max
+      && phase_ == phase::connected) {
+    reading_paused_ = true;
+    transport_.pause_reading();
+  } else if (reading_paused_ && acks_.size() <= server_receive_max / 2) {
+    reading_paused_ = false;
+    last_rx_ = steady_clock::now(); // keep-alive counts from here
+    transport_.resume_reading();
   }
 }
 
@@ -650,8 +685,7 @@ void connection::finish(bool publish_will) {
   session_ = nullptr;
   if (!s)
     return;
-  s->conn = nullptr;
-  s->offline_since = steady_clock::now();
+  core_->went_offline(*s);
   if (publish_will && has_will_) {
     if (will_delay_ > 0 && s->expiry_interval > 0) {
       auto delay = std::min(will_delay_, s->expiry_interval);
@@ -711,6 +745,8 @@ caf::behavior session_broker(caf::io::broker* self,
       keep->on_data(std::string_view{m.buf.data(), m.buf.size()});
       core->flush_dirty();
     },
+    // Reading stopped (connection::bound_unanswered).
+    [](const caf::io::connection_passivated_msg&) {},
     [conn](const caf::io::data_transferred_msg& m) {
       conn->on_transferred(m.written);
     },
@@ -741,6 +777,10 @@ caf::behavior session_broker(caf::io::broker* self,
     },
     [conn](reply_atom, std::uint64_t ticket, const caf::error& err) {
       conn->on_rule_answer(ticket, err);
+      conn->flush_soon();
+    },
+    [conn](room_atom, std::uint64_t seq) {
+      conn->on_room(seq);
       conn->flush_soon();
     },
     [conn, core](flush_atom) {

@@ -67,6 +67,9 @@ public:
   /// reported the message as an error) still acknowledges it, with the
   /// error's reason code for MQTT 5; any other error withholds the ack.
   void on_rule_answer(std::uint64_t ticket, const caf::error& err);
+  /// A session this connection published into has room again: the ack
+  /// numbered `seq` waits for one session less (hub_core::wait_for_room).
+  void on_room(std::uint64_t seq);
   /// Flushes after the messages already in the broker's mailbox: rule
   /// answers arrive one message each, and flushing after every one cost a
   /// send() per PUBACK (perf: 16% of the broker's CPU at 100k acks/s).
@@ -125,6 +128,7 @@ private:
     std::uint16_t packet_id;
     mqtt::packet_type type; // puback or pubrec
     std::size_t waiting;    // rule subscribers that have not answered
+    std::size_t full;       // sessions it filled that have no room yet
     bool failed;
     std::uint8_t reason;
     steady_clock::time_point since;
@@ -143,11 +147,20 @@ private:
   void send_ack(mqtt::packet_type type, std::uint16_t packet_id,
                 std::uint8_t reason);
   void queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
-                 std::size_t waiting, std::uint8_t reason);
+                 std::size_t waiting, std::uint8_t reason,
+                 std::size_t full = 0);
   void pump_acks();
+  /// The ack numbered `seq`, if it is still waiting.
+  pending_ack* ack_numbered(std::uint64_t seq);
   void write(const mqtt::packet& p);
-  void deliver_to_rules(std::vector<rule_delivery>& rules,
-                        std::uint16_t packet_id, mqtt::packet_type ack);
+  /// Adds the publish's deliveries to the rule bursts; `ack_seq` numbers
+  /// its ack (unused for QoS 0).
+  void deliver_to_rules(std::vector<rule_delivery>& rules, bool wants_ack,
+                        std::uint64_t ack_seq);
+  /// Stops reading while a client has more unanswered QoS 1/2 publishes
+  /// than server_receive_max (MQTT 3.1.1 has no Receive Maximum to
+  /// enforce), and reads again once half of them are answered.
+  void bound_unanswered();
   /// Sends what deliver_to_rules collected: one message per rule.
   void send_rule_bursts();
 
@@ -190,6 +203,7 @@ private:
   std::uint64_t acks_front_seq_ = 0;
   awaiting<std::uint64_t> rule_tickets_; // delivery ticket -> ack number
   bool flush_scheduled_ = false;
+  bool reading_paused_ = false; // see bound_unanswered()
   std::vector<rule_delivery> rule_scratch_;
   /// Deliveries to one rule from the packets of one read, sent together as
   /// (deliver_atom, messages, tickets) when the read is handled: one CAF

@@ -84,6 +84,7 @@ component_stats snapshot(const hub::hub_core& core) {
     {"bytes_out", c.bytes_out},
     {"dropped_qos0_slow", c.dropped_qos0_slow},
     {"dropped_queue_full", c.dropped_queue_full},
+    {"held_for_room", c.held_for_room},
     {"dropped_expired", c.dropped_expired},
     {"dropped_too_large", c.dropped_too_large},
     {"denied_connect", c.denied_connect},
@@ -107,15 +108,17 @@ component_stats snapshot(const hub::hub_core& core) {
 }
 
 /// A publish by another actor (a rule, the HTTP API): answered once every
-/// rule it reached has answered, or with the first rule's transient error
-/// (a rule that refused it for good has reported it: that counts as
-/// handled, as for an MQTT 3.1.1 client).
+/// rule it reached has answered and every session queue it went beyond
+/// its bound has room again, or with the first rule's transient error (a
+/// rule that refused it for good has reported it: that counts as handled,
+/// as for an MQTT 3.1.1 client).
 struct publish_waiter {
   std::size_t left;
   reply answer;
 };
 
-/// One rule's delivery of a waiting publish, by its ticket.
+/// One rule's delivery of a waiting publish, or one full session's room
+/// (no rule), by its ticket.
 struct rule_delivery_wait {
   caf::actor_addr rule; // answers for it die with the rule
   std::shared_ptr<publish_waiter> waiter;
@@ -132,12 +135,16 @@ void publish_for(caf::io::broker* self, hub::hub_core& core,
   std::vector<hub::rule_delivery> rules;
   core.route(msg, 0, rules);
   core.flush_dirty();
-  if (rules.empty()) {
+  auto full = core.over_bound();
+  if (rules.empty() && full.empty()) {
     answer.deliver(ok_atom::value);
     return;
   }
   auto w = std::make_shared<publish_waiter>(
-    publish_waiter{rules.size(), std::move(answer)});
+    publish_waiter{rules.size() + full.size(), std::move(answer)});
+  for (auto s : full)
+    core.wait_for_room(*s, self->address(),
+                       waiting.add(rule_delivery_wait{{}, w}));
   for (auto& r : rules) {
     ++core.counters.rule_deliveries;
     auto ticket = waiting.add(rule_delivery_wait{r.subscriber.address(), w});
@@ -235,8 +242,12 @@ caf::behavior hub_broker(caf::io::broker* self,
       core->unsubscribe_rule(who, filter);
       return ok_atom::value;
     },
-    // Rules' answers to deliveries of such publishes.
+    // Rules' answers to deliveries of such publishes, and room again in
+    // a session queue they filled.
     [waiting](reply_atom, std::uint64_t ticket, ok_atom) {
+      rule_handled(*waiting, ticket);
+    },
+    [waiting](hub::room_atom, std::uint64_t ticket) {
       rule_handled(*waiting, ticket);
     },
     [waiting](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {

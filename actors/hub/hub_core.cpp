@@ -67,6 +67,7 @@ session_state& hub_core::create_session(const std::string& client_id,
 }
 
 void hub_core::end_session(session_state& s) {
+  release_waiters(s);
   for (auto& [filter, opts] : s.subscriptions)
     tree_.unsubscribe(filter, s.id);
   by_id_.erase(s.id);
@@ -110,6 +111,29 @@ void hub_core::drain(session_state& s, bool resend) {
     if (send_publish(s, out, id, false))
       s.inflight.push_back(inflight_entry{id, std::move(out), false});
   }
+  // Half, not below the bound: a publisher let go gets room for a run of
+  // messages instead of one ack at a time.
+  if (!s.room_waiters.empty() && s.queue.size() <= cfg_.max_queued_messages / 2
+      && s.queued_bytes <= cfg_.limits.max_queued_bytes / 2)
+    release_waiters(s);
+}
+
+void hub_core::went_offline(session_state& s) {
+  s.conn = nullptr;
+  s.offline_since = steady_clock::now();
+  release_waiters(s);
+}
+
+void hub_core::wait_for_room(session_state& s, const caf::actor_addr& who,
+                             std::uint64_t key) {
+  ++counters.held_for_room;
+  s.room_waiters.push_back({who, key});
+}
+
+void hub_core::release_waiters(session_state& s) {
+  for (auto& w : s.room_waiters)
+    caf::anon_send(caf::actor_cast<caf::actor>(w.who), room_atom::value, w.key);
+  s.room_waiters.clear();
 }
 
 // -- subscriptions ------------------------------------------------------------
@@ -219,6 +243,7 @@ bool hub_core::available(void* self, mqtt::subscriber_id who) {
 void hub_core::route(const message& msg, mqtt::subscriber_id from,
                      std::vector<rule_delivery>& rules) {
   rules.clear();
+  over_bound_.clear();
   ++counters.messages_in;
   counters.bytes_in += static_cast<std::int64_t>(msg.body.size());
   route_one(msg, from, rules);
@@ -340,10 +365,40 @@ bool hub_core::write_publish(connection& c, const message& msg,
 
 void hub_core::enqueue(session_state& s, outgoing_message out) {
   auto bytes = out.msg.topic.size() + out.msg.body.size();
-  if (s.queue.size() >= cfg_.max_queued_messages
-      || s.queued_bytes + bytes > cfg_.limits.max_queued_bytes) {
-    ++counters.dropped_queue_full;
-    return;
+  auto max_messages = cfg_.max_queued_messages;
+  auto max_bytes = cfg_.limits.max_queued_bytes;
+  auto full = [&] {
+    return s.queue.size() >= max_messages
+           || s.queued_bytes + bytes > max_bytes;
+  };
+  if (full()) {
+    switch (cfg_.queue_full) {
+      case queue_full_policy::backpressure:
+        // Publishers stop once their acks wait, so the queue goes beyond
+        // its bound only by what they had in flight (a Receive Maximum
+        // each); twice the byte bound is the hard limit on memory.
+        if (s.conn && s.queued_bytes + bytes <= 2 * max_bytes) {
+          if (std::find(over_bound_.begin(), over_bound_.end(), &s)
+              == over_bound_.end())
+            over_bound_.push_back(&s);
+          break;
+        }
+        ++counters.dropped_queue_full;
+        return;
+      case queue_full_policy::drop_oldest:
+        while (!s.queue.empty() && full()) {
+          pop_queued(s);
+          ++counters.dropped_queue_full;
+        }
+        if (full()) { // larger than the whole byte bound on its own
+          ++counters.dropped_queue_full;
+          return;
+        }
+        break;
+      case queue_full_policy::drop_new:
+        ++counters.dropped_queue_full;
+        return;
+    }
   }
   s.queued_bytes += bytes;
   s.queue.push_back(std::move(out));

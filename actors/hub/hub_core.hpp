@@ -17,6 +17,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_addr.hpp>
+#include <caf/atom.hpp>
 
 #include "core/config.hpp"
 #include "core/message.hpp"
@@ -34,6 +35,10 @@ class connection;
 
 using steady_clock = std::chrono::steady_clock;
 
+/// Sent to a publisher that waits for room in a session's queue (see
+/// hub_core::wait_for_room), with the key it registered.
+using room_atom = caf::atom_constant<caf::atom("hubroom")>;
+
 /// What the hub counts; reported to the stats actor.
 struct hub_counters {
   std::int64_t connections = 0; // open now
@@ -45,6 +50,7 @@ struct hub_counters {
   std::int64_t bytes_out = 0;
   std::int64_t dropped_qos0_slow = 0;   // slow consumer, QoS 0 only
   std::int64_t dropped_queue_full = 0;  // QoS 1/2 session queue full
+  std::int64_t held_for_room = 0;       // acks held while a queue was full
   std::int64_t dropped_expired = 0;     // message expiry passed
   std::int64_t dropped_too_large = 0;   // above the client's maximum
   std::int64_t denied_connect = 0;
@@ -96,6 +102,13 @@ struct session_state {
   std::size_t queued_bytes = 0;         // topics and payloads in `queue`
   std::unordered_set<std::uint16_t> incoming_qos2; // PUBREC sent, no PUBREL
   std::uint16_t next_packet_id = 1;
+  /// Publishers whose acknowledgement waits for room in `queue`
+  /// (queue_full_policy::backpressure): told with (room_atom, key).
+  struct room_waiter {
+    caf::actor_addr who;
+    std::uint64_t key;
+  };
+  std::vector<room_waiter> room_waiters;
 
   std::uint16_t allocate_packet_id();
 };
@@ -148,8 +161,12 @@ public:
   }
 
   /// Sends what the session may send now: in-flight messages first (as
-  /// duplicates when `resend`), then queued ones up to the window.
+  /// duplicates when `resend`), then queued ones up to the window; tells
+  /// the publishers waiting for room once the queue is down to half.
   void drain(session_state& s, bool resend);
+  /// The session's connection is gone (it stays as an offline session or
+  /// ends): nobody waits for it any more.
+  void went_offline(session_state& s);
 
   // -- subscriptions ----------------------------------------------------------
 
@@ -191,6 +208,17 @@ public:
   /// no-local), 0 for rules. Applies the hub's `subscriptions` remapping.
   void route(const message& msg, mqtt::subscriber_id from,
              std::vector<rule_delivery>& rules);
+  /// The online sessions whose queue the last route() took beyond its
+  /// bound (queue_full_policy::backpressure): the publisher acknowledges
+  /// the message only after wait_for_room() on each has answered. Valid
+  /// until the next route().
+  std::span<session_state* const> over_bound() const noexcept {
+    return over_bound_;
+  }
+  /// `who` gets (room_atom, key) once `s`'s queue is down to half its
+  /// bound, or the session goes offline.
+  void wait_for_room(session_state& s, const caf::actor_addr& who,
+                     std::uint64_t key);
 
   /// Sends `rules` deliveries from `requester` without wanting answers
   /// (wills, remapped copies, retained for rules).
@@ -255,6 +283,8 @@ private:
 
   /// Takes the front of the session's queue (keeping queued_bytes right).
   outgoing_message pop_queued(session_state& s);
+  /// Tells every publisher waiting for room in `s` that it may go on.
+  void release_waiters(session_state& s);
 
   hub_config cfg_;
   topic_limits topic_bounds_;
@@ -273,6 +303,7 @@ private:
   std::vector<delayed_will> wills_;
   std::vector<connection*> dirty_;
   std::vector<mqtt::match_result> matches_; // scratch
+  std::vector<session_state*> over_bound_;   // see over_bound()
   mqtt::subscriber_id next_session_id_ = 1;
   mqtt::subscriber_id next_rule_id_ = (mqtt::subscriber_id{1} << 62);
   std::uint64_t next_client_number_ = 1;

@@ -24,6 +24,11 @@ public:
   virtual void close() = 0;
   /// The peer went away: drop everything from now on.
   virtual void peer_closed() = 0;
+  /// Stops delivering what the peer sends after at most one more read (the
+  /// rest waits in the socket, so TCP flow control slows the peer down),
+  /// until resume_reading().
+  virtual void pause_reading() = 0;
+  virtual void resume_reading() = 0;
   /// The peer's address (numeric), for logs and the loopback check.
   virtual const std::string& peer() const = 0;
 };
@@ -40,6 +45,14 @@ public:
   void close() override;
   void peer_closed() override {
     closed_ = true;
+  }
+  void pause_reading() override {
+    // One activity token: CAF stops reading when it is used. halt() would
+    // only take effect after the up to 50 reads of the current event.
+    self_->trigger(hdl_, 1);
+  }
+  void resume_reading() override {
+    self_->trigger(hdl_);
   }
   const std::string& peer() const override {
     return peer_;
