@@ -171,8 +171,10 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
     spdlog::info("HTTP API on {} (port {})", cfg.http.listen, port);
     // Restarted on the port bound now, also when http.listen said port 0.
     auto http_cfg = cfg.http;
-    http_cfg.listen = cfg.http.listen.substr(0, cfg.http.listen.rfind(':') + 1)
-                      + std::to_string(port);
+    std::string bad;
+    auto at = parse_host_port(cfg.http.listen, http_listen_rules, bad);
+    at->port = port; // http.listen was checked when the config was loaded
+    http_cfg.listen = to_string(*at);
     kept.push_back({"http_api", b.http,
                     [&sys, http_cfg, ctx](std::string& err) {
                       return spawn_http_api(sys, http_cfg, *ctx, err);

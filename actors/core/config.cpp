@@ -328,7 +328,7 @@ struct builder {
       hub.listen.clear();
       hub.address = str(j, "address");
       std::string bad;
-      if (auto a = parse_host_port(hub.address, {{"tcp://", "mqtt://"}, true, false}, bad))
+      if (auto a = parse_host_port(hub.address, hub_address_rules, bad))
         hub.address_parsed = *a;
       else
         fail("hub.address", bad);
@@ -348,8 +348,7 @@ struct builder {
       hub.listen = at(j, "listen").get<std::vector<std::string>>();
       for (std::size_t i = 0; i < hub.listen.size(); ++i) {
         std::string bad;
-        if (!parse_host_port(hub.listen[i], {{"tcp://", "mqtt://"}, false, true},
-                             bad))
+        if (!parse_host_port(hub.listen[i], hub_listen_rules, bad))
           fail(index_path("hub.listen", i), bad);
       }
     }
@@ -539,7 +538,7 @@ struct builder {
       cfg.http.enabled = true;
       cfg.http.listen = str(at(root, "http"), "listen", cfg.http.listen);
       std::string bad;
-      if (!parse_host_port(cfg.http.listen, {{}, false, true}, bad))
+      if (!parse_host_port(cfg.http.listen, http_listen_rules, bad))
         fail("http.listen", bad);
       cfg.http.max_body = size_at(at(at(root, "http"), "maxBody"),
                                   "http.maxBody", cfg.http.max_body);

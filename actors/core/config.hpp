@@ -85,6 +85,15 @@ enum class queue_full_policy {
   drop_oldest, // drop the oldest queued message (EMQX)
 };
 
+/// How `hub.listen` entries are written (port 0: the system picks one).
+inline const host_port_rules hub_listen_rules{{"tcp://", "mqtt://"}, false,
+                                              true};
+/// How `hub.address` (an external hub) is written.
+inline const host_port_rules hub_address_rules{{"tcp://", "mqtt://"}, true,
+                                               false};
+/// How `http.listen` is written.
+inline const host_port_rules http_listen_rules{{}, false, true};
+
 /// The hub rules talk to: embedded (`listen`) or external (`address`).
 struct hub_config {
   bool embedded = true;

@@ -115,6 +115,13 @@ std::optional<host_port> parse_host_port(std::string_view text,
   return out;
 }
 
+std::string to_string(const host_port& at) {
+  auto port = ":" + std::to_string(at.port);
+  if (at.host.find(':') != std::string::npos)
+    return "[" + at.host + "]" + port;
+  return at.host + port;
+}
+
 std::optional<std::vector<host_port>>
 parse_host_port_list(std::string_view text, const host_port_rules& rules,
                      std::string& error) {

@@ -44,6 +44,9 @@ std::optional<host_port> parse_host_port(std::string_view text,
                                          const host_port_rules& rules,
                                          std::string& error);
 
+/// `host:port`, with an IPv6 host in brackets: what parse_host_port reads.
+std::string to_string(const host_port& at);
+
 /// Parses `host:port[,host:port...]` (Kafka's bootstrap list).
 std::optional<std::vector<host_port>>
 parse_host_port_list(std::string_view text, const host_port_rules& rules,

@@ -385,24 +385,6 @@ caf::behavior http_api(http_broker* self, int listener,
   };
 }
 
-std::pair<std::string, int> split_listen(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos)
-    return {"", -1};
-  auto host = listen.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  try {
-    size_t used = 0;
-    auto port = std::stoi(listen.substr(colon + 1), &used);
-    if (used != listen.size() - colon - 1 || port < 0 || port > 65535)
-      return {"", -1};
-    return {host, port};
-  } catch (...) {
-    return {"", -1};
-  }
-}
-
 } // namespace
 
 } // namespace hubflow::http
@@ -424,15 +406,15 @@ void http_context::replace(const caf::actor& old,
 caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
                           const http_context& ctx, std::string& error,
                           std::uint16_t* bound_port) {
-  auto [host, port] = http::split_listen(cfg.listen);
-  if (port < 0) {
-    error = "http.listen: '" + cfg.listen + "' is not host:port";
+  std::string bad;
+  auto at = parse_host_port(cfg.listen, http_listen_rules, bad);
+  if (!at) {
+    error = "http.listen: '" + cfg.listen + "' is not host:port: " + bad;
     return {};
   }
   // Bound here, on the caller's thread, so a busy port is reported at once.
   std::uint16_t bound = 0;
-  auto listener = open_listener(host, static_cast<std::uint16_t>(port), bound,
-                                error);
+  auto listener = open_listener(at->host, at->port, bound, error);
   if (listener < 0) {
     error = "http.listen: " + error;
     return {};

@@ -1,6 +1,5 @@
 #include "hub/embedded_hub.hpp"
 
-#include <cstring>
 #include <memory>
 #include <optional>
 
@@ -25,47 +24,6 @@ namespace {
 // The hub's timer; its probe reports on stats.interval (at most this often).
 constexpr auto tick_interval = std::chrono::milliseconds(500);
 constexpr int housekeeping_every = 2; // ticks per housekeeping pass
-
-struct listen_address {
-  std::string host; // empty: every interface
-  std::uint16_t port = 0;
-};
-
-/// tcp://host:port, mqtt://host:port, host:port or [v6]:port.
-std::optional<listen_address> parse_listen(std::string url,
-                                           std::string& error) {
-  for (auto scheme : {"tcp://", "mqtt://"}) {
-    if (url.rfind(scheme, 0) == 0) {
-      url.erase(0, std::strlen(scheme));
-      break;
-    }
-  }
-  if (url.find("://") != std::string::npos) {
-    error = "unsupported listen address '" + url
-            + "' (only tcp://host:port is supported)";
-    return std::nullopt;
-  }
-  auto colon = url.rfind(':');
-  if (colon == std::string::npos) {
-    error = "listen address '" + url + "' has no port";
-    return std::nullopt;
-  }
-  listen_address a;
-  a.host = url.substr(0, colon);
-  if (a.host.size() >= 2 && a.host.front() == '[' && a.host.back() == ']')
-    a.host = a.host.substr(1, a.host.size() - 2);
-  try {
-    std::size_t used = 0;
-    auto port = std::stoul(url.substr(colon + 1), &used);
-    if (used != url.size() - colon - 1 || port > 65535)
-      throw std::out_of_range{"port"};
-    a.port = static_cast<std::uint16_t>(port);
-  } catch (const std::exception&) {
-    error = "listen address '" + url + "' has an invalid port";
-    return std::nullopt;
-  }
-  return a;
-}
 
 component_stats snapshot(const hub::hub_core& core) {
   auto& c = core.counters;
@@ -302,7 +260,7 @@ std::vector<int> open_listeners(const hub_config& cfg,
   std::vector<int> listeners;
   ports.resize(cfg.listen.size());
   for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
-    auto addr = parse_listen(cfg.listen[i], error);
+    auto addr = parse_host_port(cfg.listen[i], hub_listen_rules, error);
     int fd = -1;
     if (addr)
       fd = open_listener(addr->host, ports[i] != 0 ? ports[i] : addr->port,

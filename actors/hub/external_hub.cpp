@@ -1,7 +1,6 @@
 #include "hub/external_hub.hpp"
 
 #include <map>
-#include <regex>
 #include <vector>
 
 #include <caf/all.hpp>
@@ -42,8 +41,6 @@ struct link_state {
 
   hub_config cfg;
   std::string client_id;
-  std::string host;
-  int port = 1883;
   ::mosquitto* mosq = nullptr;
   std::unique_ptr<callback_target> target;
   bool connected = false;
@@ -253,12 +250,6 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   st.stats = std::make_unique<probe>("hub", st.client_id);
   st.stats->label("address", st.cfg.address);
   st.stats->label("state", "connecting");
-  static const std::regex address_re{R"(^(?:tcp|mqtt)://([^:]+):(\d+)$)"};
-  std::smatch m;
-  if (std::regex_match(st.cfg.address, m, address_re)) {
-    st.host = m[1];
-    st.port = std::stoi(m[2]);
-  }
   st.target = std::make_unique<callback_target>(callback_target{self});
   st.mosq = mosquitto_new(st.client_id.c_str(), true, st.target.get());
   mosquitto_int_option(st.mosq, MOSQ_OPT_PROTOCOL_VERSION,
@@ -277,7 +268,9 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   // In the other order libmosquitto's thread waits forever for a first
   // connect that already failed (eclipse/mosquitto#1903).
   mosquitto_loop_start(st.mosq);
-  mosquitto_connect_async(st.mosq, st.host.c_str(), st.port, 60);
+  // Checked by the config loader (hub_address_rules).
+  auto& at = st.cfg.address_parsed;
+  mosquitto_connect_async(st.mosq, at.host.c_str(), at.port, 60);
   self->send(self, tick_atom::value);
   // The sink protocol's forms (the target is ignored: a message goes to its
   // own topic), then the link's own.

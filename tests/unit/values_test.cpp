@@ -53,6 +53,9 @@ TEST(values, host_port) {
   EXPECT_EQ(address_error("::1:80"), "'::1:80': write an IPv6 address in brackets ([::1]:port)");
   EXPECT_EQ(address_error("udp://h:1", {{"tcp://"}}), "'udp://h:1': unsupported scheme (known: tcp://)");
   EXPECT_EQ(address_error(":0", {{}, false, true}), "");
+  // Written back in the form it is read in.
+  EXPECT_EQ(to_string(*a), "[::1]:1883");
+  EXPECT_EQ(to_string(host_port{"127.0.0.1", 3500}), "127.0.0.1:3500");
 }
 
 // The external hub's address used to be matched by a regex in the hub link
