@@ -73,6 +73,7 @@ constexpr std::size_t function_window = 256;
 constexpr std::size_t backlog_limit = 100000;
 
 void function_answered(rule_actor* self, job j, function_result& result);
+void destination_failed(rule_actor* self, job j, const caf::error& err);
 
 /// The target the destination is sent: the rule's Kafka topic or Redis key
 /// for an endpoint; empty (the message's own topic) for a hub.
@@ -90,6 +91,23 @@ const std::string& target_of(const rule_state& st, const job& j) {
       && !st.cfg.error_topic.empty())
     return st.cfg.error_topic;
   return destination_target(st);
+}
+
+/// The hub destination topic for `msg`: `to.topic` rendered (it is
+/// compiled at load; a rule built in code without the loader has it
+/// literal). False with `error` set when a placeholder has no value.
+bool hub_topic(const rule_state& st, const message& msg, std::string& topic,
+               std::string& error) {
+  auto& compiled = st.cfg.to.topic_template;
+  if (!compiled) {
+    topic = st.cfg.to.topic;
+    return true;
+  }
+  if (compiled->is_literal()) {
+    topic = compiled->literal_text(); // `$${` written, `${` meant
+    return true;
+  }
+  return compiled->render(msg, topic, error);
 }
 
 /// While it lives, what the rule sends to its destination is collected and
@@ -228,11 +246,21 @@ void report_error(rule_actor* self, job j, const std::string& error,
   message report;
   // For an endpoint the target names the topic or key (target_of); the
   // message keeps the input's topic, which topic templates read.
+  std::string no_topic;
   if (st.wiring.destination_is_endpoint)
     report.topic = j.msg.topic;
-  else
-    report.topic = st.cfg.error_topic.empty() ? st.cfg.to.topic
-                                              : st.cfg.error_topic;
+  else if (!st.cfg.error_topic.empty())
+    report.topic = st.cfg.error_topic;
+  else if (!hub_topic(st, j.msg, report.topic, no_topic)) {
+    // The destination topic is what could not be made: nowhere to report.
+    st.stats->add("delivery_failures");
+    spdlog::error("rule {}: no error_topic, and to.topic '{}' cannot be "
+                  "rendered for the report either: {}",
+                  st.cfg.name, st.cfg.to.topic, no_topic);
+    j.upstream.deliver(make_sink_error(sink_errc::topic_name_invalid,
+                                       "rule " + st.cfg.name + ": " + error));
+    return;
+  }
   report.body = payload{make_error_report(j.msg, error, type)};
   report.qos = st.cfg.to.qos;
   report.received = j.msg.received;
@@ -245,26 +273,49 @@ void report_error(rule_actor* self, job j, const std::string& error,
 }
 
 /// Turns a message holding the output bytes (or, for a plain forward, the
-/// input) into what the rule publishes: the destination topic, qos and
-/// retain flag, the input's properties. In place: nothing is copied.
-void make_output(const rule_state& st, message& msg) {
-  if (!st.wiring.destination_is_endpoint)
-    msg.topic = st.cfg.to.topic;
+/// input) into what the rule publishes: the destination topic (a hub's
+/// rendered from `to.topic` and the input), qos and retain flag, the
+/// input's properties. In place: nothing is copied. False with `error` set
+/// when the hub topic cannot be rendered for this input.
+bool make_output(const rule_state& st, message& msg, std::string& error) {
+  if (!st.wiring.destination_is_endpoint) {
+    std::string topic;
+    if (!hub_topic(st, msg, topic, error))
+      return false;
+    msg.topic = std::move(topic);
+  }
   msg.qos = st.cfg.to.qos;
   msg.retain = st.cfg.to.retain;
   msg.origin = st.cfg.name;
+  return true;
+}
+
+/// An input whose hub destination topic cannot be rendered is refused for
+/// good, as an endpoint refuses a topic its template made invalid.
+void refuse_topic(rule_actor* self, job j, const std::string& error) {
+  auto& st = self->state;
+  j.is_output = true;
+  destination_failed(self, std::move(j),
+                     make_sink_error(sink_errc::topic_name_invalid,
+                                     "to.topic '" + st.cfg.to.topic + "': "
+                                       + error));
 }
 
 void function_answered(rule_actor* self, job j, function_result& result) {
   auto& st = self->state;
   switch (result.status) {
-    case function_result::outcome::output:
+    case function_result::outcome::output: {
       j.msg.body = std::move(result.output);
-      make_output(st, j.msg);
+      std::string error;
+      if (!make_output(st, j.msg, error)) {
+        refuse_topic(self, std::move(j), error);
+        break;
+      }
       j.is_output = true;
       j.attempts = 0;
       advance(self, std::move(j));
       break;
+    }
     case function_result::outcome::nothing: {
       st.stats->add("filtered");
       ok_answers answers;
@@ -334,11 +385,15 @@ void destination_ok(rule_actor* self, std::uint64_t ticket,
 void start(rule_actor* self, message msg, reply upstream) {
   auto& st = self->state;
   st.stats->add("in");
-  if (!st.wiring.function)
-    make_output(st, msg);
+  std::string error;
+  bool ready = st.wiring.function || make_output(st, msg, error);
   job j;
   j.msg = std::move(msg);
   j.upstream = std::move(upstream);
+  if (!ready) {
+    refuse_topic(self, std::move(j), error);
+    return;
+  }
   j.is_output = !st.wiring.function;
   advance(self, std::move(j));
 }

@@ -4,7 +4,7 @@
 // error_topic (never in the data topic), and a destination that refuses a
 // message for good (ERROR, core/sink_error.hpp) is reported at once and
 // acknowledged with a reason code (MQTT 5) or a plain PUBACK (3.1.1)
-// instead of never.
+// instead of never; a hub destination topic is a template as well.
 #include <memory>
 
 #include <gtest/gtest.h>
@@ -165,4 +165,35 @@ TEST_F(rule_errors, a_redis_wrongtype_is_reported_to_its_error_key_at_once) {
     return rule.is_object() && rule.value("refused", 0) == 1;
   })) << rule.dump();
   EXPECT_EQ(rule.value("retries", 0), 0);
+}
+
+TEST_F(rule_errors, a_hub_destination_topic_is_a_template_too) {
+  ASSERT_NO_FATAL_FAILURE(start("rules:\n"
+                                "  - name: by-device\n"
+                                "    from: {topic: 'site/#', qos: 1}\n"
+                                "    to: {topic: 'device/${topic.2}', qos: 1}\n"
+                                "    error_topic: site-errors\n"));
+  mqtt_client watcher{"watcher"};
+  ASSERT_EQ(watcher.connect(port), 0);
+  ASSERT_EQ(watcher.subscribe("device/#", 1), 1);
+  ASSERT_EQ(watcher.subscribe("site-errors", 1), 1);
+  auto ok = publish_qos1(mqtt::v5, "site/dev7/temp", "21.5");
+  ASSERT_TRUE(ok) << "no PUBACK\n" << server->proc().output();
+  EXPECT_EQ(ok->reason, 0);
+  // `site` has no second level: no topic to publish on, reported instead.
+  auto refused = publish_qos1(mqtt::v5, "site", "lonely");
+  ASSERT_TRUE(refused) << "no PUBACK\n" << server->proc().output();
+  EXPECT_EQ(refused->reason, mqtt::rc::topic_name_invalid);
+  ASSERT_TRUE(watcher.wait_messages(2, 5s)) << server->proc().output();
+  auto data = watcher.messages_on("device/dev7");
+  ASSERT_EQ(data.size(), 1u);
+  EXPECT_EQ(data[0].payload, "21.5");
+  auto reports = watcher.messages_on("site-errors");
+  ASSERT_EQ(reports.size(), 1u);
+  auto report = json::parse(reports[0].payload);
+  EXPECT_EQ(report["functionMessage"], "lonely");
+  EXPECT_EQ(report["errorType"], "DestinationError");
+  EXPECT_NE(report["errorMessage"].get<std::string>().find("device/${topic.2}"),
+            std::string::npos)
+    << report.dump();
 }
