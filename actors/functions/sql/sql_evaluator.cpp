@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "core/json_text.hpp"
+#include "core/topic_template.hpp"
 #include "hub/topic_tree.hpp"
 
 namespace hubflow::sql {
@@ -42,21 +43,14 @@ json walk(const json* at, const std::vector<path_step>& path) {
   return at ? *at : json();
 }
 
+/// SQL's topic(n): the n-th level counted from 1, as in topic templates
+/// (the same function), NULL beyond the last level.
 json topic_level(std::string_view topic, const json& n) {
   if (!n.is_number_integer() || n.get<std::int64_t>() < 1)
     return nullptr;
-  auto wanted = n.get<std::int64_t>();
-  std::size_t start = 0;
-  for (std::int64_t level = 1;; ++level) {
-    auto slash = topic.find('/', start);
-    if (level == wanted)
-      return std::string{topic.substr(start, slash == std::string_view::npos
-                                               ? std::string_view::npos
-                                               : slash - start)};
-    if (slash == std::string_view::npos)
-      return nullptr;
-    start = slash + 1;
-  }
+  auto level =
+    hubflow::topic_level(topic, static_cast<std::size_t>(n.get<std::int64_t>()));
+  return level ? json(std::string{*level}) : json(nullptr);
 }
 
 json call(const expr& e, const row_context& ctx) {
