@@ -1,10 +1,13 @@
 // The Kafka endpoint as a source, against librdkafka's mock cluster: records
 // become messages for the subscriber, offsets are committed only after the
-// subscriber acknowledged, refused records are offered again.
+// subscriber acknowledged, records refused for now are offered again,
+// records refused for good (and reported by the rule) are committed.
 #include <mutex>
+#include <thread>
 
 #include <gtest/gtest.h>
 
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 #include "fixtures/fixtures.hpp"
 #include "fixtures/kafka_fixture.hpp"
@@ -35,15 +38,17 @@ struct subscriber_state {
   std::shared_ptr<delivery_log> log;
   bool hold = false;       // answer only on release_atom
   int refuse_first = 0;    // answer the first N deliveries with an error
+  bool for_good = false;   // ... a permanent one (the rule reported it)
   std::vector<caf::response_promise> held;
 };
 
 caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self,
                          std::shared_ptr<delivery_log> log, bool hold,
-                         int refuse_first) {
+                         int refuse_first, bool for_good) {
   self->state.log = std::move(log);
   self->state.hold = hold;
   self->state.refuse_first = refuse_first;
+  self->state.for_good = for_good;
   return {
     [=](deliver_atom, message& msg) {
       auto& st = self->state;
@@ -54,7 +59,10 @@ caf::behavior subscriber(caf::stateful_actor<subscriber_state>* self,
       auto rp = self->make_response_promise();
       if (st.refuse_first > 0) {
         --st.refuse_first;
-        rp.deliver(caf::make_error(caf::sec::runtime_error, "not now"));
+        rp.deliver(st.for_good ? make_sink_error(sink_errc::topic_name_invalid,
+                                                 "reported")
+                               : caf::make_error(caf::sec::runtime_error,
+                                                 "not now"));
       } else if (st.hold) {
         st.held.push_back(rp);
       } else {
@@ -141,7 +149,7 @@ protected:
 
 TEST_F(kafka_consumer, source_without_consumer_group_is_refused) {
   auto log = std::make_shared<delivery_log>();
-  auto sub = harness.system().spawn(subscriber, log, false, 0);
+  auto sub = harness.system().spawn(subscriber, log, false, 0, false);
   // An endpoint configured only as a destination, subscribed to anyway.
   auto ep = harness.spawn_endpoint("name: kafka-in\ntype: kafka\nhost: "
                                      + kafka.bootstraps() + "\n",
@@ -170,7 +178,7 @@ TEST_F(kafka_consumer, records_become_messages_with_key_timestamp_and_utf8_heade
                  {"binary", std::string("\xa1\x03" "bar", 5)},
                  {"huge", std::string(70000, 'x')}});
   auto log = std::make_shared<delivery_log>();
-  auto sub = harness.system().spawn(subscriber, log, false, 0);
+  auto sub = harness.system().spawn(subscriber, log, false, 0, false);
   auto ep = source();
   ASSERT_EQ(subscribe(ep, "commands", sub), std::nullopt);
   ASSERT_TRUE(wait_until([&] { return log->size() == 1; }, 20s));
@@ -197,7 +205,7 @@ TEST_F(kafka_consumer, offsets_are_committed_only_after_the_subscriber_acknowled
   for (int i = 0; i < 5; ++i)
     kafka.produce("orders", "order-" + std::to_string(i));
   auto log = std::make_shared<delivery_log>();
-  auto sub = harness.system().spawn(subscriber, log, true, 0);
+  auto sub = harness.system().spawn(subscriber, log, true, 0, false);
   auto ep = source();
   ASSERT_EQ(subscribe(ep, "orders", sub), std::nullopt);
   ASSERT_TRUE(wait_until([&] { return log->size() == 5; }, 20s));
@@ -227,7 +235,7 @@ TEST_F(kafka_consumer, refused_records_are_offered_again_before_commit) {
   kafka.produce("retry", "first");
   kafka.produce("retry", "second");
   auto log = std::make_shared<delivery_log>();
-  auto sub = harness.system().spawn(subscriber, log, false, 1);
+  auto sub = harness.system().spawn(subscriber, log, false, 1, false);
   auto ep = source();
   ASSERT_EQ(subscribe(ep, "retry", sub), std::nullopt);
   ASSERT_TRUE(wait_until([&] { return log->size() == 3; }, 20s));
@@ -243,12 +251,32 @@ TEST_F(kafka_consumer, refused_records_are_offered_again_before_commit) {
   EXPECT_EQ(stats->counter("kafka-in/retry", "redelivered"), 1);
 }
 
+TEST_F(kafka_consumer, records_refused_for_good_are_committed_not_offered_again) {
+  kafka.create_topic("bad", 1);
+  kafka.produce("bad", "unroutable");
+  kafka.produce("bad", "fine");
+  auto log = std::make_shared<delivery_log>();
+  auto sub = harness.system().spawn(subscriber, log, false, 1, true);
+  auto ep = source();
+  ASSERT_EQ(subscribe(ep, "bad", sub), std::nullopt);
+  ASSERT_TRUE(wait_until([&] {
+    return kafka.committed("hubflow-in", "bad")
+           == std::map<std::int32_t, std::int64_t>{{0, 2}};
+  }));
+  ASSERT_TRUE(wait_until(
+    [&] { return stats->counter("kafka-in/bad", "reported") == 1; }));
+  // Long enough for a redelivery (1 s): none came.
+  std::this_thread::sleep_for(1500ms);
+  EXPECT_EQ(log->size(), 2u);
+  EXPECT_EQ(stats->counter("kafka-in/bad", "redelivered"), 0);
+}
+
 TEST_F(kafka_consumer, every_partition_is_consumed) {
   kafka.create_topic("wide", 4);
   for (int i = 0; i < 40; ++i)
     kafka.produce("wide", std::to_string(i), std::nullopt, {}, i % 4);
   auto log = std::make_shared<delivery_log>();
-  auto sub = harness.system().spawn(subscriber, log, false, 0);
+  auto sub = harness.system().spawn(subscriber, log, false, 0, false);
   auto ep = source();
   ASSERT_EQ(subscribe(ep, "wide", sub), std::nullopt);
   ASSERT_TRUE(wait_until([&] { return log->size() == 40; }, 20s));

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/probe.hpp"
+#include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/kafka/kafka_client.hpp"
 #include "endpoints/kafka/kafka_mapping.hpp"
@@ -54,6 +55,7 @@ struct consumer_counters {
   std::int64_t committed = 0; // records whose offsets the broker confirmed
   std::int64_t headers_dropped = 0;
   std::int64_t redelivered = 0;
+  std::int64_t reported = 0; // refused for good by the rule, which reported it
   std::int64_t errors = 0;
 };
 
@@ -247,6 +249,13 @@ void kafka_consumer_state::deliver(consumer_actor* self,
           self->quit();
           return;
         }
+        if (is_permanent(err)) {
+          // The rule reported it (its error_topic): handled, so committed
+          // like an ack; offering it again could never succeed.
+          ++st->counters.reported;
+          st->on_ack(self, partition, epoch, offset, started);
+          return;
+        }
         ++st->counters.redelivered;
         spdlog::warn("kafka endpoint {}: subscriber refused a record of {} "
                      "[{}] at offset {} ({}); offering it again",
@@ -357,6 +366,7 @@ void kafka_consumer_state::update_probe() {
     {"committed", c.committed},
     {"headers_dropped", c.headers_dropped},
     {"redelivered", c.redelivered},
+    {"reported", c.reported},
     {"errors", c.errors},
     {"in_flight", static_cast<std::int64_t>(in_flight)},
     {"partitions", static_cast<std::int64_t>(partitions.size())},
