@@ -84,6 +84,8 @@ option_values::option_values(const option_table& table, const YAML::Node& map,
       v.written = true;
       v.node.reset(node);
       read(spec, node, v);
+      if (!spec.deprecated.empty())
+        warn(spec.name, "is deprecated: " + spec.deprecated);
       if (spec.type == option_type::group && v.valid)
         check_keys(node, spec.name);
     } else if (!spec.default_value.empty()) {

@@ -51,6 +51,9 @@ struct option_spec {
   std::size_t min_length = 0;    // string
   bool required = false;
   template_dialect dialect;      // topic_template
+  /// Non-empty: the option is kept only so old configs load; written, it
+  /// loads with the warning "is deprecated: <this>".
+  std::string deprecated;
 };
 
 using option_table = std::vector<option_spec>;

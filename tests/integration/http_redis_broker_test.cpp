@@ -25,7 +25,6 @@ std::string broker_config(std::uint16_t mqtt_port, std::uint16_t http_port,
        << "\n    reconnect_backoff_max: 300ms\n"
        << "  - name: telemetry\n    type: redis\n    port: " << redis_port
        << "\n    mode: xadd\n"
-          "    retry_backoff: 100ms\n    retry_max: 8\n"
           "    reconnect_backoff_max: 300ms\n"
        << R"(rules:
   - name: to-redis

@@ -25,13 +25,13 @@ endpoint_config endpoint_from(const std::string& yaml,
 }
 
 std::vector<std::string> errors_of(const std::string& yaml,
-                                   endpoint_usage usage = {false, true}) {
+                                   endpoint_usage usage = {false, true, {}}) {
   std::vector<std::string> errors;
   parse_kafka_settings(endpoint_from(yaml), usage, "endpoints[0]", errors);
   return errors;
 }
 
-kafka_settings parsed(const std::string& yaml, endpoint_usage usage = {false, true}) {
+kafka_settings parsed(const std::string& yaml, endpoint_usage usage = {false, true, {}}) {
   std::vector<std::string> errors;
   auto s = parse_kafka_settings(endpoint_from(yaml), usage, "endpoints[0]", errors);
   EXPECT_TRUE(errors.empty()) << (errors.empty() ? "" : errors.front());
@@ -63,14 +63,14 @@ TEST(kafka_settings, defaults_follow_azure_iot_operations) {
 
 TEST(kafka_settings, source_without_consumer_group_is_refused_with_azure_text) {
   auto errors = errors_of("name: kafka1\ntype: kafka\nhost: 127.0.0.1:9092\n",
-                          {true, false});
+                          {true, false, {}});
   ASSERT_EQ(errors.size(), 1u);
   EXPECT_EQ(errors[0], "/etc/hubflow/hubflow.yaml:1:1: endpoints[0].consumerGroupId: "
                        "Kafka-type source endpoints must have a consumerGroupId "
                        "defined");
   // A destination needs none.
-  EXPECT_TRUE(errors_of("host: 127.0.0.1:9092\n", {false, true}).empty());
-  EXPECT_TRUE(errors_of("host: 127.0.0.1:9092\nconsumerGroupId: g\n", {true, true})
+  EXPECT_TRUE(errors_of("host: 127.0.0.1:9092\n", {false, true, {}}).empty());
+  EXPECT_TRUE(errors_of("host: 127.0.0.1:9092\nconsumerGroupId: g\n", {true, true, {}})
                 .empty());
 }
 
@@ -159,7 +159,7 @@ TEST(kafka_settings, secret_files_are_relative_to_the_config_file) {
                   "authentication: {method: Sasl, saslType: Plain, "
                   "username: {file: user}, password: {file: pass}}\n",
                   dir.path() + "/hubflow.yaml"),
-    {false, true}, "endpoints[0]", errors);
+    {false, true, {}}, "endpoints[0]", errors);
   ASSERT_TRUE(errors.empty()) << errors.front();
   auto props = as_map(client_properties(s));
   EXPECT_EQ(props["sasl.username"], "bob");
@@ -226,7 +226,7 @@ TEST(kafka_settings, batching_and_compression_map_to_librdkafka) {
 
 TEST(kafka_settings, consumers_commit_only_what_was_acknowledged) {
   auto props = as_map(consumer_properties(
-    parsed("host: h:1\nconsumerGroupId: g1\n", {true, false})));
+    parsed("host: h:1\nconsumerGroupId: g1\n", {true, false, {}})));
   EXPECT_EQ(props["group.id"], "g1");
   EXPECT_EQ(props["enable.auto.commit"], "false");
   EXPECT_EQ(props["enable.auto.offset.store"], "false");

@@ -47,7 +47,6 @@ protected:
     s.connection.backoff_min = 20ms;
     s.connection.backoff_max = 200ms;
     s.connection.command_timeout = 2s;
-    s.retry_backoff = 20ms;
     return s;
   }
 
@@ -232,7 +231,6 @@ TEST_F(redis_endpoint_test, password_and_database_are_used) {
             "v1");
   // A wrong password is reported as such, and the link stays down.
   s.connection.password = "wrong";
-  s.retry_max = 1;
   auto bad = spawn(s, "bad");
   auto r = write(bad, msg_on("k2", "v2"));
   EXPECT_FALSE(r.ok);

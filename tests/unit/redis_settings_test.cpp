@@ -71,8 +71,6 @@ db: 2
 mode: set
 key: "dev:{topic.1}"
 ttl: 90s
-retry_max: 2
-retry_backoff: 50ms
 timeout: 3s
 connect_timeout: 1s
 reconnect_backoff: 20ms
@@ -87,8 +85,6 @@ tls: false
   EXPECT_EQ(s.connection.db, 2);
   EXPECT_EQ(s.mode, redis_mode::set);
   EXPECT_EQ(s.ttl, std::chrono::milliseconds(90000));
-  EXPECT_EQ(s.retry_max, 2);
-  EXPECT_EQ(s.retry_backoff.count(), 50);
   EXPECT_EQ(s.connection.command_timeout.count(), 3000);
   EXPECT_EQ(s.connection.connect_timeout.count(), 1000);
   EXPECT_EQ(s.connection.backoff_min.count(), 20);
@@ -290,7 +286,6 @@ endpoints:
     mode: set
     key: "dev:{topic}"
     ttl: 30s
-    retry_max: 2
     reconnect_backoff_max: 2s
 http:
   listen: 127.0.0.1:3500
@@ -318,4 +313,21 @@ endpoints:
               std::string::npos)
       << all;
   }
+}
+
+TEST(redis_settings, retry_options_load_with_a_deprecation_warning) {
+  // The rule is the one retry layer: Redis's own retries are gone, the
+  // keys still load and say so.
+  std::vector<std::string> errors, warnings;
+  parse_redis_settings(endpoint_from("retry_max: 2\nretry_backoff: 50ms\n"),
+                       "endpoints[0]", errors, &warnings);
+  EXPECT_TRUE(errors.empty()) << joined(errors);
+  ASSERT_EQ(warnings.size(), 2u) << joined(warnings);
+  EXPECT_NE(warnings[0].find("endpoints[0].retry_max: is deprecated: it has "
+                             "no effect; the rule's retry.max"),
+            std::string::npos)
+    << warnings[0];
+  EXPECT_NE(warnings[1].find("endpoints[0].retry_backoff: is deprecated"),
+            std::string::npos)
+    << warnings[1];
 }

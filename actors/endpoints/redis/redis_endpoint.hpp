@@ -3,9 +3,9 @@
 //   (publish_atom, message, std::string target) -> ok_atom
 //       writes the message in the endpoint's mode; `target` (the rule's
 //       `to.topic`, may be a key template) replaces the `key` setting when
-//       not empty. Answers once Redis confirmed the write; transport
-//       failures are retried `retry_max` times with backoff, then answered
-//       with an error.
+//       not empty. Answers once Redis confirmed the write, or with the
+//       error (RETRY for a transport failure: the rule retries, ERROR for
+//       one Redis answered, core/sink_error.hpp).
 //   (publish_atom, message) -> ok_atom      same, with the `key` setting.
 //   (publish_atom, message, target, ticket) -> (reply_atom, ticket,
 //       ok_atom | error), the ticketed form rules use (core/reply.hpp).

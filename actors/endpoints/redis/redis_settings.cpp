@@ -48,13 +48,15 @@ const option_table& redis_options() {
     add(s);
     s = option("key_prefix", option_type::string, "", "Prefix of state store keys in Redis (none by default).");
     add(s);
-    s = option("retry_max", option_type::integer, "5", "Retries of a failed write before the rule gets an error.");
-    s.min = 0;
-    s.max = 1000;
-    add(s);
-    s = option("retry_backoff", option_type::duration, "200ms", "Delay before the first retry; doubles per attempt.");
-    s.min = 1;
-    add(s);
+    // Redis used to retry beneath the rule's own retries (up to 6 x 4
+    // attempts); the rule is the one retry layer now.
+    auto no_effect = [&](const char* name, option_type type) {
+      s = option(name, type, "", "Deprecated, no effect: the rule's `retry` retries failed writes.");
+      s.deprecated = "it has no effect; the rule's retry.max and backoff retry failed writes";
+      add(s);
+    };
+    no_effect("retry_max", option_type::integer);
+    no_effect("retry_backoff", option_type::duration);
     s = option("timeout", option_type::duration, "5s", "A command without a reply for this long drops the connection.");
     s.min = 1;
     add(s);
@@ -98,8 +100,6 @@ redis_settings parse_redis_settings(option_values& in,
     s.maxlen = in.integer("maxlen");
   }
   s.key_prefix = in.text("key_prefix");
-  s.retry_max = static_cast<int>(in.integer("retry_max"));
-  s.retry_backoff = in.duration("retry_backoff");
   conn.command_timeout = in.duration("timeout");
   conn.connect_timeout = in.duration("connect_timeout");
   conn.backoff_min = in.duration("reconnect_backoff");

@@ -33,8 +33,6 @@ struct redis_settings : endpoint_settings {
   topic_template_ptr key = redis_key_template("${topic}");
   std::optional<std::chrono::milliseconds> ttl; // set
   std::optional<std::int64_t> maxlen;           // xadd, lpush, rpush
-  int retry_max = 5;
-  std::chrono::milliseconds retry_backoff{200}; // doubles per attempt
   std::string key_prefix;                       // state store keys
   /// The rules' `to.topic` templates for this endpoint, compiled at load.
   endpoint_usage usage;
