@@ -96,21 +96,37 @@ std::vector<std::string> receive_acking(raw_client& c, std::size_t count) {
   return got;
 }
 
+/// A hub with a small queue, a subscriber that reads nothing until the
+/// test says so, and (unless `publisher` is empty) an MQTT 5 publisher
+/// that sent a burst to it without waiting.
+class hub_backpressure : public ::testing::Test {
+protected:
+  void start(queue_full_policy policy, const std::string& publisher = "writer") {
+    env = std::make_unique<hub_env>(small_queue_config(policy));
+    ASSERT_TRUE(env->hub) << env->error;
+    sub = connect(env->port, "slow-reader");
+    ASSERT_NO_FATAL_FAILURE(subscribe_qos1(*sub, "bp/t"));
+    if (publisher.empty())
+      return;
+    pub = connect(env->port, publisher);
+    ASSERT_NO_FATAL_FAILURE(publish_burst(*pub, "bp/t"));
+  }
+
+  std::unique_ptr<hub_env> env;
+  std::unique_ptr<raw_client> sub;
+  std::unique_ptr<raw_client> pub;
+};
+
 } // namespace
 
-TEST(hub_backpressure, a_full_queue_holds_the_publishers_acks_and_loses_nothing) {
-  hub_env env{small_queue_config(queue_full_policy::backpressure)};
-  ASSERT_TRUE(env.hub) << env.error;
-  auto sub = connect(env.port, "slow-reader");
-  ASSERT_NO_FATAL_FAILURE(subscribe_qos1(*sub, "bp/t"));
-  auto pub = connect(env.port, "fast-writer");
-  ASSERT_NO_FATAL_FAILURE(publish_burst(*pub, "bp/t"));
+TEST_F(hub_backpressure, a_full_queue_holds_the_publishers_acks_and_loses_nothing) {
+  ASSERT_NO_FATAL_FAILURE(start(queue_full_policy::backpressure));
 
   // The subscriber acknowledges nothing yet: what fits in its window and
   // its queue is acknowledged, the rest waits.
   auto early = pubacks_within(*pub, 1500ms);
   EXPECT_EQ(early, static_cast<int>(inflight + queued));
-  EXPECT_GT(env.counter("held_for_room"), 0);
+  EXPECT_GT(env->counter("held_for_room"), 0);
 
   // Once it reads and acknowledges, everything arrives, in order, and the
   // publisher gets every ack.
@@ -119,16 +135,11 @@ TEST(hub_backpressure, a_full_queue_holds_the_publishers_acks_and_loses_nothing)
   for (int i = 0; i < burst; ++i)
     ASSERT_EQ(got[i], std::to_string(i)) << "out of order at " << i;
   EXPECT_EQ(early + pubacks_within(*pub, 3s, burst - early), burst);
-  EXPECT_EQ(env.counter("dropped_queue_full"), 0);
+  EXPECT_EQ(env->counter("dropped_queue_full"), 0);
 }
 
-TEST(hub_backpressure, a_subscriber_going_offline_releases_the_publisher) {
-  hub_env env{small_queue_config(queue_full_policy::backpressure)};
-  ASSERT_TRUE(env.hub) << env.error;
-  auto sub = connect(env.port, "leaver");
-  ASSERT_NO_FATAL_FAILURE(subscribe_qos1(*sub, "bp/t"));
-  auto pub = connect(env.port, "writer");
-  ASSERT_NO_FATAL_FAILURE(publish_burst(*pub, "bp/t"));
+TEST_F(hub_backpressure, a_subscriber_going_offline_releases_the_publisher) {
+  ASSERT_NO_FATAL_FAILURE(start(queue_full_policy::backpressure));
   auto early = pubacks_within(*pub, 1500ms);
   EXPECT_LT(early, burst);
   // Its session ends with the connection: nothing waits for it any more.
@@ -136,51 +147,38 @@ TEST(hub_backpressure, a_subscriber_going_offline_releases_the_publisher) {
   EXPECT_EQ(early + pubacks_within(*pub, 3s, burst - early), burst);
 }
 
-TEST(hub_backpressure, a_311_client_that_never_waits_is_no_longer_read) {
+TEST_F(hub_backpressure, a_311_client_that_never_waits_is_no_longer_read) {
   // MQTT 3.1.1 has no Receive Maximum: a client may send QoS 1 publishes
   // without waiting for acks. Past 1024 unanswered ones the hub stops
   // reading it (TCP holds the rest back) and reads on as acks go out.
-  hub_env env{small_queue_config(queue_full_policy::backpressure)};
-  ASSERT_TRUE(env.hub) << env.error;
-  auto sub = connect(env.port, "slow-reader");
-  ASSERT_NO_FATAL_FAILURE(subscribe_qos1(*sub, "bp/t"));
-  raw_client pub{env.port};
-  ASSERT_TRUE(pub.mqtt_connect("old-writer", v311));
+  ASSERT_NO_FATAL_FAILURE(start(queue_full_policy::backpressure, ""));
+  raw_client old{env->port};
+  ASSERT_TRUE(old.mqtt_connect("old-writer", v311));
   constexpr int flood = 4000;
-  ASSERT_NO_FATAL_FAILURE(publish_burst(pub, "bp/t", flood, v311));
+  ASSERT_NO_FATAL_FAILURE(publish_burst(old, "bp/t", flood, v311));
   std::this_thread::sleep_for(1s);
-  auto read_in = env.counter("messages_in");
+  auto read_in = env->counter("messages_in");
   EXPECT_GT(read_in, 1024);
   // 1024 unanswered plus what its last read (4 KiB) carried.
   EXPECT_LT(read_in, 1024 + static_cast<int>(inflight + queued) + 700);
   auto got = receive_acking(*sub, flood);
   ASSERT_EQ(got.size(), static_cast<std::size_t>(flood));
   EXPECT_EQ(got.back(), std::to_string(flood - 1));
-  EXPECT_EQ(env.counter("dropped_queue_full"), 0);
+  EXPECT_EQ(env->counter("dropped_queue_full"), 0);
 }
 
-TEST(hub_backpressure, drop_new_acknowledges_everything_and_counts_the_loss) {
-  hub_env env{small_queue_config(queue_full_policy::drop_new)};
-  ASSERT_TRUE(env.hub) << env.error;
-  auto sub = connect(env.port, "slow-reader");
-  ASSERT_NO_FATAL_FAILURE(subscribe_qos1(*sub, "bp/t"));
-  auto pub = connect(env.port, "fast-writer");
-  ASSERT_NO_FATAL_FAILURE(publish_burst(*pub, "bp/t"));
+TEST_F(hub_backpressure, drop_new_acknowledges_everything_and_counts_the_loss) {
+  ASSERT_NO_FATAL_FAILURE(start(queue_full_policy::drop_new));
   EXPECT_EQ(pubacks_within(*pub, 3s), burst);
   auto got = receive_acking(*sub, inflight + queued);
   EXPECT_EQ(got.size(), inflight + queued);
-  EXPECT_EQ(env.counter("dropped_queue_full"),
+  EXPECT_EQ(env->counter("dropped_queue_full"),
             static_cast<std::int64_t>(burst - inflight - queued));
-  EXPECT_EQ(env.counter("held_for_room"), 0);
+  EXPECT_EQ(env->counter("held_for_room"), 0);
 }
 
-TEST(hub_backpressure, drop_oldest_keeps_the_newest) {
-  hub_env env{small_queue_config(queue_full_policy::drop_oldest)};
-  ASSERT_TRUE(env.hub) << env.error;
-  auto sub = connect(env.port, "slow-reader");
-  ASSERT_NO_FATAL_FAILURE(subscribe_qos1(*sub, "bp/t"));
-  auto pub = connect(env.port, "fast-writer");
-  ASSERT_NO_FATAL_FAILURE(publish_burst(*pub, "bp/t"));
+TEST_F(hub_backpressure, drop_oldest_keeps_the_newest) {
+  ASSERT_NO_FATAL_FAILURE(start(queue_full_policy::drop_oldest));
   EXPECT_EQ(pubacks_within(*pub, 3s), burst);
   auto got = receive_acking(*sub, inflight + queued);
   ASSERT_EQ(got.size(), inflight + queued);
