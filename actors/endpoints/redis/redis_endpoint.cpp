@@ -118,6 +118,27 @@ void write(redis_actor* self, const message& msg, const std::string& target,
           });
 }
 
+/// Runs a state save or delete and answers ok or what `decode` makes of
+/// the reply, counted as a conflict (etag) or an error.
+caf::result<ok_atom>
+state_write(redis_actor* self, std::vector<std::string> cmd,
+            std::function<caf::error(redis_reply&)> decode) {
+  auto rp = self->make_response_promise();
+  execute(self, std::move(cmd),
+          [self, rp, decode = std::move(decode)](redis_reply& reply) mutable {
+            if (auto err = decode(reply)) {
+              self->state.stats.add(state_error_code(err)
+                                        == state_errc::etag_mismatch
+                                      ? "state_conflicts"
+                                      : "state_errors");
+              rp.deliver(std::move(err));
+              return;
+            }
+            rp.deliver(ok_atom::value);
+          });
+  return caf::delegated<ok_atom>{};
+}
+
 caf::behavior redis_endpoint(redis_actor* self, std::string name,
                              std::shared_ptr<const redis_settings> settings) {
   auto& st = self->state;
@@ -154,18 +175,9 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
       }
       if (items.empty())
         return ok_atom::value;
-      auto rp = self->make_response_promise();
-      execute(self, std::move(cmd), [self, rp, items](redis_reply& reply) mutable {
-        if (auto err = decode_save_reply(reply, items)) {
-          self->state.stats.add(state_error_code(err) == state_errc::etag_mismatch
-                                  ? "state_conflicts"
-                                  : "state_errors");
-          rp.deliver(std::move(err));
-          return;
-        }
-        rp.deliver(ok_atom::value);
+      return state_write(self, std::move(cmd), [items](redis_reply& reply) {
+        return decode_save_reply(reply, items);
       });
-      return caf::delegated<ok_atom>{};
     },
     [=](state_get_atom, const std::vector<std::string>& keys)
       -> caf::result<std::vector<state_entry>> {
@@ -197,20 +209,10 @@ caf::behavior redis_endpoint(redis_actor* self, std::string name,
         touch_stats(self);
         return err;
       }
-      auto rp = self->make_response_promise();
-      execute(self, std::move(cmd),
-              [self, rp, key = item.key](redis_reply& reply) mutable {
-                if (auto err = decode_delete_reply(reply, key)) {
-                  self->state.stats.add(
-                    state_error_code(err) == state_errc::etag_mismatch
-                      ? "state_conflicts"
-                      : "state_errors");
-                  rp.deliver(std::move(err));
-                  return;
-                }
-                rp.deliver(ok_atom::value);
-              });
-      return caf::delegated<ok_atom>{};
+      return state_write(self, std::move(cmd),
+                         [key = item.key](redis_reply& reply) {
+                           return decode_delete_reply(reply, key);
+                         });
     },
     [=](redis_reply_atom, std::uint64_t id, redis_reply& reply) {
       if (auto then = self->state.pending.take(id)) {

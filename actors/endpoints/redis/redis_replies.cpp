@@ -14,6 +14,28 @@ std::string script_status(const redis_reply& reply, std::int64_t& index) {
   return reply.elements[0].str;
 }
 
+/// What a save or delete script answered, for the key it names: none for
+/// ok, the etag conflict (mismatch; exists: first-write, save only), or an
+/// unexpected reply. `script` is "save" or "delete".
+caf::error script_outcome(const std::string& status, const std::string& key,
+                          const std::string& script) {
+  auto undone = "; nothing was " + script + "d";
+  if (status == "ok")
+    return caf::none;
+  if (status == "mismatch")
+    return make_state_error(state_errc::etag_mismatch,
+                            "possible etag mismatch: the etag for key '" + key
+                              + "' does not match its current version"
+                              + undone);
+  if (status == "exists")
+    return make_state_error(state_errc::etag_mismatch,
+                            "first-write: key '" + key
+                              + "' already exists and no etag was given"
+                              + undone);
+  return make_state_error(state_errc::failed, "redis: unexpected reply to the "
+                                                + script + " script");
+}
+
 } // namespace
 
 caf::error state_error_from(const redis_reply& reply) {
@@ -31,20 +53,7 @@ caf::error decode_save_reply(const redis_reply& reply,
   auto key = index >= 1 && index <= static_cast<std::int64_t>(items.size())
                ? items[index - 1].key
                : std::string{"?"};
-  if (status == "ok")
-    return caf::none;
-  if (status == "mismatch")
-    return make_state_error(state_errc::etag_mismatch,
-                            "possible etag mismatch: the etag for key '" + key
-                              + "' does not match its current version; "
-                                "nothing was saved");
-  if (status == "exists")
-    return make_state_error(state_errc::etag_mismatch,
-                            "first-write: key '" + key
-                              + "' already exists and no etag was given; "
-                                "nothing was saved");
-  return make_state_error(state_errc::failed,
-                          "redis: unexpected reply to the save script");
+  return script_outcome(status, key, "save");
 }
 
 caf::error decode_delete_reply(const redis_reply& reply,
@@ -53,15 +62,7 @@ caf::error decode_delete_reply(const redis_reply& reply,
     return state_error_from(reply);
   std::int64_t index = 0;
   auto status = script_status(reply, index);
-  if (status == "ok")
-    return caf::none;
-  if (status == "mismatch")
-    return make_state_error(state_errc::etag_mismatch,
-                            "possible etag mismatch: the etag for key '" + key
-                              + "' does not match its current version; "
-                                "nothing was deleted");
-  return make_state_error(state_errc::failed,
-                          "redis: unexpected reply to the delete script");
+  return script_outcome(status, key, "delete");
 }
 
 std::vector<state_entry> decode_get_reply(const std::vector<std::string>& keys,
