@@ -364,6 +364,9 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
                                : mqtt::packet_type::puback;
   if (msg.qos > 0 && version_ == mqtt::v5
       && acks_.size() + session_->incoming_qos2.size() >= server_receive_max) {
+    spdlog::info("hub: client '{}' sent more than {} unacknowledged QoS 1/2 "
+                 "publishes (Receive Maximum), closing",
+                 client_id_, server_receive_max);
     close(mqtt::rc::receive_maximum_exceeded);
     return false;
   }
