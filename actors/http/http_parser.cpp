@@ -296,8 +296,17 @@ std::string make_http_response(
   const std::vector<std::pair<std::string, std::string>>& headers) {
   std::string out = "HTTP/1.1 " + std::to_string(status) + " "
                     + http_reason(status) + "\r\n";
-  for (auto& [k, v] : headers)
+  for (auto& [k, v] : headers) {
+    // A value may come from a store (an ETag): one with a control byte
+    // would end the header early and let it write headers of its own.
+    auto unsafe = [](char c) {
+      auto u = static_cast<unsigned char>(c);
+      return (u < 0x20 && c != '\t') || u == 0x7f;
+    };
+    if (std::any_of(v.begin(), v.end(), unsafe))
+      continue;
     out += k + ": " + v + "\r\n";
+  }
   if (!body.empty())
     out += "Content-Type: " + std::string{content_type} + "\r\n";
   // 204 must not carry a body or a Content-Length.

@@ -99,8 +99,10 @@ std::string percent_decode(std::string_view text, bool plus_is_space = false);
 /// The standard reason phrase of a status code.
 const char* http_reason(int status);
 
-/// One complete response. `headers` are added as given; Content-Length,
-/// Connection and (for a non-empty body) Content-Type are set here.
+/// One complete response. `headers` are added as given, except those whose
+/// value holds a control byte (CR, LF, ...: never sent, so no value can add
+/// headers or end the head); Content-Length, Connection and (for a
+/// non-empty body) Content-Type are set here.
 std::string make_http_response(
   int status, std::string_view content_type, std::string_view body,
   bool keep_alive,

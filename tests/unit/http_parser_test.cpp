@@ -144,6 +144,11 @@ TEST(http_response, writes_status_headers_and_length) {
                "\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\n{}");
   auto empty = make_http_response(204, "", "", false);
   EXPECT_EQ(empty, "HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+  // An ETag a tampered store returns cannot inject a header.
+  auto injected = make_http_response(200, "text/plain", "x", true,
+                                     {{"ETag", "1\r\nSet-Cookie: a=b"}});
+  EXPECT_EQ(injected.find("Set-Cookie"), std::string::npos) << injected;
+  EXPECT_EQ(injected.find("ETag"), std::string::npos) << injected;
 }
 
 TEST(prometheus, converts_the_stats_snapshot) {
