@@ -416,6 +416,7 @@ struct builder {
     count("max_topic_length", limits.max_topic_length);
     count("max_subscriptions", limits.max_subscriptions);
     count("max_user_properties", limits.max_user_properties);
+    count("max_keepalive", limits.max_keepalive);
     limits.max_queued_bytes = size_at(at(j, "max_queued_bytes"),
                                       "hub.max_queued_bytes",
                                       limits.max_queued_bytes);

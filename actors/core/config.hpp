@@ -70,6 +70,10 @@ struct hub_limits {
   std::size_t max_subscriptions = 1000; // per session
   std::size_t max_user_properties = 64; // per packet (MQTT 5)
   std::size_t max_queued_bytes = 64 * 1024 * 1024; // per session, payloads
+  /// Mosquitto's max_keepalive, in seconds: MQTT 5 clients asking for more
+  /// (or 0) are told this as Server Keep Alive; MQTT 3.1.1 clients asking
+  /// for more (or 0) are refused. 0: clients choose (hubflow's default).
+  std::size_t max_keepalive = 0;
   /// Offline sessions that asked to live forever (MQTT 3.1.1 clean session
   /// off, MQTT 5 expiry 0xFFFFFFFF) end after this long; 0 keeps them.
   milliseconds persistent_client_expiration = std::chrono::hours(24);

@@ -264,6 +264,22 @@ void connection::handle_connect(mqtt::connect_packet& c) {
   }
   client_id_ = c.client_id;
   keep_alive_ = c.keep_alive;
+  // hub.max_keepalive, as Mosquitto applies it: MQTT 5 clients are told
+  // the keep-alive to use, 3.1.1 clients cannot be and are refused.
+  std::optional<std::uint16_t> server_keep_alive;
+  if (auto max = core.limits().max_keepalive; max > 0) {
+    if (keep_alive_ == 0 || keep_alive_ > max) {
+      if (!v5) {
+        spdlog::info("hub: client '{}' from {} refused: keep-alive {} s, "
+                     "hub.max_keepalive is {} s",
+                     client_id_, peer_, keep_alive_, max);
+        refuse(mqtt::rc::client_id_not_valid, mqtt::rc311::identifier_rejected);
+        return;
+      }
+      keep_alive_ = static_cast<std::uint16_t>(max);
+    }
+    server_keep_alive = keep_alive_;
+  }
   if (v5) {
     client_receive_max_ = c.props.receive_maximum.value_or(65535);
     client_max_packet_ = c.props.maximum_packet_size.value_or(mqtt_max_packet);
@@ -316,6 +332,7 @@ void connection::handle_connect(mqtt::connect_packet& c) {
       props.assigned_client_id = client_id_;
     props.topic_alias_maximum = topic_alias_max_;
     props.receive_maximum = server_receive_max;
+    props.server_keep_alive = server_keep_alive;
     if (core.config().max_message_size < mqtt_max_packet)
       props.maximum_packet_size =
         static_cast<std::uint32_t>(core.config().max_message_size);

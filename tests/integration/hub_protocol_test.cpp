@@ -112,6 +112,68 @@ TEST_F(hub_protocol, keep_alive_is_enforced) {
   EXPECT_TRUE(c.wait_closed());
 }
 
+namespace {
+
+/// The CONNACK to a CONNECT with `keep_alive` seconds.
+std::optional<connack_packet> connack_for(std::uint16_t port, std::uint8_t version,
+                                          std::uint16_t keep_alive) {
+  raw_client c{port};
+  connect_packet cp;
+  cp.version = version;
+  cp.client_id = "ka-" + std::to_string(keep_alive);
+  cp.keep_alive = keep_alive;
+  if (!c.send(cp, version))
+    return std::nullopt;
+  auto p = c.read(version);
+  if (!p || !std::holds_alternative<connack_packet>(*p))
+    return std::nullopt;
+  return std::get<connack_packet>(*p);
+}
+
+} // namespace
+
+TEST(hub_max_keepalive, mqtt5_is_told_and_311_is_refused_as_mosquitto_does) {
+  auto cfg = test_hub_config();
+  cfg.limits.max_keepalive = 30;
+  hub_env env{cfg};
+  ASSERT_TRUE(env.hub) << env.error;
+  // MQTT 5: always announced; more than the maximum, or none, gets it.
+  for (auto [asked, told] : {std::pair{60, 30}, {0, 30}, {10, 10}}) {
+    auto ack = connack_for(env.port, v5, static_cast<std::uint16_t>(asked));
+    ASSERT_TRUE(ack) << asked;
+    EXPECT_EQ(ack->reason, 0);
+    EXPECT_EQ(ack->props.server_keep_alive, told) << "asked " << asked;
+  }
+  // MQTT 3.1.1 cannot be told: refused with "identifier rejected" (2).
+  for (auto [asked, code] : {std::pair{60, 2}, {0, 2}, {30, 0}}) {
+    auto ack = connack_for(env.port, v311, static_cast<std::uint16_t>(asked));
+    ASSERT_TRUE(ack) << asked;
+    EXPECT_EQ(ack->reason, code) << "asked " << asked;
+  }
+  // Off (the default): the client's keep-alive stands, nothing announced.
+  hub_env open{test_hub_config()};
+  auto ack = connack_for(open.port, v5, 0);
+  ASSERT_TRUE(ack);
+  EXPECT_FALSE(ack->props.server_keep_alive.has_value());
+}
+
+TEST(hub_max_keepalive, the_announced_keep_alive_is_enforced) {
+  auto cfg = test_hub_config();
+  cfg.limits.max_keepalive = 1;
+  hub_env env{cfg};
+  ASSERT_TRUE(env.hub) << env.error;
+  raw_client c{env.port};
+  connect_packet cp;
+  cp.version = v5;
+  cp.client_id = "never-pings";
+  cp.keep_alive = 0; // asks for none, gets 1 s
+  ASSERT_TRUE(c.send(cp, v5));
+  ASSERT_TRUE(c.read(v5)); // CONNACK
+  auto p = c.read(v5, 5s);
+  ASSERT_TRUE(p && std::holds_alternative<disconnect_packet>(*p));
+  EXPECT_EQ(std::get<disconnect_packet>(*p).reason, rc::keep_alive_timeout);
+}
+
 TEST_F(hub_protocol, topic_alias_from_client_is_resolved) {
   auto sub = connect("alias-sub");
   subscribe(*sub, "alias/#");
