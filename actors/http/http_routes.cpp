@@ -81,7 +81,10 @@ void route(http_broker* self, const reply_to& to, const http_request& req) {
   }
   if (seg.size() >= 2 && seg[0] == "v1.0") {
     const auto& area = seg[1];
-    if (area == "healthz" && seg.size() == 2) {
+    // Dapr's outbound health (the sidecar's components are ready) is the
+    // same answer here: the hub, stores and functions are in-process.
+    if (area == "healthz"
+        && (seg.size() == 2 || (seg.size() == 3 && seg[2] == "outbound"))) {
       if (only("GET"))
         respond(self, to, 204, "", "");
       return;

@@ -30,7 +30,13 @@ void publish(http_broker* self, const reply_to& to, const http_request& req,
   msg.topic = topic;
   msg.body = payload{req.body};
   msg.origin = "http";
-  auto qos_text = param(req, "qos");
+  // `?qos=`, Dapr's request metadata `?metadata.qos=` (what the SDKs send
+  // for publish(…, {metadata})), or the X-MQTT-QoS header.
+  auto query_or_metadata = [&](const std::string& name) {
+    auto v = param(req, name);
+    return v.empty() ? param(req, "metadata." + name) : v;
+  };
+  auto qos_text = query_or_metadata("qos");
   if (auto h = req.header("x-mqtt-qos"); h && qos_text.empty())
     qos_text = *h;
   if (!qos_text.empty()) {
@@ -39,7 +45,7 @@ void publish(http_broker* self, const reply_to& to, const http_request& req,
                            "qos must be 0, 1 or 2, not '" + qos_text + "'");
     msg.qos = static_cast<std::uint8_t>(qos_text[0] - '0');
   }
-  auto retain = param(req, "retain");
+  auto retain = query_or_metadata("retain");
   if (auto h = req.header("x-mqtt-retain"); h && retain.empty())
     retain = *h;
   if (!retain.empty() && retain != "true" && retain != "false"

@@ -83,8 +83,11 @@ bool string_member(const json& obj, const char* name, std::string& out) {
   return true;
 }
 
-/// Reads Dapr's save body: [{key, value, etag?, options?, metadata?}].
-std::string read_save_items(const json& doc, std::vector<state_item>& items) {
+/// Reads Dapr's save body: [{key, value, etag?, options?, metadata?}];
+/// `ttl_seconds` is the request's own metadata.ttlInSeconds, for items
+/// without one.
+std::string read_save_items(const json& doc, std::vector<state_item>& items,
+                            std::int64_t ttl_seconds) {
   if (!doc.is_array())
     return "the body must be a JSON array of {key, value} objects";
   for (size_t i = 0; i < doc.size(); ++i) {
@@ -97,6 +100,7 @@ std::string read_save_items(const json& doc, std::vector<state_item>& items) {
       return where + "\"key\" must be a non-empty string";
     state_item item;
     item.key = key->get<std::string>();
+    item.ttl_seconds = ttl_seconds;
     auto value = x.find("value");
     item.value = value == x.end() ? "null" : dump_json(*value);
     if (auto etag = x.find("etag"); etag != x.end() && !etag->is_null()) {
@@ -144,9 +148,22 @@ void state_save(http_broker* self, const reply_to& to, const http_request& req,
     return;
   std::string error;
   auto doc = parse_body(self, req, error);
+  // Request metadata in the query (`?metadata.ttlInSeconds=5`: what the
+  // SDKs send for save(…, {metadata})) applies to every item.
+  std::int64_t ttl = 0;
+  if (auto text = param(req, "metadata.ttlInSeconds"); !text.empty()) {
+    try {
+      std::size_t used = 0;
+      ttl = std::stoll(text, &used);
+      if (used != text.size())
+        throw std::invalid_argument{"ttl"};
+    } catch (const std::exception&) {
+      error = "metadata.ttlInSeconds must be an integer, not '" + text + "'";
+    }
+  }
   std::vector<state_item> items;
   if (error.empty())
-    error = read_save_items(doc, items);
+    error = read_save_items(doc, items, ttl);
   if (!error.empty())
     return respond_error(self, to, 400, "ERR_MALFORMED_REQUEST", error);
   self->request(store->actor, self->state.ctx->request_timeout,

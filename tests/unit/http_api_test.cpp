@@ -282,6 +282,22 @@ TEST_F(http_api_test, ttl_from_metadata) {
   EXPECT_EQ(r.status, 204) << r.body;
   auto ttl = std::stoll(redis_.cli({"TTL", "t"}));
   EXPECT_GT(ttl, 100);
+  // Request metadata in the query string (what Dapr's SDKs send) applies
+  // to items without their own.
+  r = post_json("/v1.0/state/statestore?metadata.ttlInSeconds=300",
+                R"([{"key":"q","value":1},)"
+                R"({"key":"own","value":2,"metadata":{"ttlInSeconds":"60"}}])");
+  EXPECT_EQ(r.status, 204) << r.body;
+  ttl = std::stoll(redis_.cli({"TTL", "q"}));
+  EXPECT_GT(ttl, 250);
+  EXPECT_LE(ttl, 300);
+  EXPECT_LE(std::stoll(redis_.cli({"TTL", "own"})), 60);
+  r = post_json("/v1.0/state/statestore?metadata.ttlInSeconds=soon",
+                R"([{"key":"q","value":1}])");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("metadata.ttlInSeconds must be an integer"),
+            std::string::npos)
+    << r.body;
 }
 
 TEST_F(http_api_test, bad_requests_get_clear_4xx_answers) {
@@ -363,9 +379,16 @@ TEST_F(http_api_test, publish_into_the_hub) {
   r = curl("-X POST -H 'X-MQTT-QoS: 2' -d 'x' '" + base_
            + "/v1.0/publish/hub/a%2Fb/c'");
   EXPECT_EQ(r.status, 204) << r.body;
+  // Dapr's SDKs send request metadata as metadata.* query parameters.
+  r = curl("-X POST -d y '" + base_
+           + "/v1.0/publish/hub/sdk/t?metadata.qos=1&metadata.retain=true'");
+  EXPECT_EQ(r.status, 204) << r.body;
   {
     std::lock_guard<std::mutex> guard{inbox_->mtx};
-    ASSERT_EQ(inbox_->messages.size(), 2u);
+    ASSERT_EQ(inbox_->messages.size(), 3u);
+    EXPECT_EQ(inbox_->messages[2].topic, "sdk/t");
+    EXPECT_EQ(inbox_->messages[2].qos, 1);
+    EXPECT_TRUE(inbox_->messages[2].retain);
     auto& m = inbox_->messages[0];
     EXPECT_EQ(m.topic, "home/kitchen/temp");
     EXPECT_EQ(m.body.str(), "{\"t\":21}");
@@ -415,6 +438,8 @@ TEST_F(http_api_test, invoke_functions) {
 TEST_F(http_api_test, health_metrics_and_metadata) {
   auto r = curl(base_ + "/v1.0/healthz");
   EXPECT_EQ(r.status, 204);
+  // What Dapr's SDKs wait for before their first call.
+  EXPECT_EQ(curl(base_ + "/v1.0/healthz/outbound").status, 204);
   auto m = test::http_request(port_, "GET", "/metrics");
   EXPECT_EQ(m.status, 200);
   EXPECT_NE(m.header("content-type").find("text/plain; version=0.0.4"),
