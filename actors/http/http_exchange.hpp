@@ -162,6 +162,9 @@ void state_save(http_broker* self, const reply_to& to, const http_request& req,
 /// GET /v1.0/state/<store>/<key>.
 void state_get(http_broker* self, const reply_to& to,
                const std::string& store_name, const std::string& key);
+/// POST /v1.0/state/<store>/transaction: upserts and deletes, all or none.
+void state_transaction(http_broker* self, const reply_to& to,
+                       const http_request& req, const std::string& store_name);
 /// POST /v1.0/state/<store>/bulk: {"keys": [...]}.
 void state_bulk_get(http_broker* self, const reply_to& to,
                     const http_request& req, const std::string& store_name);

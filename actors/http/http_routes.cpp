@@ -103,6 +103,8 @@ void route(http_broker* self, const reply_to& to, const http_request& req) {
       }
       if (seg.size() == 4 && seg[3] == "bulk" && m == "POST")
         return state_bulk_get(self, to, req, store);
+      if (seg.size() == 4 && seg[3] == "transaction" && m == "POST")
+        return state_transaction(self, to, req, store);
       auto key = path_rest(req.path, 3);
       if (m == "GET")
         return state_get(self, to, store, key);

@@ -83,57 +83,93 @@ bool string_member(const json& obj, const char* name, std::string& out) {
   return true;
 }
 
-/// Reads Dapr's save body: [{key, value, etag?, options?, metadata?}];
-/// `ttl_seconds` is the request's own metadata.ttlInSeconds, for items
-/// without one.
+/// Reads one item of a save or transaction: {key, value, etag?, options?,
+/// metadata?}; `ttl_seconds` is the request's own metadata.ttlInSeconds,
+/// for an item without one. Returns what is wrong, after `where`.
+std::string read_item(const json& x, const std::string& where,
+                      std::int64_t ttl_seconds, state_item& item) {
+  if (!x.is_object())
+    return where + "not an object";
+  auto key = x.find("key");
+  if (key == x.end() || !key->is_string() || key->get<std::string>().empty())
+    return where + "\"key\" must be a non-empty string";
+  item.key = key->get<std::string>();
+  item.ttl_seconds = ttl_seconds;
+  auto value = x.find("value");
+  item.value = value == x.end() ? "null" : dump_json(*value);
+  if (auto etag = x.find("etag"); etag != x.end() && !etag->is_null()) {
+    if (etag->is_string())
+      item.etag = unquote_etag(etag->get<std::string>());
+    else if (etag->is_number_integer())
+      item.etag = dump_json(*etag);
+    else
+      return where + "\"etag\" must be a string";
+  }
+  if (auto opts = x.find("options"); opts != x.end() && opts->is_object()) {
+    std::string c;
+    if (!string_member(*opts, "concurrency", c))
+      return where + "options.concurrency must be a string";
+    if (!parse_concurrency(c, item.concurrency))
+      return where + "options.concurrency must be first-write or "
+                     "last-write, not '" + c + "'";
+    std::string consistency;
+    if (!string_member(*opts, "consistency", consistency)
+        || (!consistency.empty() && consistency != "eventual"
+            && consistency != "strong"))
+      return where + "options.consistency must be eventual or strong";
+  }
+  if (auto meta = x.find("metadata"); meta != x.end() && meta->is_object()) {
+    if (auto ttl = meta->find("ttlInSeconds"); ttl != meta->end()) {
+      try {
+        item.ttl_seconds = ttl->is_string() ? std::stoll(ttl->get<std::string>())
+                                            : ttl->get<std::int64_t>();
+      } catch (...) {
+        return where + "metadata.ttlInSeconds must be an integer";
+      }
+    }
+  }
+  return {};
+}
+
+/// Reads Dapr's save body: [{key, value, ...}, ...] (see read_item).
 std::string read_save_items(const json& doc, std::vector<state_item>& items,
                             std::int64_t ttl_seconds) {
   if (!doc.is_array())
     return "the body must be a JSON array of {key, value} objects";
   for (size_t i = 0; i < doc.size(); ++i) {
-    auto& x = doc[i];
-    auto where = "item " + std::to_string(i) + ": ";
-    if (!x.is_object())
-      return where + "not an object";
-    auto key = x.find("key");
-    if (key == x.end() || !key->is_string() || key->get<std::string>().empty())
-      return where + "\"key\" must be a non-empty string";
     state_item item;
-    item.key = key->get<std::string>();
-    item.ttl_seconds = ttl_seconds;
-    auto value = x.find("value");
-    item.value = value == x.end() ? "null" : dump_json(*value);
-    if (auto etag = x.find("etag"); etag != x.end() && !etag->is_null()) {
-      if (etag->is_string())
-        item.etag = unquote_etag(etag->get<std::string>());
-      else if (etag->is_number_integer())
-        item.etag = dump_json(*etag);
-      else
-        return where + "\"etag\" must be a string";
-    }
-    if (auto opts = x.find("options"); opts != x.end() && opts->is_object()) {
-      std::string c;
-      if (!string_member(*opts, "concurrency", c))
-        return where + "options.concurrency must be a string";
-      if (!parse_concurrency(c, item.concurrency))
-        return where + "options.concurrency must be first-write or "
-                       "last-write, not '" + c + "'";
-      std::string consistency;
-      if (!string_member(*opts, "consistency", consistency)
-          || (!consistency.empty() && consistency != "eventual"
-              && consistency != "strong"))
-        return where + "options.consistency must be eventual or strong";
-    }
-    if (auto meta = x.find("metadata"); meta != x.end() && meta->is_object()) {
-      if (auto ttl = meta->find("ttlInSeconds"); ttl != meta->end()) {
-        try {
-          item.ttl_seconds = ttl->is_string() ? std::stoll(ttl->get<std::string>())
-                                              : ttl->get<std::int64_t>();
-        } catch (...) {
-          return where + "metadata.ttlInSeconds must be an integer";
-        }
-      }
-    }
+    auto error = read_item(doc[i], "item " + std::to_string(i) + ": ",
+                           ttl_seconds, item);
+    if (!error.empty())
+      return error;
+    items.push_back(std::move(item));
+  }
+  return {};
+}
+
+/// Reads Dapr's transaction body: {operations: [{operation: upsert |
+/// delete, request: {key, value?, etag?, options?, metadata?}}, ...]}.
+std::string read_transaction(const json& doc, std::vector<state_item>& items,
+                             std::int64_t ttl_seconds) {
+  auto ops = doc.is_object() ? doc.find("operations") : doc.end();
+  if (!doc.is_object() || ops == doc.end() || !ops->is_array())
+    return "the body must be {\"operations\": [{\"operation\": \"upsert\" "
+           "or \"delete\", \"request\": {\"key\": ...}}, ...]}";
+  for (size_t i = 0; i < ops->size(); ++i) {
+    auto& op = (*ops)[i];
+    auto where = "operation " + std::to_string(i) + ": ";
+    std::string kind;
+    if (!op.is_object() || !string_member(op, "operation", kind)
+        || (kind != "upsert" && kind != "delete"))
+      return where + "\"operation\" must be upsert or delete";
+    auto request = op.find("request");
+    if (request == op.end())
+      return where + "\"request\" is missing";
+    state_item item;
+    auto error = read_item(*request, where + "request: ", ttl_seconds, item);
+    if (!error.empty())
+      return error;
+    item.remove = kind == "delete";
     items.push_back(std::move(item));
   }
   return {};
@@ -141,8 +177,15 @@ std::string read_save_items(const json& doc, std::vector<state_item>& items,
 
 } // namespace
 
-void state_save(http_broker* self, const reply_to& to, const http_request& req,
-                const std::string& store_name) {
+namespace {
+
+/// Saves what `read` makes of the request body in one atomic step of the
+/// store: a save (ERR_STATE_SAVE) or a transaction (ERR_STATE_TRANSACTION).
+void write_items(http_broker* self, const reply_to& to, const http_request& req,
+                 const std::string& store_name,
+                 std::string (*read)(const json&, std::vector<state_item>&,
+                                     std::int64_t),
+                 const char* error_code, const char* what) {
   auto store = find_store(self, to, store_name);
   if (!store)
     return;
@@ -151,7 +194,8 @@ void state_save(http_broker* self, const reply_to& to, const http_request& req,
   // Request metadata in the query (`?metadata.ttlInSeconds=5`: what the
   // SDKs send for save(…, {metadata})) applies to every item.
   std::int64_t ttl = 0;
-  if (auto text = param(req, "metadata.ttlInSeconds"); !text.empty()) {
+  if (auto text = param(req, "metadata.ttlInSeconds");
+      error.empty() && !text.empty()) {
     try {
       std::size_t used = 0;
       ttl = std::stoll(text, &used);
@@ -163,7 +207,7 @@ void state_save(http_broker* self, const reply_to& to, const http_request& req,
   }
   std::vector<state_item> items;
   if (error.empty())
-    error = read_save_items(doc, items, ttl);
+    error = read(doc, items, ttl);
   if (!error.empty())
     return respond_error(self, to, 400, "ERR_MALFORMED_REQUEST", error);
   self->request(store->actor, self->state.ctx->request_timeout,
@@ -174,11 +218,25 @@ void state_save(http_broker* self, const reply_to& to, const http_request& req,
       },
       [=](caf::error& err) {
         answering(self, to, [&] {
-          respond_error(self, to, state_status(err), "ERR_STATE_SAVE",
-                        "failed saving state in state store " + store_name
+          respond_error(self, to, state_status(err), error_code,
+                        std::string{what} + " in state store " + store_name
                           + ": " + error_text(err));
         });
       });
+}
+
+} // namespace
+
+void state_save(http_broker* self, const reply_to& to, const http_request& req,
+                const std::string& store_name) {
+  write_items(self, to, req, store_name, read_save_items, "ERR_STATE_SAVE",
+              "failed saving state");
+}
+
+void state_transaction(http_broker* self, const reply_to& to,
+                       const http_request& req, const std::string& store_name) {
+  write_items(self, to, req, store_name, read_transaction,
+              "ERR_STATE_TRANSACTION", "failed executing the transaction");
 }
 
 void state_get(http_broker* self, const reply_to& to, const std::string& store_name,

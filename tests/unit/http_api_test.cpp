@@ -276,6 +276,39 @@ TEST_F(http_api_test, concurrent_http_writers_lose_no_update) {
   EXPECT_GT(conflicts.load(), 0) << "the writers never raced";
 }
 
+TEST_F(http_api_test, a_transaction_upserts_and_deletes_all_or_nothing) {
+  ASSERT_EQ(post_json("/v1.0/state/statestore",
+                      R"([{"key":"old","value":1},{"key":"kept","value":2}])")
+              .status,
+            204);
+  auto r = post_json("/v1.0/state/statestore/transaction",
+                     R"({"operations":[)"
+                     R"({"operation":"upsert","request":{"key":"new","value":{"n":3}}},)"
+                     R"({"operation":"delete","request":{"key":"old"}}]})");
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_EQ(test::http_request(port_, "GET", "/v1.0/state/statestore/new").body,
+            R"({"n":3})");
+  EXPECT_EQ(test::http_request(port_, "GET", "/v1.0/state/statestore/old").status,
+            204); // gone
+  // A stale etag anywhere refuses the whole transaction: nothing changes.
+  r = post_json("/v1.0/state/statestore/transaction",
+                R"({"operations":[)"
+                R"({"operation":"upsert","request":{"key":"new","value":4}},)"
+                R"({"operation":"delete","request":{"key":"kept","etag":"99"}}]})");
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(error_code(r.body), "ERR_STATE_TRANSACTION");
+  EXPECT_EQ(test::http_request(port_, "GET", "/v1.0/state/statestore/new").body,
+            R"({"n":3})");
+  EXPECT_EQ(test::http_request(port_, "GET", "/v1.0/state/statestore/kept").body,
+            "2");
+  r = post_json("/v1.0/state/statestore/transaction",
+                R"({"operations":[{"operation":"merge","request":{"key":"k"}}]})");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("must be upsert or delete"),
+            std::string::npos)
+    << r.body;
+}
+
 TEST_F(http_api_test, ttl_from_metadata) {
   auto r = post_json("/v1.0/state/statestore",
                      R"([{"key":"t","value":1,"metadata":{"ttlInSeconds":"120"}}])");

@@ -106,6 +106,7 @@ std::vector<std::string> make_save_command(const std::vector<state_item>& items,
                     ? std::string{}
                     : item.etag);
     cmd.emplace_back(mode_arg(item.concurrency));
+    cmd.emplace_back(item.remove ? "del" : "set");
     cmd.push_back(item.value);
     cmd.push_back(std::to_string(item.ttl_seconds > 0 ? item.ttl_seconds : 0));
   }

@@ -8,29 +8,34 @@ namespace hubflow::redis_scripts {
 // the etag. Each script checks everything before writing anything, so a
 // refused bulk save leaves every key as it was.
 
+// A save: every item is set, or (op 'del', a transaction's delete) removed.
 inline constexpr const char* save_script = R"lua(
 local n = #KEYS
 for i = 1, n do
-  local b = (i - 1) * 4
-  local etag, mode = ARGV[b + 1], ARGV[b + 2]
+  local b = (i - 1) * 5
+  local etag, mode, op = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local cur = redis.call('HGET', KEYS[i], 'version')
   if mode ~= 'last' then
     if etag ~= '' then
       if cur ~= etag then return {'mismatch', i} end
-    elseif mode == 'first' and cur then
+    elseif mode == 'first' and cur and op == 'set' then
       return {'exists', i}
     end
   end
 end
 for i = 1, n do
-  local b = (i - 1) * 4
-  redis.call('HSET', KEYS[i], 'data', ARGV[b + 3])
-  redis.call('HINCRBY', KEYS[i], 'version', 1)
-  local ttl = tonumber(ARGV[b + 4])
-  if ttl > 0 then
-    redis.call('EXPIRE', KEYS[i], ttl)
+  local b = (i - 1) * 5
+  if ARGV[b + 3] == 'del' then
+    redis.call('DEL', KEYS[i])
   else
-    redis.call('PERSIST', KEYS[i])
+    redis.call('HSET', KEYS[i], 'data', ARGV[b + 4])
+    redis.call('HINCRBY', KEYS[i], 'version', 1)
+    local ttl = tonumber(ARGV[b + 5])
+    if ttl > 0 then
+      redis.call('EXPIRE', KEYS[i], ttl)
+    else
+      redis.call('PERSIST', KEYS[i])
+    end
   end
 end
 return {'ok'}

@@ -1,7 +1,8 @@
 // The state store protocol (Dapr's state API semantics), spoken by the Redis
 // endpoint and used by the HTTP API:
 //   (state_save_atom, std::vector<state_item>)  -> ok_atom
-//       all items or none (one atomic step in the store);
+//       all items or none (one atomic step in the store); an item with
+//       `remove` deletes its key: a save is also Dapr's transaction;
 //   (state_get_atom, std::vector<std::string> keys) -> std::vector<state_entry>
 //       in the order of `keys`; a missing key has found == false;
 //   (state_delete_atom, state_item) -> ok_atom (key, etag, concurrency used;
@@ -48,6 +49,9 @@ struct state_item {
   /// Dapr's `metadata.ttlInSeconds`: > 0 expires the key after that many
   /// seconds; 0 or -1 keeps it forever (a new save clears an older TTL).
   std::int64_t ttl_seconds = 0;
+  /// In a save: delete the key instead (a transaction's delete operation;
+  /// its etag is checked like a save's).
+  bool remove = false;
 
   template <class Inspector>
   friend typename Inspector::result_type inspect(Inspector& f,
@@ -58,7 +62,7 @@ struct state_item {
       return caf::none;
     });
     return f(caf::meta::type_name("state_item"), x.key, x.value, x.etag, c,
-             x.ttl_seconds, load);
+             x.ttl_seconds, x.remove, load);
   }
 };
 
