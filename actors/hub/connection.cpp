@@ -105,6 +105,13 @@ void connection::on_peer_closed() {
 
 void connection::on_tick() {
   auto now = steady_clock::now();
+  if (draining_) {
+    if (now >= deadline_) { // the client did not close in time
+      transport_.close();
+      self_->quit();
+    }
+    return;
+  }
   // Only the latest deadline counts: re-scheduling supersedes.
   if (phase_ == phase::closing || now < deadline_)
     return;
@@ -139,7 +146,8 @@ void connection::on_tick() {
 
 void connection::on_kick() {
   if (phase_ != phase::closing) {
-    close(mqtt::rc::server_shutting_down);
+    // No drain: the hub is stopping (or the session was taken over).
+    close(mqtt::rc::server_shutting_down, false);
     core_->flush_dirty();
     return;
   }
@@ -684,13 +692,21 @@ void connection::handle_disconnect(const mqtt::disconnect_packet& d) {
 
 // -- ending -------------------------------------------------------------------
 
-void connection::close(std::uint8_t reason) {
+void connection::close(std::uint8_t reason, bool drain) {
   if (phase_ == phase::closing)
     return;
   if (phase_ == phase::connected && version_ == mqtt::v5)
     write(mqtt::disconnect_packet{mqtt::packet_type::disconnect, reason, {}});
   finish(true);
   flush_out();
+  if (drain) {
+    draining_ = true;
+    transport_.shutdown_write();
+    if (std::exchange(reading_paused_, false))
+      transport_.resume_reading(); // drained, not parsed (on_data)
+    schedule_tick(drain_timeout);
+    return;
+  }
   transport_.close();
   self_->quit();
 }

@@ -41,6 +41,9 @@ inline std::size_t backlog_limit(const hub_config& cfg) {
 /// How long a new connection may take to send CONNECT.
 inline constexpr std::chrono::seconds connect_timeout{10};
 
+/// How long a connection we closed is drained (see connection::close).
+inline constexpr std::chrono::seconds drain_timeout{2};
+
 class connection {
 public:
   connection(caf::io::broker* self, caf::io::connection_handle hdl,
@@ -165,8 +168,12 @@ private:
   void send_rule_bursts();
 
   /// Ends the connection from our side: DISCONNECT with `reason` for
-  /// connected v5 clients, will per the rules, then close.
-  void close(std::uint8_t reason);
+  /// connected v5 clients, will per the rules; then, when `drain`, a
+  /// half-close: what the client still sends is read and dropped until it
+  /// closes or drain_timeout passes. Closing at once resets a connection
+  /// whose client bytes are unread, and the client may then never read the
+  /// DISCONNECT that says why.
+  void close(std::uint8_t reason, bool drain = true);
   /// Session bookkeeping when the connection ends.
   void finish(bool publish_will);
   void schedule_tick(std::chrono::milliseconds after);
@@ -204,6 +211,7 @@ private:
   awaiting<std::uint64_t> rule_tickets_; // delivery ticket -> ack number
   bool flush_scheduled_ = false;
   bool reading_paused_ = false; // see bound_unanswered()
+  bool draining_ = false;       // half-closed, see close()
   std::vector<rule_delivery> rule_scratch_;
   /// Deliveries to one rule from the packets of one read, sent together as
   /// (deliver_atom, messages, tickets) when the read is handled: one CAF

@@ -20,7 +20,7 @@ caf_transport::caf_transport(caf::io::broker* self,
 }
 
 void caf_transport::send(const char* data, std::size_t size) {
-  if (closed_ || size == 0)
+  if (closed_ || half_closed_ || size == 0)
     return; // CAF may have closed the descriptor (and the OS reused it)
   std::size_t sent = 0;
   if (caf_pending_ == 0) {
@@ -38,6 +38,24 @@ void caf_transport::send(const char* data, std::size_t size) {
     caf_pending_ += size - sent;
     self_->flush(hdl_);
   }
+}
+
+void caf_transport::written(std::uint64_t bytes) {
+  caf_pending_ = caf_pending_ > bytes ? caf_pending_ - bytes : 0;
+  if (fin_pending_ && caf_pending_ == 0) {
+    fin_pending_ = false;
+    ::shutdown(fd_, SHUT_WR);
+  }
+}
+
+void caf_transport::shutdown_write() {
+  if (closed_ || half_closed_)
+    return;
+  half_closed_ = true; // nothing is sent after the FIN
+  if (caf_pending_ == 0)
+    ::shutdown(fd_, SHUT_WR);
+  else
+    fin_pending_ = true;
 }
 
 void caf_transport::close() {

@@ -22,6 +22,10 @@ public:
   virtual std::size_t backlog() const = 0;
   /// Closes once what was sent is written; later sends are dropped.
   virtual void close() = 0;
+  /// Half-closes: FIN once what was sent is written, reading goes on (so
+  /// the peer's unread bytes do not turn the close into a reset that
+  /// destroys what we sent last). Later sends are dropped.
+  virtual void shutdown_write() = 0;
   /// The peer went away: drop everything from now on.
   virtual void peer_closed() = 0;
   /// Stops delivering what the peer sends after at most one more read (the
@@ -43,6 +47,7 @@ public:
     return static_cast<std::size_t>(caf_pending_);
   }
   void close() override;
+  void shutdown_write() override;
   void peer_closed() override {
     closed_ = true;
   }
@@ -59,9 +64,7 @@ public:
   }
 
   /// CAF reports bytes written from its buffer (data_transferred_msg).
-  void written(std::uint64_t bytes) {
-    caf_pending_ = caf_pending_ > bytes ? caf_pending_ - bytes : 0;
-  }
+  void written(std::uint64_t bytes);
 
 private:
   caf::io::broker* self_;
@@ -70,6 +73,8 @@ private:
   std::string peer_;
   std::uint64_t caf_pending_ = 0; // bytes handed to CAF, not yet written
   bool closed_ = false; // the descriptor is (being) closed: never send again
+  bool half_closed_ = false; // shutdown_write() was called: never send again
+  bool fin_pending_ = false; // the FIN waits for CAF's buffer to be written
 };
 
 } // namespace hubflow::hub

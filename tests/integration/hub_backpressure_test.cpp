@@ -4,6 +4,7 @@
 // loses nothing; with `drop_new` it acknowledges everything and drops
 // what does not fit, counted.
 #include "hub_test_env.hpp"
+#include "hub/connection.hpp"
 
 #include <thread>
 
@@ -165,6 +166,35 @@ TEST_F(hub_backpressure, a_311_client_that_never_waits_is_no_longer_read) {
   ASSERT_EQ(got.size(), static_cast<std::size_t>(flood));
   EXPECT_EQ(got.back(), std::to_string(flood - 1));
   EXPECT_EQ(env->counter("dropped_queue_full"), 0);
+}
+
+TEST_F(hub_backpressure, an_mqtt5_client_beyond_receive_maximum_reads_why) {
+  // Its acks held, a client that ignores the Receive Maximum (1024) sends
+  // more: DISCONNECT 0x93, then a half-close that drains what it still
+  // sends, so the DISCONNECT is read instead of lost in a reset.
+  ASSERT_NO_FATAL_FAILURE(start(queue_full_policy::backpressure, ""));
+  raw_client greedy{env->port};
+  ASSERT_TRUE(greedy.mqtt_connect("greedy", v5));
+  ASSERT_NO_FATAL_FAILURE(publish_burst(greedy, "bp/t", 3000));
+  std::optional<disconnect_packet> bye;
+  for (;;) {
+    auto p = greedy.read(v5, 5s);
+    if (!p)
+      break;
+    if (auto d = std::get_if<disconnect_packet>(&*p)) {
+      bye = *d;
+      break;
+    }
+  }
+  ASSERT_TRUE(bye) << "no DISCONNECT before the connection ended";
+  EXPECT_EQ(bye->reason, rc::receive_maximum_exceeded);
+  // What it sends on is read and dropped (a closed socket would answer
+  // with a reset: EPIPE here) until it closes, or the drain ends.
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(greedy.send(std::string(64 * 1024, '\0')));
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(greedy.send(std::string(64 * 1024, '\0')));
+  EXPECT_TRUE(greedy.wait_closed(hub::drain_timeout + 2s));
 }
 
 TEST_F(hub_backpressure, drop_new_acknowledges_everything_and_counts_the_loss) {
