@@ -15,6 +15,11 @@ namespace {
 /// How many topic aliases a client may set up (MQTT 5 Topic Alias Maximum).
 constexpr std::uint16_t server_topic_alias_max = 256;
 
+/// Outbound topic aliases per connection at most, and the longest topic
+/// given one: what a connection holds for them stays under 64 KiB.
+constexpr std::size_t out_alias_max = 256;
+constexpr std::size_t out_alias_topic_max = 256;
+
 /// QoS 1/2 publishes a v5 client may have unacknowledged (MQTT 5 Receive
 /// Maximum): bounds what one client can make the hub hold while rules
 /// answer.
@@ -292,6 +297,8 @@ void connection::handle_connect(mqtt::connect_packet& c) {
     client_receive_max_ = c.props.receive_maximum.value_or(65535);
     client_max_packet_ = c.props.maximum_packet_size.value_or(mqtt_max_packet);
     topic_alias_max_ = server_topic_alias_max;
+    client_topic_alias_max_ = static_cast<std::uint16_t>(std::min<std::size_t>(
+      c.props.topic_alias_maximum.value_or(0), out_alias_max));
   }
   std::uint32_t expiry = v5 ? c.props.session_expiry.value_or(0)
                             : (c.clean_start ? 0 : 0xFFFFFFFF);
@@ -503,6 +510,23 @@ void connection::on_rule_answer(std::uint64_t ticket, const caf::error& err) {
     a.failed = true;
   }
   pump_acks();
+}
+
+void connection::alias_topic(const std::string& topic,
+                             mqtt::publish_header& h) {
+  if (client_topic_alias_max_ == 0)
+    return;
+  if (auto known = out_aliases_.find(topic); known != out_aliases_.end()) {
+    h.topic_alias = known->second;
+    h.omit_topic = true;
+    return;
+  }
+  if (out_aliases_.size() >= client_topic_alias_max_
+      || topic.size() > out_alias_topic_max)
+    return; // all taken: the topic goes in full
+  auto alias = static_cast<std::uint16_t>(out_aliases_.size() + 1);
+  out_aliases_.emplace(topic, alias);
+  h.topic_alias = alias;
 }
 
 void connection::flush_soon() {

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <caf/io/broker.hpp>
@@ -102,6 +103,11 @@ public:
   std::uint16_t client_receive_maximum() const noexcept {
     return client_receive_max_;
   }
+  /// MQTT 5 topic aliases towards the client (it announced a Topic Alias
+  /// Maximum): sets `h.topic_alias` for `topic`, and `h.omit_topic` when the
+  /// client already knows it. A new alias counts as known from now on, so
+  /// call it only for a PUBLISH that is then written.
+  void alias_topic(const std::string& topic, mqtt::publish_header& h);
   /// More unsent output than backlog_limit().
   bool backlogged() const noexcept {
     return out_.size() + transport_.backlog() > backlog_limit_;
@@ -204,6 +210,8 @@ private:
   std::uint16_t client_receive_max_ = 65535;
   std::uint16_t topic_alias_max_ = 0; // what we accept from the client
   std::vector<std::string> topic_aliases_;
+  std::uint16_t client_topic_alias_max_ = 0; // what the client accepts
+  std::unordered_map<std::string, std::uint16_t> out_aliases_;
   std::deque<pending_ack> acks_;
   /// Acks are numbered in arrival order; this is the number of acks_'s
   /// front, so a rule's answer finds its ack by index, not by a search.

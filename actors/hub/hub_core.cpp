@@ -350,12 +350,18 @@ bool hub_core::write_publish(connection& c, const message& msg,
     h.message_expiry =
       msg.properties.message_expiry - static_cast<std::uint32_t>(age);
   }
-  if (c.limits_packet_size()
-      && c.client_max_packet() < mqtt::publish_size(msg, h, c.version())) {
-    // MQTT 5 3.1.2.11.4: discard as if delivered.
-    ++counters.dropped_too_large;
-    return false;
+  if (c.limits_packet_size()) {
+    // Checked as the largest form (full topic and an alias property), so
+    // an alias is only handed out for a PUBLISH that is written.
+    auto largest = h;
+    largest.topic_alias = 1;
+    if (c.client_max_packet() < mqtt::publish_size(msg, largest, c.version())) {
+      // MQTT 5 3.1.2.11.4: discard as if delivered.
+      ++counters.dropped_too_large;
+      return false;
+    }
   }
+  c.alias_topic(msg.topic, h);
   auto n = mqtt::encode_publish(msg, h, c.version(), c.out());
   ++counters.messages_out;
   counters.bytes_out += static_cast<std::int64_t>(n);

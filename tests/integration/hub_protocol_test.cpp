@@ -174,6 +174,42 @@ TEST(hub_max_keepalive, the_announced_keep_alive_is_enforced) {
   EXPECT_EQ(std::get<disconnect_packet>(*p).reason, rc::keep_alive_timeout);
 }
 
+TEST_F(hub_protocol, topic_aliases_to_a_client_that_allows_them) {
+  properties props;
+  props.topic_alias_maximum = 1;
+  auto sub = connect("alias-taker", v5, props);
+  subscription_options opts;
+  opts.qos = 1;
+  subscribe(*sub, "al/#", opts);
+  auto pub = connect("alias-pub");
+  for (auto topic : {"al/one", "al/one", "al/two", "al/one"})
+    ASSERT_TRUE(pub->send(make_publish(topic, "x"), v5));
+  std::vector<publish_packet> got;
+  for (int i = 0; i < 4; ++i) {
+    auto p = sub->read_publish(v5);
+    ASSERT_TRUE(p) << i;
+    got.push_back(*p);
+  }
+  // The first sets alias 1 with the topic, then the topic is left out.
+  EXPECT_EQ(got[0].topic_alias, 1);
+  EXPECT_EQ(got[0].msg.topic, "al/one");
+  EXPECT_EQ(got[1].topic_alias, 1);
+  EXPECT_EQ(got[1].msg.topic, "");
+  // Its one alias is taken: another topic goes in full, without one.
+  EXPECT_EQ(got[2].topic_alias, 0);
+  EXPECT_EQ(got[2].msg.topic, "al/two");
+  EXPECT_EQ(got[3].topic_alias, 1);
+  EXPECT_EQ(got[3].msg.topic, "");
+  // A client that announced none gets none.
+  auto plain = connect("no-alias", v5);
+  subscribe(*plain, "al/#", opts);
+  ASSERT_TRUE(pub->send(make_publish("al/one", "y"), v5));
+  auto p = plain->read_publish(v5);
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->topic_alias, 0);
+  EXPECT_EQ(p->msg.topic, "al/one");
+}
+
 TEST_F(hub_protocol, topic_alias_from_client_is_resolved) {
   auto sub = connect("alias-sub");
   subscribe(*sub, "alias/#");
