@@ -468,3 +468,19 @@ TEST(config_baetyl, error_topic_and_retry_are_read) {
   EXPECT_EQ(cfg.rules.at(0).error_topic, "t/err");
   EXPECT_EQ(cfg.rules.at(0).retry_max, 0);
 }
+
+TEST(config_defaults, queue_full_and_max_keepalive) {
+  auto cfg = load_text("hub:\n  listen: [tcp://127.0.0.1:0]\n", "hubflow.yaml");
+  EXPECT_EQ(cfg.hub.queue_full, queue_full_policy::backpressure);
+  EXPECT_EQ(cfg.hub.limits.max_keepalive, 0u);
+  cfg = load_text("hub:\n  listen: [tcp://127.0.0.1:0]\n"
+                  "  message: {queue_full: drop_oldest}\n"
+                  "  max_keepalive: 30\n",
+                  "hubflow.yaml");
+  EXPECT_EQ(cfg.hub.queue_full, queue_full_policy::drop_oldest);
+  EXPECT_EQ(cfg.hub.limits.max_keepalive, 30u);
+  auto error = only_error("hub:\n  listen: [tcp://127.0.0.1:0]\n"
+                          "  message: {queue_full: block}\n");
+  EXPECT_NE(error.find("hubflow.yaml:3:"), std::string::npos) << error;
+  EXPECT_NE(error.find("hub.message.queue_full"), std::string::npos) << error;
+}
