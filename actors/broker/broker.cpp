@@ -2,6 +2,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
+#include <thread>
+
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
@@ -88,6 +91,36 @@ std::string start_stats(caf::actor_system& sys, const config& cfg, broker& b,
 
 } // namespace
 
+namespace {
+
+/// Lets the embedded hub accept connections once every rule reading from
+/// it has subscribed (they subscribe as they start, within milliseconds);
+/// after 10 s it accepts anyway, and says so.
+void accept_once_rules_subscribed(caf::actor_system& sys, const caf::actor& hub,
+                                  const config& cfg) {
+  std::uint64_t expected = 0;
+  for (auto& rule : cfg.rules)
+    expected += rule.from.endpoint.empty() ? 1 : 0;
+  caf::scoped_actor self{sys};
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  std::uint64_t subscribed = 0;
+  while (subscribed < expected && std::chrono::steady_clock::now() < deadline) {
+    self->request(hub, std::chrono::seconds(1), get_atom::value,
+                  std::string{"rule_subscribers"})
+      .receive([&](std::uint64_t n) { subscribed = n; },
+               [&](caf::error&) {});
+    if (subscribed < expected)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (subscribed < expected)
+    spdlog::warn("hub: {} of {} rules subscribed after 10 s; accepting "
+                 "connections anyway",
+                 subscribed, expected);
+  caf::anon_send(hub, accept_atom::value);
+}
+
+} // namespace
+
 std::string start_broker(caf::actor_system& sys, const config& cfg,
                          runtime_map& rts, broker& b) {
   std::vector<keeper_child> kept;
@@ -98,7 +131,9 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
   // function supervisors: the keeper tells them of each replacement.
   if (cfg.hub.embedded) {
     hub_restarter restart_hub;
-    b.hub = spawn_embedded_hub(sys, cfg.hub, error, &restart_hub);
+    // Accepting waits for the rules (below), so that no client's message
+    // arrives before the rule that routes it: acknowledged and lost.
+    b.hub = spawn_embedded_hub(sys, cfg.hub, error, &restart_hub, false);
     if (!b.hub)
       return error;
     caf::anon_send(b.stats, sys_hub_atom::value, b.hub);
@@ -149,6 +184,8 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
       wiring.function = b.functions.at(rule.function);
     b.rules.push_back(spawn_rule(sys, rule, wiring));
   }
+  if (b.hub)
+    accept_once_rules_subscribed(sys, b.hub, cfg);
   keeper_options supervision;
   supervision.dependents = b.rules;
   if (cfg.http.enabled) {

@@ -121,9 +121,14 @@ void rule_handled(awaiting<rule_delivery_wait>& waiting,
 /// serves rules, runs housekeeping and reports stats.
 caf::behavior hub_broker(caf::io::broker* self,
                          std::shared_ptr<hub::hub_core> core,
-                         std::vector<int> listeners) {
-  auto accepting = std::make_shared<std::unique_ptr<acceptor>>(
-    std::make_unique<acceptor>("hub", std::move(listeners), self->address()));
+                         std::vector<int> listeners, bool accept_now) {
+  auto accepting = std::make_shared<std::unique_ptr<acceptor>>();
+  auto waiting_listeners = std::make_shared<std::vector<int>>();
+  if (accept_now)
+    *accepting = std::make_unique<acceptor>("hub", std::move(listeners),
+                                            self->address());
+  else
+    *waiting_listeners = std::move(listeners);
   auto waiting = std::make_shared<awaiting<rule_delivery_wait>>();
   // A replacement control actor takes over the rules its predecessor
   // watched (for a first one there are none).
@@ -142,8 +147,11 @@ caf::behavior hub_broker(caf::io::broker* self,
       return true;
     });
   });
-  self->set_exit_handler([self, core, accepting](caf::exit_msg& em) {
+  self->set_exit_handler([self, core, accepting,
+                          waiting_listeners](caf::exit_msg& em) {
     accepting->reset(); // no new connections while the hub stops
+    for (auto fd : *waiting_listeners)
+      ::close(fd);
     for (auto c : core->live)
       caf::anon_send(caf::actor_cast<caf::actor>(c->broker()),
                      hub::kick_atom::value);
@@ -160,6 +168,11 @@ caf::behavior hub_broker(caf::io::broker* self,
     publish_for(self, *core, *waiting, msg, std::move(answer));
   };
   return sink_handlers(self, publish).or_else(
+    [self, accepting, waiting_listeners](accept_atom) {
+      if (!*accepting && !waiting_listeners->empty())
+        *accepting = std::make_unique<acceptor>(
+          "hub", std::move(*waiting_listeners), self->address());
+    },
     [self, core](accepted_atom, int fd) {
       auto& counters = core->counters;
       auto limit = core->limits().max_connections;
@@ -231,6 +244,9 @@ caf::behavior hub_broker(caf::io::broker* self,
       }
       if (what == "stats")
         return caf::make_message(snapshot(*core));
+      if (what == "rule_subscribers")
+        return caf::make_message(
+          static_cast<std::uint64_t>(core->rule_subscriber_count()));
       return caf::make_message(caf::make_error(
         caf::sec::invalid_argument, "unknown hub query '" + what + "'"));
     },
@@ -280,7 +296,8 @@ std::vector<int> open_listeners(const hub_config& cfg,
 } // namespace
 
 caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
-                              std::string& error, hub_restarter* restart) {
+                              std::string& error, hub_restarter* restart,
+                              bool accept_now) {
   error.clear();
   if (!sys.has_middleman()) {
     error = "the embedded hub needs the actor system's middleman";
@@ -302,9 +319,9 @@ caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
       auto fds = open_listeners(cfg, ports, err);
       if (fds.empty())
         return {};
-      return sys.middleman().spawn_broker(hub_broker, core, fds);
+      return sys.middleman().spawn_broker(hub_broker, core, fds, true);
     };
-  return sys.middleman().spawn_broker(hub_broker, core, listeners);
+  return sys.middleman().spawn_broker(hub_broker, core, listeners, accept_now);
 }
 
 } // namespace hubflow

@@ -26,6 +26,10 @@
 //   (get_atom, std::string "listen_port") -> uint16_t: the first bound port
 //   (get_atom, std::string "listen_ports") -> std::string: "p1,p2,..."
 //   (get_atom, std::string "stats") -> component_stats
+//   (get_atom, std::string "rule_subscribers") -> std::uint64_t: rules
+//       subscribed so far
+//   (accept_atom) starts accepting connections when it was started with
+//       `accept_now` false (listening already: clients wait in the backlog)
 // Sending it an exit message closes the listeners and every connection.
 // When it dies otherwise (killed, or a handler threw), the connections go
 // on; a replacement started by the `hub_restarter` takes over the same
@@ -40,6 +44,7 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/atom.hpp>
 
 #include "core/config.hpp"
 
@@ -49,12 +54,19 @@ namespace hubflow {
 /// handle with `error` set when its ports cannot be bound again.
 using hub_restarter = std::function<caf::actor(std::string& error)>;
 
+/// Tells a hub started with `accept_now` false to accept connections.
+using accept_atom = caf::atom_constant<caf::atom("hubaccept")>;
+
 /// Starts the embedded hub. On failure returns an invalid actor and sets
 /// `error` (e.g. "cannot listen on 127.0.0.1:1883: address in use").
-/// `restart`, when given, receives the hub's restarter. The actor system
-/// must have loaded caf::io::middleman.
+/// `restart`, when given, receives the hub's restarter (its replacements
+/// accept at once). With `accept_now` false the hub listens but accepts
+/// only after (accept_atom): the broker lets its rules subscribe first, so
+/// no client's message arrives before the rules that route it. The actor
+/// system must have loaded caf::io::middleman.
 caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
                               std::string& error,
-                              hub_restarter* restart = nullptr);
+                              hub_restarter* restart = nullptr,
+                              bool accept_now = true);
 
 } // namespace hubflow

@@ -196,6 +196,9 @@ public:
   /// Every rule with a subscription (a replacement control actor monitors
   /// them again).
   std::vector<caf::actor> rule_subscribers() const;
+  std::size_t rule_subscriber_count() const noexcept {
+    return rules_.size();
+  }
   /// Retained messages matching `filter` as rule deliveries.
   void retained_for_rule(const caf::actor& who, const std::string& filter,
                          std::uint8_t qos, std::vector<rule_delivery>& out);
