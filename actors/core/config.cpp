@@ -509,6 +509,20 @@ struct builder {
     return fn;
   }
 
+  persistence_config build_persistence(const json& j) {
+    persistence_config p;
+    p.enabled = true;
+    p.path = str(j, "path");
+    if (p.path.empty())
+      fail("persistence.path", "persistence needs `path: <directory>`");
+    auto sync = str(j, "sync", "batch");
+    p.sync = sync == "always" ? persistence_sync::always
+             : sync == "off"  ? persistence_sync::off
+                              : persistence_sync::batch;
+    p.max_size = size_at(at(j, "max_size"), "persistence.max_size", 0);
+    return p;
+  }
+
   config build(const std::string& file) {
     config cfg;
     cfg.file = file;
@@ -553,6 +567,12 @@ struct builder {
       if (at(http, "max_connections").is_number())
         cfg.http.max_connections
           = at(http, "max_connections").get<std::size_t>();
+    }
+    if (root.contains("persistence")) {
+      cfg.persistence = build_persistence(at(root, "persistence"));
+      if (!cfg.hub.embedded)
+        fail("persistence", "persistence stores the embedded hub's sessions; "
+                            "with an external hub (hub.address) there are none");
     }
     cfg.logger.level = str(at(root, "logger"), "level", cfg.logger.level);
     cfg.logger.path = str(at(root, "logger"), "path");

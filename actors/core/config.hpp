@@ -205,6 +205,24 @@ struct http_config {
   std::size_t max_connections = 1024;
 };
 
+/// When a stored record counts as safe (`persistence.sync`).
+enum class persistence_sync {
+  batch,  // acknowledged after its commit; commits share one fsync
+  always, // acknowledged after its commit; one fsync per record
+  off,    // acknowledged at once; written behind, no fsync (as Mosquitto)
+};
+
+/// `persistence:` (docs/persistence.md). Absent: the hub keeps everything
+/// in memory.
+struct persistence_config {
+  bool enabled = false;
+  std::string path; // a directory; the store is <path>/hubflow.db
+  persistence_sync sync = persistence_sync::batch;
+  /// The store may grow to this many bytes; beyond it QoS 1/2 publishes
+  /// that would be stored are refused. 0: no limit but the disk's.
+  std::size_t max_size = 0;
+};
+
 struct log_config {
   std::string level = "info";
   std::string path; // empty: stderr
@@ -226,6 +244,7 @@ struct config {
   std::vector<endpoint_config> endpoints;
   stats_config stats;
   http_config http;
+  persistence_config persistence;
   log_config logger;
   /// Things that load but deserve a word in the log (plain-text secrets).
   std::vector<std::string> warnings;

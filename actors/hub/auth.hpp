@@ -28,6 +28,10 @@ public:
                                        bool has_password,
                                        bool from_loopback) const;
 
+  /// The principal named `username` (a stored session names its owner
+  /// so), or nullptr.
+  const principal_config* find_principal(std::string_view username) const;
+
   /// Whether a client without valid credentials may connect
   /// (cfg.allow_anonymous, cfg.anonymous_loopback_only).
   bool anonymous_allowed(bool from_loopback) const;
