@@ -217,6 +217,14 @@ const principal_config* authenticator::authenticate(std::string_view user,
   return nullptr;
 }
 
+const principal_config*
+authenticator::principal_named(std::string_view user) const {
+  for (const auto& p : principals_)
+    if (p.username == user)
+      return &p;
+  return nullptr;
+}
+
 bool authenticator::anonymous_allowed(bool from_loopback) const {
   return allow_anonymous_ && (from_loopback || !anonymous_loopback_only_);
 }

@@ -28,6 +28,11 @@ public:
                                        bool has_password,
                                        bool from_loopback) const;
 
+  /// The principal named `user`, without a password check: for a client
+  /// whose verified TLS certificate names it (use_identity_as_username).
+  /// nullptr when there is none.
+  const principal_config* principal_named(std::string_view user) const;
+
   /// Whether a client without valid credentials may connect
   /// (cfg.allow_anonymous, cfg.anonymous_loopback_only).
   bool anonymous_allowed(bool from_loopback) const;
