@@ -97,13 +97,19 @@ bool configure(SSL_CTX* ctx, const tls_settings& tls, tls_problem& problem) {
     return fail(problem, "cert", error);
   if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert.c_str()) != 1)
     return fail(problem, "cert", tls.cert + ": " + take_openssl_error());
-  if (!open_file(tls.key, error))
+  auto key_file = open_file(tls.key, error);
+  if (!key_file)
     return fail(problem, "key", error);
-  if (SSL_CTX_use_PrivateKey_file(ctx, tls.key.c_str(), SSL_FILETYPE_PEM)
-      != 1)
+  // Read apart from installing it: OpenSSL's own loader says "key values
+  // mismatch" for a key that is fine but belongs to another certificate.
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key{
+    PEM_read_PrivateKey(key_file.get(), nullptr, nullptr, nullptr),
+    EVP_PKEY_free};
+  if (!key)
     return fail(problem, "key", tls.key + ": not a PEM private key ("
                                   + take_openssl_error() + ")");
-  if (SSL_CTX_check_private_key(ctx) != 1) {
+  if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1
+      || SSL_CTX_check_private_key(ctx) != 1) {
     ERR_clear_error();
     return fail(problem, "key",
                 tls.key + ": the key does not match the certificate "
