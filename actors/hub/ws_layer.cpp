@@ -43,6 +43,11 @@ bool ws_layer::read(std::string_view in) {
 }
 
 bool ws_layer::upgrade(std::string_view in) {
+  // A request starts with a method; MQTT (0x10 CONNECT) or TLS (0x16)
+  // would otherwise wait for a blank line until the CONNECT timeout.
+  if (request_.buffered() == 0 && !in.empty() && (in[0] < 'A' || in[0] > 'Z'))
+    return refuse(400, "not an HTTP request (plain MQTT or TLS on a "
+                       "WebSocket port?)");
   request_.feed(in);
   auto st = request_.parse();
   if (st == http_request_parser::status::incomplete)

@@ -6,38 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "fixtures/ws_test_client.hpp"
 #include "hub/websocket_codec.hpp"
 
 using namespace hubflow::hub;
+using hubflow::test::ws_client_frame;
 
 namespace {
-
-/// A client frame: masked with a fixed key, `fin` and `op` as given.
-std::string client_frame(std::uint8_t op, std::string_view payload,
-                         bool fin = true, bool masked = true,
-                         std::uint8_t rsv = 0) {
-  std::string out;
-  out += static_cast<char>((fin ? 0x80 : 0) | rsv | op);
-  auto mask_bit = masked ? 0x80 : 0;
-  auto n = payload.size();
-  if (n < 126) {
-    out += static_cast<char>(mask_bit | n);
-  } else if (n <= 0xFFFF) {
-    out += static_cast<char>(mask_bit | 126);
-    out += static_cast<char>(n >> 8);
-    out += static_cast<char>(n & 0xFF);
-  } else {
-    out += static_cast<char>(mask_bit | 127);
-    for (int shift = 56; shift >= 0; shift -= 8)
-      out += static_cast<char>((std::uint64_t{n} >> shift) & 0xFF);
-  }
-  const char key[4] = {0x12, 0x34, 0x56, 0x78};
-  if (masked)
-    out.append(key, 4);
-  for (std::size_t i = 0; i < n; ++i)
-    out += masked ? static_cast<char>(payload[i] ^ key[i % 4]) : payload[i];
-  return out;
-}
 
 struct result {
   std::uint16_t code = 0;
@@ -65,7 +40,7 @@ TEST(websocket_codec, binary_frames_of_every_length_form_in_any_split) {
     std::string payload(size, '\0');
     for (std::size_t i = 0; i < size; ++i)
       payload[i] = static_cast<char>(i * 7);
-    auto frame = client_frame(ws::opcode::binary, payload);
+    auto frame = ws_client_frame(ws::opcode::binary, payload);
     for (std::size_t piece : {0u, 1u, 3u, 1000u}) {
       auto r = feed(frame, piece);
       EXPECT_EQ(r.code, 0) << size << " in pieces of " << piece;
@@ -75,11 +50,11 @@ TEST(websocket_codec, binary_frames_of_every_length_form_in_any_split) {
 }
 
 TEST(websocket_codec, fragments_and_frames_in_one_read_join_up) {
-  auto bytes = client_frame(ws::opcode::binary, "ab", false)
-               + client_frame(ws::opcode::ping, "hi")
-               + client_frame(ws::opcode::continuation, "cd", false)
-               + client_frame(ws::opcode::continuation, "ef")
-               + client_frame(ws::opcode::binary, "gh");
+  auto bytes = ws_client_frame(ws::opcode::binary, "ab", false)
+               + ws_client_frame(ws::opcode::ping, "hi")
+               + ws_client_frame(ws::opcode::continuation, "cd", false)
+               + ws_client_frame(ws::opcode::continuation, "ef")
+               + ws_client_frame(ws::opcode::binary, "gh");
   for (std::size_t piece : {0u, 1u, 2u}) {
     auto r = feed(bytes, piece);
     EXPECT_EQ(r.code, 0);
@@ -94,9 +69,9 @@ TEST(websocket_codec, stops_at_a_close_frame) {
   ws::frame_reader reader{1024};
   std::string data;
   std::vector<ws::control_frame> controls;
-  auto bytes = client_frame(ws::opcode::binary, "x")
-               + client_frame(ws::opcode::close, "\x03\xe8")
-               + client_frame(ws::opcode::binary, "after");
+  auto bytes = ws_client_frame(ws::opcode::binary, "x")
+               + ws_client_frame(ws::opcode::close, "\x03\xe8")
+               + ws_client_frame(ws::opcode::binary, "after");
   EXPECT_EQ(reader.read(bytes, data, controls), 0);
   EXPECT_TRUE(reader.closed());
   EXPECT_EQ(data, "x");
@@ -111,19 +86,19 @@ TEST(websocket_codec, refuses_what_rfc_6455_forbids) {
     const char* what;
   };
   std::vector<bad> cases = {
-    {client_frame(ws::opcode::binary, "x", true, false), 1002, "unmasked"},
-    {client_frame(ws::opcode::text, "x"), 1003, "text"},
-    {client_frame(ws::opcode::binary, "x", true, true, 0x40), 1002,
+    {ws_client_frame(ws::opcode::binary, "x", true, false), 1002, "unmasked"},
+    {ws_client_frame(ws::opcode::text, "x"), 1003, "text"},
+    {ws_client_frame(ws::opcode::binary, "x", true, true, 0x40), 1002,
      "reserved bits"},
-    {client_frame(0x3, "x"), 1002, "reserved opcode"},
-    {client_frame(ws::opcode::continuation, "x"), 1002, "continuation"},
-    {client_frame(ws::opcode::binary, "a", false)
-       + client_frame(ws::opcode::binary, "b"),
+    {ws_client_frame(0x3, "x"), 1002, "reserved opcode"},
+    {ws_client_frame(ws::opcode::continuation, "x"), 1002, "continuation"},
+    {ws_client_frame(ws::opcode::binary, "a", false)
+       + ws_client_frame(ws::opcode::binary, "b"),
      1002, "new message"},
-    {client_frame(ws::opcode::ping, std::string(126, 'p')), 1002,
+    {ws_client_frame(ws::opcode::ping, std::string(126, 'p')), 1002,
      "control frame"},
-    {client_frame(ws::opcode::ping, "p", false), 1002, "control frame"},
-    {client_frame(ws::opcode::binary, std::string(2000, 'b')), 1009,
+    {ws_client_frame(ws::opcode::ping, "p", false), 1002, "control frame"},
+    {ws_client_frame(ws::opcode::binary, std::string(2000, 'b')), 1009,
      "above the hub's maximum"},
   };
   for (auto& c : cases) {
