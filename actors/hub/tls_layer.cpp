@@ -97,22 +97,12 @@ void tls_layer::send(const char* data, std::size_t size) {
   flush_down();
 }
 
-void tls_layer::close() {
+void tls_layer::say_goodbye() {
   if (!closed_ && established_) {
     SSL_shutdown(ssl_); // queues close_notify; the peer's is not awaited
     flush_down();
   }
   closed_ = true;
-  below_.close();
-}
-
-void tls_layer::shutdown_write() {
-  if (!closed_ && established_) {
-    SSL_shutdown(ssl_);
-    flush_down();
-  }
-  closed_ = true;
-  below_.shutdown_write();
 }
 
 std::string tls_layer::peer_common_name() const {

@@ -35,10 +35,6 @@ public:
   /// Encrypts and sends; dropped before the handshake is done or after
   /// close (MQTT only answers once it has read a CONNECT).
   void send(const char* data, std::size_t size) override;
-  /// close_notify, then the socket closes.
-  void close() override;
-  /// close_notify, then the socket's FIN (see transport::shutdown_write).
-  void shutdown_write() override;
 
   /// The common name of the client's verified certificate; empty without
   /// one.
@@ -47,6 +43,8 @@ public:
   bool resumed() const;
 
 private:
+  /// close_notify once established.
+  void say_goodbye() override;
   /// Hands what OpenSSL wrote (handshake, records, alerts) to the socket.
   void flush_down();
   /// Ends the connection: what OpenSSL owes the peer (an alert) goes out,

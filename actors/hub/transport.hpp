@@ -70,6 +70,18 @@ public:
     return failure_;
   }
 
+  /// Closes: the layer's goodbye (close_notify, a close frame), then the
+  /// layer below closes.
+  void close() override {
+    say_goodbye();
+    below_.close();
+  }
+  /// The layer's goodbye, then the layer below half-closes.
+  void shutdown_write() override {
+    say_goodbye();
+    below_.shutdown_write();
+  }
+
   // What a layer does not change goes straight to the layer below.
   std::size_t backlog() const override {
     return below_.backlog();
@@ -88,6 +100,10 @@ public:
   }
 
 protected:
+  /// Sends what the protocol says before a close, once; nothing is sent
+  /// after it.
+  virtual void say_goodbye() = 0;
+
   transport& below_;
   std::string up_;      // what the last read() decoded for the layer above
   std::string failure_; // why read() ended the connection

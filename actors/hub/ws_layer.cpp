@@ -150,22 +150,12 @@ void ws_layer::send(const char* data, std::size_t size) {
     send_frame(ws::opcode::binary, std::string_view{data, size});
 }
 
-void ws_layer::close() {
+void ws_layer::say_goodbye() {
   if (state_ == state::open) {
     auto frame = ws::close_frame(ws::status::normal);
     below_.send(frame.data(), frame.size());
   }
   state_ = state::closed;
-  below_.close();
-}
-
-void ws_layer::shutdown_write() {
-  if (state_ == state::open) {
-    auto frame = ws::close_frame(ws::status::normal);
-    below_.send(frame.data(), frame.size());
-  }
-  state_ = state::closed;
-  below_.shutdown_write();
 }
 
 } // namespace hubflow::hub

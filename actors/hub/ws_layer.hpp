@@ -31,13 +31,12 @@ public:
 
   /// One binary frame; dropped before the upgrade and after a close frame.
   void send(const char* data, std::size_t size) override;
-  /// A close frame (1000), then the layer below closes.
-  void close() override;
-  /// A close frame (1000), then the layer below half-closes.
-  void shutdown_write() override;
 
 private:
   enum class state { upgrading, open, closed };
+
+  /// A close frame (1000) when open.
+  void say_goodbye() override;
 
   /// Handles the upgrade request once it is complete.
   bool upgrade(std::string_view in);

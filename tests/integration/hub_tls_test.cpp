@@ -15,43 +15,6 @@ using namespace hubflow::test;
 
 namespace {
 
-/// The ports of a hub started with several listeners, in `listen` order.
-std::vector<std::uint16_t> listen_ports(hub_env& env) {
-  std::vector<std::uint16_t> ports;
-  caf::scoped_actor self{env.sys()};
-  self->request(env.hub, std::chrono::seconds(5), get_atom::value,
-                std::string{"listen_ports"})
-    .receive(
-      [&](const std::string& list) {
-        std::size_t at = 0;
-        while (at < list.size()) {
-          auto comma = list.find(',', at);
-          ports.push_back(static_cast<std::uint16_t>(
-            std::stoi(list.substr(at, comma - at))));
-          at = comma == std::string::npos ? list.size() : comma + 1;
-        }
-      },
-      [](caf::error&) {});
-  return ports;
-}
-
-/// Counter `name` of listener `url`.
-std::int64_t listener_counter(hub_env& env, const std::string& url,
-                              const std::string& name) {
-  std::int64_t value = -1;
-  caf::scoped_actor self{env.sys()};
-  self->request(env.hub, std::chrono::seconds(5), get_atom::value,
-                "listener " + url)
-    .receive(
-      [&](const component_stats& s) {
-        for (auto& [k, v] : s.counters)
-          if (k == name)
-            value = v;
-      },
-      [](caf::error&) {});
-  return value;
-}
-
 tls_settings server_tls(const test_pki& pki) {
   tls_settings tls;
   tls.ca = pki.ca();
@@ -76,7 +39,7 @@ protected:
 
   void SetUp() override {
     ASSERT_TRUE(env.hub) << env.error;
-    auto ports = listen_ports(env);
+    auto ports = env.ports();
     ASSERT_EQ(ports.size(), 2u);
     plain_port = ports[0];
     tls_port = ports[1];
@@ -86,7 +49,7 @@ protected:
     return " --cafile " + pki.ca();
   }
   std::int64_t tls_counter(const std::string& name) {
-    return listener_counter(env, tls_url, name);
+    return env.listener_counter(tls_url, name);
   }
 
   test_pki pki;
@@ -115,7 +78,7 @@ TEST_F(hub_tls, mosquitto_clients_over_tls_and_across_listeners) {
       wait_until([&] { return env.counter("subscriptions") == 0; }));
   }
   EXPECT_EQ(tls_counter("connections_total"), 4);
-  EXPECT_EQ(listener_counter(env, plain_url, "connections_total"), 4);
+  EXPECT_EQ(env.listener_counter(plain_url, "connections_total"), 4);
   EXPECT_EQ(tls_counter("handshake_failures"), 0);
 }
 
@@ -195,12 +158,9 @@ protected:
     tls.require_certificate = true;
     tls.use_identity_as_username = true;
     cfg.certificate = tls;
-    principal_config sensor;
-    sensor.username = "sensor";
-    sensor.password = "never used";
-    sensor.pub = {"sensors/#"};
-    sensor.sub = {"sensors/#"};
-    cfg.principals = {sensor};
+    // The password is never asked for: the certificate names the principal.
+    cfg.principals = {
+      principal_config{"sensor", "never used", {"sensors/#"}, {"sensors/#"}}};
     return cfg;
   }
 
@@ -214,7 +174,7 @@ protected:
   }
 
   std::int64_t failures() {
-    return listener_counter(env, tls_url, "handshake_failures");
+    return env.listener_counter(tls_url, "handshake_failures");
   }
 
   test_pki pki;

@@ -47,24 +47,6 @@ c.loop_stop()
 sys.exit(0 if ok else 1)
 )";
 
-std::vector<std::uint16_t> ports_of(hub_env& env) {
-  std::vector<std::uint16_t> ports;
-  caf::scoped_actor self{env.sys()};
-  self->request(env.hub, std::chrono::seconds(5), get_atom::value,
-                std::string{"listen_ports"})
-    .receive(
-      [&](const std::string& list) {
-        for (std::size_t at = 0; at < list.size();) {
-          auto comma = list.find(',', at);
-          ports.push_back(static_cast<std::uint16_t>(
-            std::stoi(list.substr(at, comma - at))));
-          at = comma == std::string::npos ? list.size() : comma + 1;
-        }
-      },
-      [](caf::error&) {});
-  return ports;
-}
-
 class hub_websocket : public ::testing::Test {
 protected:
   hub_config config() {
@@ -80,7 +62,7 @@ protected:
 
   void SetUp() override {
     ASSERT_TRUE(env.hub) << env.error;
-    auto ports = ports_of(env);
+    auto ports = env.ports();
     ASSERT_EQ(ports.size(), 3u);
     plain_port = ports[0];
     ws_port = ports[1];
@@ -96,18 +78,7 @@ protected:
   }
 
   std::int64_t ws_counter(const std::string& name) {
-    std::int64_t value = -1;
-    caf::scoped_actor self{env.sys()};
-    self->request(env.hub, std::chrono::seconds(5), get_atom::value,
-                  std::string{"listener "} + ws_url)
-      .receive(
-        [&](const component_stats& s) {
-          for (auto& [k, v] : s.counters)
-            if (k == name)
-              value = v;
-        },
-        [](caf::error&) {});
-    return value;
+    return env.listener_counter(ws_url, name);
   }
 
   /// An upgraded raw client, MQTT-connected as `id`.
