@@ -109,7 +109,7 @@ std::optional<options> parse_options(int argc, char** argv, int& exit) {
     ("plugin-dir,p", po::value(&opts.plugin_dirs)->value_name("DIR"),
      "where native plugins are looked up by name; repeatable, searched in "
      "order, before the build's own plugin dir")
-    ("listen", po::value(&opts.listen)->value_name("HOST:PORT"),
+    ("listen", po::value(&opts.listen)->value_name("HOST:PORT|URL"),
      "replaces the embedded hub's listeners; repeatable")
     ("stats-port", po::value(&opts.stats_port)->value_name("PORT"),
      "overrides stats.port (0 picks a free port and logs it)")
@@ -197,7 +197,11 @@ void apply_overrides(config& cfg, const options& opts) {
     cfg.hub.embedded = true;
     cfg.hub.listen.clear();
     for (auto& l : opts.listen)
-      cfg.hub.listen.push_back(l.rfind("tcp://", 0) == 0 ? l : "tcp://" + l);
+      // Any hub.listen URL (ssl://, ws://...; TLS ones use
+      // hub.certificate); a bare HOST:PORT is tcp://.
+      cfg.hub.listen.push_back(l.find("://") != std::string::npos
+                                 ? l
+                                 : "tcp://" + l);
   }
   if (opts.stats_port >= 0)
     cfg.stats.port = static_cast<std::uint16_t>(opts.stats_port);

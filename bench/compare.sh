@@ -18,6 +18,11 @@
 #   STANDIN=mosquitto  run a second mosquitto in hubflow's place: tests this
 #                  script itself when hubflow cannot serve yet (every ratio
 #                  is then mosquitto/mosquitto, and the table says so)
+#   TLS=1          both brokers listen with TLS only, on the same certificates
+#                  (an EC P-256 test CA made here with openssl); scenarios:
+#                  1->1 QoS 0 and 1, fan-out 1->4, and handshakes (new TLS
+#                  connections one after another: connections/s, time to
+#                  CONNACK)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,6 +47,29 @@ fi
 
 work=$(mktemp -d /tmp/hubflow-compare.XXXXXX)
 results=$work/results.jsonl
+tls=${TLS:-0}
+bench_tls=() # hubflow-bench's arguments for TLS
+mosquitto_tls=''
+hubflow_tls=''
+if [[ $tls == 1 ]]; then
+  key_args=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${key_args[@]}" -days 2 -subj '/CN=compare CA' \
+    -keyout "$work/ca.key" -out "$work/ca.crt" 2>/dev/null
+  openssl req "${key_args[@]}" -subj '/CN=localhost' \
+    -keyout "$work/server.key" -out "$work/server.csr" 2>/dev/null
+  echo 'subjectAltName=DNS:localhost,IP:127.0.0.1' >"$work/server.ext"
+  openssl x509 -req -days 2 -in "$work/server.csr" -CA "$work/ca.crt" \
+    -CAkey "$work/ca.key" -CAcreateserial -extfile "$work/server.ext" \
+    -out "$work/server.crt" 2>/dev/null
+  # Mosquitto run as root reads its files as user mosquitto: a throwaway
+  # test key may be readable by all.
+  chmod a+rx "$work" && chmod a+r "$work"/ca.crt "$work"/server.*
+  bench_tls=(--cafile "$work/ca.crt")
+  mosquitto_tls="cafile $work/ca.crt
+certfile $work/server.crt
+keyfile $work/server.key"
+  hubflow_tls="  certificate: {cert: $work/server.crt, key: $work/server.key}"
+fi
 started=() # pids of the brokers this script started, and nothing else
 declare -A broker_down=() # label -> 1 once it stopped serving
 
@@ -100,6 +128,7 @@ start_mosquitto() { # name port -> pid in $broker_pid
   # runs turn into "lost"; both get the same larger bound instead.
   cat >"$work/$name.conf" <<EOF
 listener $port 127.0.0.1
+$mosquitto_tls
 allow_anonymous true
 set_tcp_nodelay true
 max_queued_messages $queue_bound
@@ -121,7 +150,8 @@ start_hubflow() { # port -> pid in $broker_pid
   cat >"$work/hubflow.yaml" <<EOF
 hub:
   listen:
-    - tcp://127.0.0.1:$port
+    - $([[ $tls == 1 ]] && echo ssl || echo tcp)://127.0.0.1:$port
+$hubflow_tls
   anonymous: loopback
   message:
     queued: $queue_bound
@@ -164,7 +194,8 @@ run_bench() {
   fi
   if [[ -z ${broker_down[$label]:-} ]]; then
     before=$(cpu_ticks "$pid")
-    out=$("$bench" --port "$port" --json --timeout 30 --idle-timeout 2 "$@") || status=$?
+    out=$("$bench" --port "$port" --json --timeout 30 --idle-timeout 2 \
+          ${bench_tls[@]+"${bench_tls[@]}"} "$@") || status=$?
     after=$(cpu_ticks "$pid" 2>/dev/null || echo "$before")
   fi
   if [[ $status -ge 2 || -z $out ]]; then
@@ -215,13 +246,21 @@ scenarios=(
   "qos0 1->1 1KiB|$(n 100000)|--payload-size 1024"
   "rule t->sayhi->t/hi|$(n 50000)|RULE"
 )
+if [[ $tls == 1 ]]; then
+  scenarios=(
+    "tls qos0 1->1 64B|$(n 200000)|--qos 0 --payload-size 64"
+    "tls qos1 1->1 64B|$(n 100000)|--qos 1 --payload-size 64"
+    "tls fan-out 1->4 qos0|$(n 50000)|--subscribers 4 --payload-size 64"
+    "tls handshakes|$(n 2000)|HANDSHAKES"
+  )
+fi
 paced_messages=$(n $((rate * 2))) # two seconds at the paced rate
 
 {
   echo "hubflow vs mosquitto — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores,"
   echo "  $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(uname -sr),"
   echo "  $(mosquitto -h 2>/dev/null | head -1), $([[ -n $standin ]] && echo 'STANDIN: a second mosquitto plays hubflow' || "$bin/hubflow" --version 2>/dev/null | head -1)"
-  echo "  paced runs: $rate msg/s per publisher; scale $scale; $repeat repeats (medians shown)"
+  echo "  paced runs: $rate msg/s per publisher; scale $scale; $repeat repeats (medians shown)$([[ $tls == 1 ]] && echo '; TLS (EC P-256 certificate)')"
 } >&2
 
 # Repeats go round all scenarios, so that a burst of load from elsewhere on
@@ -238,6 +277,12 @@ for entry in "${scenarios[@]}"; do
       pid=$mosquitto_pid port=$mosquitto_port
     else
       pid=$other_pid port=$other_port
+    fi
+    if [[ $args == HANDSHAKES ]]; then
+      # One kind of run: connections/s unpaced, and the time to CONNACK of
+      # each (the table takes it as the latency).
+      run_bench "$who" "$pid" "$port" "$name" unpaced --messages "$messages" --handshakes
+      continue
     fi
     if [[ $args == RULE ]]; then
       # Mosquitto has no rules: its number is the plain 1->1 path with the
@@ -287,6 +332,7 @@ for s in scenarios:
     values = {}
     for broker in ("mosquitto", other):
         u, p = runs(s, broker, "unpaced"), runs(s, broker, "paced")
+        p = p or u  # handshakes: latency from the unpaced run
         values[broker] = (median(r["delivered_per_s"] for r in u),
                           median(r["latency_us"]["p50"] for r in p),
                           median(r["latency_us"]["p99"] for r in p),

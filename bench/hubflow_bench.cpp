@@ -68,6 +68,8 @@ struct options {
   int window = 0; // unacknowledged publishes per publisher; 0 = by QoS
   std::string username;
   std::string password;
+  std::string cafile; // TLS: verify the broker against this CA
+  bool handshakes = false; // connect, CONNACK, disconnect, --messages times
   bool json = false;
 };
 
@@ -155,6 +157,12 @@ std::optional<options> parse_options(int argc, char** argv) {
      "flight make it drop the connection)")
     ("username,u", po::value(&o.username), "MQTT username for every client")
     ("password,P", po::value(&o.password), "MQTT password")
+    ("cafile", po::value(&o.cafile),
+     "TLS: connect with TLS, verifying the broker against this CA (PEM)")
+    ("handshakes", po::bool_switch(&o.handshakes),
+     "no messages: --messages connections one after another (connect, "
+     "CONNACK, disconnect); delivered_per_s is connections/s, latency the "
+     "time to CONNACK (with --cafile: a full TLS handshake each)")
     ("json", po::bool_switch(&o.json), "print one JSON object instead of a table");
   // clang-format on
   po::variables_map vm;
@@ -308,6 +316,10 @@ struct client_base {
     if (!o.username.empty())
       mosquitto_username_pw_set(mosq, o.username.c_str(),
                                 o.password.empty() ? nullptr : o.password.c_str());
+    if (!o.cafile.empty()
+        && mosquitto_tls_set(mosq, o.cafile.c_str(), nullptr, nullptr, nullptr,
+                             nullptr) != MOSQ_ERR_SUCCESS)
+      throw std::runtime_error("cannot use " + o.cafile + " for TLS");
     mosquitto_connect_callback_set(mosq, [](mosquitto*, void* self, int rc) {
       static_cast<client_base*>(self)->connack = rc;
     });
@@ -595,6 +607,40 @@ void print_json(const options& o, const results& r) {
   std::cout << j.dump() << std::endl;
 }
 
+/// --handshakes: new connections one after another, each timed from
+/// connect to CONNACK; a refused or failed one counts as lost.
+results run_handshakes(const options& o) {
+  results r;
+  r.expected = o.messages;
+  auto prefix = "hfb-" + std::to_string(getpid()) + "-conn-";
+  auto cpu_before = process_cpu_seconds();
+  auto start_ns = now_ns();
+  auto deadline = clock_type::now()
+                  + std::chrono::duration_cast<clock_type::duration>(
+                    std::chrono::duration<double>(o.timeout_s));
+  for (std::uint64_t i = 0; i < o.messages; ++i) {
+    if (clock_type::now() > deadline) {
+      r.timed_out = true;
+      break;
+    }
+    ++r.sent;
+    auto begin = now_ns();
+    try {
+      client_base c{prefix + std::to_string(i), o};
+      c.connect(o, clock_type::now() + std::chrono::seconds(5));
+      r.latencies_ns.push_back(now_ns() - begin);
+      ++r.delivered;
+    } catch (const std::exception& e) {
+      if (r.errors.size() < 10)
+        r.errors.push_back(e.what());
+    }
+  }
+  r.client_cpu_s = process_cpu_seconds() - cpu_before;
+  r.duration_s = static_cast<double>(now_ns() - start_ns) / 1e9;
+  std::sort(r.latencies_ns.begin(), r.latencies_ns.end());
+  return r;
+}
+
 results run(const options& o) {
   results r;
   auto setup_deadline = clock_type::now() + std::chrono::seconds(10);
@@ -725,7 +771,7 @@ int main(int argc, char** argv) {
   mosquitto_lib_init();
   int status = 0;
   try {
-    auto r = run(*o);
+    auto r = o->handshakes ? run_handshakes(*o) : run(*o);
     if (o->json)
       print_json(*o, r);
     else

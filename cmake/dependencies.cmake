@@ -51,7 +51,8 @@ if(NOT benchmark_FOUND)
   message(FATAL_ERROR "hubflow: missing Google Benchmark; install it with: apt-get install libbenchmark-dev")
 endif()
 find_package(spdlog REQUIRED)
-# OpenSSL's libcrypto: PBKDF2 and random salts for hub password hashes.
+# OpenSSL: libcrypto for PBKDF2 and random salts of hub password hashes,
+# libssl for the hub's TLS listeners (ssl://, wss://).
 find_package(OpenSSL)
 if(NOT OpenSSL_FOUND)
   message(FATAL_ERROR "hubflow: missing OpenSSL; install it with: apt-get install libssl-dev")

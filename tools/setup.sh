@@ -23,6 +23,8 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients redis-server redis-tools kcat curl
   python3 python3-msgpack
+  # TLS and WebSocket listener tests: Eclipse Paho speaks ws:// and wss://
+  python3-paho-mqtt
   # wasm functions: C to wasm32-wasi (the grayscale example, test modules)
   clang lld wasi-libc libclang-rt-14-dev-wasm32 libstb-dev
 )

@@ -3,6 +3,7 @@
 #include "core/config.hpp"
 
 #include "core/json_text.hpp"
+#include "core/tls_context.hpp"
 
 #include <algorithm>
 #include <cstdlib>
@@ -345,12 +346,7 @@ struct builder {
             doc.where("hub.password"), "hub.password", plain_secret_warning));
       }
     } else if (j.contains("listen")) {
-      hub.listen = at(j, "listen").get<std::vector<std::string>>();
-      for (std::size_t i = 0; i < hub.listen.size(); ++i) {
-        std::string bad;
-        if (!parse_host_port(hub.listen[i], hub_listen_rules, bad))
-          fail(index_path("hub.listen", i), bad);
-      }
+      build_listeners(j, hub);
     }
     for (std::size_t i = 0; i < at(j, "principals").size(); ++i) {
       auto& p = at(j, "principals")[i];
@@ -402,6 +398,78 @@ struct builder {
                                              : queue_full_policy::backpressure;
     build_limits(j, hub.limits);
     return hub;
+  }
+
+  /// `hub.listen` (URLs, or {url, certificate} for a listener with its
+  /// own certificate) and `hub.certificate`; every TLS listener's files
+  /// are checked by building its context, each certificate block once.
+  void build_listeners(const json& j, hub_config& hub) {
+    if (j.contains("certificate"))
+      hub.certificate = build_tls(at(j, "certificate"), "hub.certificate");
+    auto& list = at(j, "listen");
+    hub.listen.clear();
+    bool hub_certificate_used = false;
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      auto path = index_path("hub.listen", i);
+      auto& entry = list[i];
+      auto url = entry.is_string() ? entry.get<std::string>()
+                                   : str(entry, "url");
+      hub.listen.push_back(url);
+      std::string bad;
+      auto address = parse_listener(url, bad);
+      if (!address) {
+        fail(entry.is_string() ? path : path + ".url", bad);
+        continue;
+      }
+      bool own = entry.is_object() && entry.contains("certificate");
+      if (own && !address->secure()) {
+        fail(path + ".certificate",
+             "'" + url + "' is not a TLS listener (ssl://, mqtts://, wss://)");
+        continue;
+      }
+      if (own) {
+        hub.listen_certificates.emplace_back(
+          url, build_tls(at(entry, "certificate"), path + ".certificate"));
+        check_tls(hub.listen_certificates.back().second);
+      } else if (address->secure() && !hub.certificate) {
+        fail(path, "'" + url + "' is a TLS listener: give hub.certificate "
+                   "(or the listener's own certificate)");
+      } else if (address->secure()) {
+        hub_certificate_used = true;
+      }
+    }
+    if (hub_certificate_used)
+      check_tls(*hub.certificate);
+  }
+
+  tls_settings build_tls(const json& j, const std::string& key_path) {
+    tls_settings tls;
+    tls.key_path = key_path;
+    auto file = [&](const char* key) {
+      auto value = str(j, key);
+      return value.empty() ? value : config_relative(value, doc.file);
+    };
+    tls.ca = file("ca");
+    tls.cert = file("cert");
+    tls.key = file("key");
+    tls.require_certificate = at(j, "require_certificate").is_boolean()
+                              && at(j, "require_certificate").get<bool>();
+    tls.use_identity_as_username =
+      at(j, "use_identity_as_username").is_boolean()
+      && at(j, "use_identity_as_username").get<bool>();
+    tls.tls_version = str(j, "tls_version", tls.tls_version);
+    tls.ciphers = str(j, "ciphers");
+    return tls;
+  }
+
+  /// Readable, PEM, key matching the certificate, within its validity:
+  /// what the hub checks when it starts, so --check says it first.
+  void check_tls(const tls_settings& tls) {
+    tls_problem problem;
+    if (!make_server_tls_context(tls, problem))
+      fail(problem.key.empty() ? tls.key_path
+                               : tls.key_path + "." + problem.key,
+           problem.message);
   }
 
   /// The bounds of what one client may make the hub hold (Mosquitto's key
@@ -757,6 +825,64 @@ const char* default_config_text() {
 
 config default_config() {
   return load_config_text(embedded::default_config, "<embedded default>");
+}
+
+// -- hub listeners ---------------------------------------------------------------
+
+std::optional<listener_address> parse_listener(std::string_view url,
+                                               std::string& error) {
+  struct scheme {
+    std::string_view prefix;
+    listener_kind kind;
+  };
+  static constexpr scheme schemes[] = {
+    {"tcp://", listener_kind::tcp},  {"mqtt://", listener_kind::tcp},
+    {"ssl://", listener_kind::tls},  {"mqtts://", listener_kind::tls},
+    {"ws://", listener_kind::ws},    {"wss://", listener_kind::wss},
+  };
+  listener_address out;
+  auto rest = url;
+  for (auto& s : schemes)
+    if (rest.substr(0, s.prefix.size()) == s.prefix) {
+      out.kind = s.kind;
+      rest.remove_prefix(s.prefix.size());
+      break;
+    }
+  auto quoted = "'" + std::string{url} + "'";
+  if (rest.find("://") != std::string_view::npos) {
+    error = quoted + ": unsupported scheme (known: tcp:// mqtt:// ssl:// "
+                     "mqtts:// ws:// wss://)";
+    return std::nullopt;
+  }
+  if (auto slash = rest.find('/'); slash != std::string_view::npos) {
+    if (!out.websocket()) {
+      error = quoted + ": only ws:// and wss:// listeners have a path";
+      return std::nullopt;
+    }
+    out.path = std::string{rest.substr(slash)};
+    rest = rest.substr(0, slash);
+    // What an HTTP request line can carry: no spaces, controls, query.
+    if (std::any_of(out.path.begin(), out.path.end(), [](unsigned char c) {
+          return c <= ' ' || c >= 0x7f || c == '?' || c == '#';
+        })) {
+      error = quoted + ": the path may not hold spaces, '?' or '#'";
+      return std::nullopt;
+    }
+  } else if (out.websocket()) {
+    out.path = "/mqtt";
+  }
+  auto at = parse_host_port(rest, hub_listen_rules, error);
+  if (!at)
+    return std::nullopt;
+  out.at = std::move(*at);
+  return out;
+}
+
+const tls_settings* hub_config::certificate_for(std::string_view url) const {
+  for (auto& [listener, tls] : listen_certificates)
+    if (listener == url)
+      return &tls;
+  return certificate ? &*certificate : nullptr;
 }
 
 const function_config* config::find_function(const std::string& name) const {

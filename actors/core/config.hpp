@@ -8,6 +8,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <yaml-cpp/yaml.h>
@@ -98,6 +100,52 @@ inline const host_port_rules hub_address_rules{{"tcp://", "mqtt://"}, true,
 /// How `http.listen` is written.
 inline const host_port_rules http_listen_rules{{}, false, true};
 
+/// What a `hub.listen` entry speaks (its scheme).
+enum class listener_kind {
+  tcp, // tcp://, mqtt:// or no scheme
+  tls, // ssl://, mqtts://
+  ws,  // ws://host:port/path
+  wss, // wss://host:port/path: WebSocket over TLS
+};
+
+/// One `hub.listen` URL, parsed.
+struct listener_address {
+  listener_kind kind = listener_kind::tcp;
+  host_port at;
+  /// ws/wss: the HTTP path a client upgrades on (`/mqtt` when not given).
+  std::string path;
+
+  bool secure() const noexcept {
+    return kind == listener_kind::tls || kind == listener_kind::wss;
+  }
+  bool websocket() const noexcept {
+    return kind == listener_kind::ws || kind == listener_kind::wss;
+  }
+};
+
+/// Parses `tcp://host:port`, `mqtt://`, `ssl://`, `mqtts://`,
+/// `ws://host:port[/path]` and `wss://host:port[/path]` (host:port as
+/// hub_listen_rules: an empty host binds every interface, port 0 picks a
+/// free one). nullopt with `error` saying what is wrong.
+std::optional<listener_address> parse_listener(std::string_view url,
+                                               std::string& error);
+
+/// `hub.certificate` or a listener's own `certificate`: Baetyl's `ca`,
+/// `cert`, `key` and Mosquitto's TLS options. Paths are resolved against
+/// the config file's directory at load.
+struct tls_settings {
+  std::string ca;   // CA bundle that signs client certificates (PEM)
+  std::string cert; // the server's certificate chain (PEM)
+  std::string key;  // its private key (PEM, unencrypted)
+  /// Mutual TLS: a client without a certificate `ca` verifies is refused.
+  bool require_certificate = false;
+  /// The client certificate's CN is the principal's username; no password.
+  bool use_identity_as_username = false;
+  std::string tls_version = "tlsv1.2"; // the oldest accepted: tlsv1.2|tlsv1.3
+  std::string ciphers; // OpenSSL's list for TLS 1.2; empty: its default
+  std::string key_path; // where it was written: `hub.certificate`, ...
+};
+
 /// The hub rules talk to: embedded (`listen`) or external (`address`).
 struct hub_config {
   bool embedded = true;
@@ -107,6 +155,11 @@ struct hub_config {
   bool anonymous_loopback_only = true;
   std::vector<principal_config> principals;
   std::vector<remap_config> subscriptions;
+  /// TLS listeners (ssl://, wss://) without their own certificate use this.
+  std::optional<tls_settings> certificate;
+  /// Listeners' own `certificate`, by their URL in `listen` (so a
+  /// --listen override that drops the listener drops its certificate too).
+  std::vector<std::pair<std::string, tls_settings>> listen_certificates;
   // External hub (Baetyl's function-manager form).
   std::string address;
   host_port address_parsed; // `address` without its scheme
@@ -120,6 +173,10 @@ struct hub_config {
   queue_full_policy queue_full = queue_full_policy::backpressure;
   hub_limits limits; // embedded hub only
   source_position where;
+
+  /// The TLS settings listener `url` uses: its own, else `certificate`
+  /// (nullptr when neither is given).
+  const tls_settings* certificate_for(std::string_view url) const;
 };
 
 /// One end of a rule: a hub topic (filter for `from`) or an endpoint topic.

@@ -27,6 +27,19 @@ bool is_token_char(unsigned char c) {
                               != std::string_view::npos;
 }
 
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+} // namespace
+
 bool has_token(std::string_view list, std::string_view token) {
   auto text = lower(list);
   size_t pos = 0;
@@ -40,18 +53,6 @@ bool has_token(std::string_view list, std::string_view token) {
   }
   return false;
 }
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-} // namespace
 
 const std::string* http_request::header(std::string_view lower_name) const {
   for (auto& [k, v] : headers)

@@ -60,6 +60,12 @@ public:
     expect_continue_ = false;
   }
 
+  /// Takes the bytes received after the last complete request: a
+  /// connection that switches protocols (a WebSocket upgrade) reads them.
+  std::string release_buffered() {
+    return std::exchange(buf_, {});
+  }
+
   /// Bytes received and not yet consumed by a complete request.
   std::size_t buffered() const {
     return buf_.size();
@@ -91,6 +97,10 @@ private:
   int error_status_ = 0;
   std::string error_message_;
 };
+
+/// Whether the comma-separated header value `list` holds `token`
+/// (compared without regard to case; `token` in lower case).
+bool has_token(std::string_view list, std::string_view token);
 
 /// Decodes %XX escapes (and '+' as space when `plus_is_space`); invalid
 /// escapes are kept as they are.

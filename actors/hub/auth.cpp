@@ -218,9 +218,9 @@ const principal_config* authenticator::authenticate(std::string_view user,
 }
 
 const principal_config*
-authenticator::find_principal(std::string_view username) const {
+authenticator::principal_named(std::string_view user) const {
   for (const auto& p : principals_)
-    if (p.username == username)
+    if (p.username == user)
       return &p;
   return nullptr;
 }

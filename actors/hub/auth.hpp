@@ -28,9 +28,10 @@ public:
                                        bool has_password,
                                        bool from_loopback) const;
 
-  /// The principal named `username` (a stored session names its owner
-  /// so), or nullptr.
-  const principal_config* find_principal(std::string_view username) const;
+  /// The principal named `user`, without a password check: for a client
+  /// whose verified TLS certificate names it (use_identity_as_username),
+  /// and the owner a stored session names. nullptr when there is none.
+  const principal_config* principal_named(std::string_view user) const;
 
   /// Whether a client without valid credentials may connect
   /// (cfg.allow_anonymous, cfg.anonymous_loopback_only).

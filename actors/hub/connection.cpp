@@ -35,6 +35,17 @@ std::string principal_name(const principal_config* p) {
   return p ? "'" + p->username + "'" : std::string{"anonymous clients"};
 }
 
+/// Why bytes that are not MQTT may have come to a plain MQTT port.
+const char* wrong_protocol_hint(std::string_view bytes) {
+  if (bytes.empty())
+    return "";
+  if (static_cast<unsigned char>(bytes[0]) == 0x16)
+    return " (a TLS handshake on a plain MQTT port?)";
+  if (bytes.substr(0, 4) == "GET ")
+    return " (an HTTP request, WebSocket?, on a plain MQTT port?)";
+  return "";
+}
+
 bool is_loopback(const std::string& addr) {
   return addr.rfind("127.", 0) == 0 || addr == "::1"
          || addr.rfind("::ffff:127.", 0) == 0;
@@ -43,14 +54,28 @@ bool is_loopback(const std::string& addr) {
 } // namespace
 
 connection::connection(caf::io::broker* self, caf::io::connection_handle hdl,
-                       std::shared_ptr<hub_core> core)
+                       std::shared_ptr<hub_core> core, listener& where)
   : self_(self),
     core_(std::move(core)),
-    transport_(self, hdl),
+    listener_(where),
+    socket_(self, hdl),
+    transport_(&socket_),
     backlog_limit_(backlog_limit(core_->config())) {
+  if (where.tls) {
+    auto tls = std::make_unique<tls_layer>(*transport_, where.tls.get());
+    tls_ = tls.get();
+    transport_ = tls_;
+    layers_.push_back(std::move(tls));
+  }
+  if (where.address.websocket()) {
+    layers_.push_back(std::make_unique<ws_layer>(
+      *transport_, where.address.path, core_->config().max_message_size));
+    transport_ = layers_.back().get();
+  }
 }
 
 connection::~connection() {
+  --listener_.counters.connections;
   if (session_ && session_->conn == this)
     session_->conn = nullptr;
   core_->forget(this);
@@ -58,7 +83,7 @@ connection::~connection() {
 }
 
 void connection::start() {
-  peer_ = transport_.peer();
+  peer_ = transport_->peer();
   loopback_ = is_loopback(peer_);
   decode_opts_.version = 0;
   decode_opts_.max_packet_size = core_->config().max_message_size;
@@ -66,6 +91,8 @@ void connection::start() {
   last_rx_ = steady_clock::now();
   ++core_->counters.connections;
   ++core_->counters.connections_total;
+  ++listener_.counters.connections;
+  ++listener_.counters.connections_total;
   core_->live.insert(this);
   schedule_tick(connect_timeout);
 }
@@ -76,6 +103,33 @@ void connection::on_data(std::string_view bytes) {
   if (phase_ == phase::closing)
     return;
   last_rx_ = steady_clock::now();
+  bool peer_done = false; // a layer's peer closed cleanly
+  for (auto& l : layers_) {
+    bool was_established = l->established();
+    if (!l->read(bytes)) {
+      if (!l->failure().empty()) {
+        layer_ended(*l, was_established);
+        return;
+      }
+      peer_done = true;
+    }
+    if (!was_established && l->established() && l.get() == tls_
+        && tls_->resumed())
+      ++listener_.counters.tls_resumed;
+    bytes = l->output();
+  }
+  if (!bytes.empty())
+    read_mqtt(bytes);
+  if (peer_done && phase_ != phase::closing) {
+    // The layer closed what is below it; the session ends as if the
+    // socket closed (the will is published).
+    transport_->peer_closed();
+    finish(true);
+    self_->quit();
+  }
+}
+
+void connection::read_mqtt(std::string_view bytes) {
   auto res = reader_.feed(bytes, decode_opts_,
                           [this](mqtt::packet& p) { return handle(p); });
   send_rule_bursts();
@@ -83,9 +137,12 @@ void connection::on_data(std::string_view bytes) {
   if (res.status != mqtt::decode_status::error || phase_ == phase::closing)
     return;
   ++core_->counters.protocol_errors;
-  spdlog::info("hub: closing connection from {} ({}): {} (reason 0x{:02x})",
+  spdlog::info("hub: closing connection from {} ({}): {} (reason 0x{:02x}){}",
                peer_, client_id_.empty() ? "before CONNECT" : client_id_,
-               res.what, res.reason);
+               res.what, res.reason,
+               phase_ == phase::awaiting_connect && layers_.empty()
+                 ? wrong_protocol_hint(bytes)
+                 : "");
   if (phase_ == phase::awaiting_connect
       && res.reason == mqtt::rc::unsupported_protocol_version) {
     // We cannot know how the client frames a CONNACK of a protocol level we
@@ -98,11 +155,11 @@ void connection::on_data(std::string_view bytes) {
 }
 
 void connection::on_transferred(std::uint64_t written) {
-  transport_.written(written);
+  socket_.written(written);
 }
 
 void connection::on_peer_closed() {
-  transport_.peer_closed();
+  transport_->peer_closed();
   if (phase_ != phase::closing)
     finish(true);
   self_->quit();
@@ -112,7 +169,7 @@ void connection::on_tick() {
   auto now = steady_clock::now();
   if (draining_) {
     if (now >= deadline_) { // the client did not close in time
-      transport_.close();
+      transport_->close();
       self_->quit();
     }
     return;
@@ -121,6 +178,16 @@ void connection::on_tick() {
   if (phase_ == phase::closing || now < deadline_)
     return;
   deadline_ = steady_clock::time_point::max();
+  if (auto stalled = unestablished_layer();
+      stalled && phase_ == phase::awaiting_connect) {
+    ++listener_.counters.handshake_failures;
+    spdlog::info("hub: {} handshake from {} on {} not done within {}s, "
+                 "closing",
+                 stalled->name(), peer_, listener_.url,
+                 connect_timeout.count());
+    close(mqtt::rc::protocol_error, false);
+    return;
+  }
   if (phase_ == phase::awaiting_connect) {
     spdlog::info("hub: no CONNECT from {} within {}s, closing", peer_,
                  connect_timeout.count());
@@ -157,8 +224,31 @@ void connection::on_kick() {
     return;
   }
   flush_out();
-  transport_.close();
+  transport_->close();
   self_->quit();
+}
+
+void connection::layer_ended(const layer& l, bool was_established) {
+  if (!was_established)
+    ++listener_.counters.handshake_failures;
+  else if (&l != tls_)
+    ++listener_.counters.websocket_errors;
+  else
+    ++core_->counters.protocol_errors;
+  spdlog::info("hub: closing {} connection from {} on {}: {}", l.name(),
+               peer_, listener_.url, l.failure());
+  // The layer closed what is below it; the session ends as if the socket
+  // closed (the will is published).
+  transport_->peer_closed();
+  finish(true);
+  self_->quit();
+}
+
+const layer* connection::unestablished_layer() const {
+  for (auto& l : layers_)
+    if (!l->established())
+      return l.get();
+  return nullptr;
 }
 
 // -- output -------------------------------------------------------------------
@@ -166,7 +256,7 @@ void connection::on_kick() {
 void connection::flush_out() {
   if (out_.empty())
     return;
-  transport_.send(out_.data(), out_.size());
+  transport_->send(out_.data(), out_.size());
   out_.clear();
   if (out_.capacity() > (1u << 20))
     mqtt::byte_buffer{}.swap(out_); // give a burst's memory back
@@ -249,7 +339,19 @@ void connection::handle_connect(mqtt::connect_packet& c) {
   }
   // Who is it?
   const principal_config* principal = nullptr;
-  if (c.password) {
+  if (listener_.identity_as_username) {
+    // Mosquitto's use_identity_as_username: the verified certificate says
+    // who it is; a username or password in CONNECT is ignored.
+    auto cn = tls_ ? tls_->peer_common_name() : std::string{};
+    principal = core.auth().principal_named(cn);
+    if (!principal) {
+      spdlog::warn("hub: client certificate of {} names '{}', which is no "
+                   "principal; refused",
+                   peer_, cn);
+      refuse(mqtt::rc::not_authorized, mqtt::rc311::not_authorized);
+      return;
+    }
+  } else if (c.password) {
     principal = core.auth().authenticate(c.username.value_or(""), *c.password,
                                          true, loopback_);
     if (!principal) {
@@ -627,11 +729,11 @@ void connection::bound_unanswered() {
   if (!reading_paused_ && acks_.size() >= server_receive_max
       && phase_ == phase::connected) {
     reading_paused_ = true;
-    transport_.pause_reading();
+    transport_->pause_reading();
   } else if (reading_paused_ && acks_.size() <= server_receive_max / 2) {
     reading_paused_ = false;
     last_rx_ = steady_clock::now(); // keep-alive counts from here
-    transport_.resume_reading();
+    transport_->resume_reading();
   }
 }
 
@@ -750,7 +852,7 @@ void connection::handle_disconnect(const mqtt::disconnect_packet& d) {
                       && d.reason == mqtt::rc::disconnect_with_will;
   finish(publish_will);
   flush_out();
-  transport_.close();
+  transport_->close();
   self_->quit();
 }
 
@@ -765,13 +867,13 @@ void connection::close(std::uint8_t reason, bool drain) {
   flush_out();
   if (drain) {
     draining_ = true;
-    transport_.shutdown_write();
+    transport_->shutdown_write();
     if (std::exchange(reading_paused_, false))
-      transport_.resume_reading(); // drained, not parsed (on_data)
+      transport_->resume_reading(); // drained, not parsed (on_data)
     schedule_tick(drain_timeout);
     return;
   }
-  transport_.close();
+  transport_->close();
   self_->quit();
 }
 
@@ -836,8 +938,8 @@ void connection::schedule_tick(std::chrono::milliseconds after) {
 
 caf::behavior session_broker(caf::io::broker* self,
                              caf::io::connection_handle hdl,
-                             std::shared_ptr<hub_core> core) {
-  auto conn = std::make_shared<connection>(self, hdl, core);
+                             std::shared_ptr<hub_core> core, listener* where) {
+  auto conn = std::make_shared<connection>(self, hdl, core, *where);
   conn->start();
   return {
     [conn, core](const caf::io::new_data_msg& m) {

@@ -18,8 +18,11 @@
 
 #include "core/reply.hpp"
 #include "hub/hub_core.hpp"
+#include "hub/listener.hpp"
 #include "hub/mqtt_codec.hpp"
+#include "hub/tls_layer.hpp"
 #include "hub/transport.hpp"
+#include "hub/ws_layer.hpp"
 
 namespace hubflow::hub {
 
@@ -47,8 +50,10 @@ inline constexpr std::chrono::seconds drain_timeout{2};
 
 class connection {
 public:
+  /// A connection accepted on `where` (one of core->listeners), which
+  /// decides the layers between the socket and MQTT (TLS, WebSocket).
   connection(caf::io::broker* self, caf::io::connection_handle hdl,
-             std::shared_ptr<hub_core> core);
+             std::shared_ptr<hub_core> core, listener& where);
   ~connection();
   connection(const connection&) = delete;
   connection& operator=(const connection&) = delete;
@@ -113,7 +118,7 @@ public:
   void alias_topic(const std::string& topic, mqtt::publish_header& h);
   /// More unsent output than backlog_limit().
   bool backlogged() const noexcept {
-    return out_.size() + transport_.backlog() > backlog_limit_;
+    return out_.size() + transport_->backlog() > backlog_limit_;
   }
   /// Writes out_ to the socket (the rest into CAF's buffer).
   void flush_out();
@@ -194,9 +199,23 @@ private:
   void finish(bool publish_will);
   void schedule_tick(std::chrono::milliseconds after);
 
+  /// Parses and handles every complete MQTT packet of `bytes`.
+  void read_mqtt(std::string_view bytes);
+  /// A layer's read() failed (`was_established`: its handshake had been
+  /// done before): logged, counted, the session ends without an MQTT
+  /// goodbye.
+  void layer_ended(const layer& l, bool was_established);
+  /// The first layer whose handshake is not done yet, or nullptr.
+  const layer* unestablished_layer() const;
+
   caf::io::broker* self_;
   std::shared_ptr<hub_core> core_;
-  caf_transport transport_;
+  listener& listener_;
+  caf_transport socket_;
+  /// Between the socket and MQTT, bottom first: TLS, WebSocket.
+  std::vector<std::unique_ptr<layer>> layers_;
+  tls_layer* tls_ = nullptr;      // the TLS layer in layers_, if any
+  transport* transport_;          // where MQTT writes: the top layer
   std::string peer_;
   bool loopback_ = false;
 
@@ -245,6 +264,6 @@ private:
 /// The session broker: one per accepted connection (forked by the hub).
 caf::behavior session_broker(caf::io::broker* self,
                              caf::io::connection_handle hdl,
-                             std::shared_ptr<hub_core> core);
+                             std::shared_ptr<hub_core> core, listener* where);
 
 } // namespace hubflow::hub

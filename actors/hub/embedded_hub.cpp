@@ -4,6 +4,8 @@
 #include <memory>
 #include <optional>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <caf/all.hpp>
@@ -14,6 +16,7 @@
 #include "core/probe.hpp"
 #include "core/reply.hpp"
 #include "core/sink_error.hpp"
+#include "core/tls_context.hpp"
 #include "core/type_ids.hpp"
 #include "hub/connection.hpp"
 #include "hub/hub_core.hpp"
@@ -160,6 +163,67 @@ void rule_handled(awaiting<rule_delivery_wait>& waiting,
     d->waiter->answer.deliver(ok_atom::value);
 }
 
+/// What each of cfg.listen speaks, with the TLS context of ssl:// and
+/// wss:// ones (the config loader checked the same, so this fails only
+/// when a file changed since). Empty with `error` set on failure.
+std::vector<hub::listener> make_listeners(const hub_config& cfg,
+                                          std::string& error) {
+  std::vector<hub::listener> out;
+  for (auto& url : cfg.listen) {
+    hub::listener l;
+    l.url = url;
+    auto address = parse_listener(url, error);
+    if (!address)
+      return {};
+    l.address = std::move(*address);
+    if (l.address.secure()) {
+      auto tls = cfg.certificate_for(url);
+      if (!tls) {
+        error = "'" + url + "' is a TLS listener: give hub.certificate";
+        return {};
+      }
+      tls_problem problem;
+      l.tls = make_server_tls_context(*tls, problem);
+      if (!l.tls) {
+        error = (problem.key.empty() ? tls->key_path
+                                     : tls->key_path + "." + problem.key)
+                + ": " + problem.message;
+        return {};
+      }
+      l.identity_as_username = tls->use_identity_as_username;
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+/// The listener that accepted `fd`: the one bound to its local port (two
+/// listening sockets never share a port, and the acceptor, shared with the
+/// HTTP API and the stats port, passes on only the socket).
+hub::listener* listener_of(hub::hub_core& core, int fd) {
+  sockaddr_storage sa{};
+  socklen_t len = sizeof(sa);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
+  auto port = sa.ss_family == AF_INET6
+                ? ntohs(reinterpret_cast<sockaddr_in6*>(&sa)->sin6_port)
+                : ntohs(reinterpret_cast<sockaddr_in*>(&sa)->sin_port);
+  for (auto& l : core.listeners)
+    if (l.port == port)
+      return &l;
+  return &core.listeners.front();
+}
+
+/// Copies a listener's counters into its probe and reports on interval.
+void report_listener(const hub::listener& l, probe& stats,
+                     caf::local_actor* self) {
+  auto now = l.snapshot();
+  for (auto& [name, value] : now.counters)
+    stats.set(name, value);
+  for (auto& [key, value] : now.labels)
+    stats.label(key, value);
+  stats.report(self);
+}
+
 /// The hub's control broker: owns the listeners, forks session brokers,
 /// serves rules, runs housekeeping and reports stats.
 caf::behavior hub_broker(caf::io::broker* self,
@@ -204,6 +268,9 @@ caf::behavior hub_broker(caf::io::broker* self,
     self->quit(em.reason);
   });
   auto stats = std::make_shared<probe>("hub", "embedded");
+  auto listener_stats = std::make_shared<std::vector<probe>>();
+  for (auto& l : core->listeners)
+    listener_stats->emplace_back("listener", l.url);
   auto ticks = std::make_shared<int>(0);
   self->delayed_send(self, tick_interval, tick_atom::value);
   // The sink protocol's forms (for rules and the HTTP API; the target is
@@ -220,6 +287,7 @@ caf::behavior hub_broker(caf::io::broker* self,
           "hub", std::move(*waiting_listeners), self->address());
     },
     [self, core](accepted_atom, int fd) {
+      auto where = listener_of(*core, fd);
       auto& counters = core->counters;
       auto limit = core->limits().max_connections;
       if (static_cast<std::size_t>(counters.connections) >= limit) {
@@ -232,7 +300,7 @@ caf::behavior hub_broker(caf::io::broker* self,
         return;
       }
       auto hdl = self->add_scribe(fd);
-      self->fork(hub::session_broker, hdl, core);
+      self->fork(hub::session_broker, hdl, core, where);
     },
     [self, core](subscribe_atom, const std::string& filter, std::uint8_t qos,
                  const caf::actor& who) -> caf::result<ok_atom> {
@@ -298,13 +366,16 @@ caf::behavior hub_broker(caf::io::broker* self,
       }
       if (what == "stats")
         return caf::make_message(snapshot(*core));
+      for (auto& l : core->listeners)
+        if (what == "listener " + l.url)
+          return caf::make_message(l.snapshot());
       if (what == "rule_subscribers")
         return caf::make_message(
           static_cast<std::uint64_t>(core->rule_subscriber_count()));
       return caf::make_message(caf::make_error(
         caf::sec::invalid_argument, "unknown hub query '" + what + "'"));
     },
-    [self, core, stats, ticks, accepting](tick_atom) {
+    [self, core, stats, listener_stats, ticks, accepting](tick_atom) {
       if (*accepting)
         core->counters.accept_errors = (*accepting)->errors();
       if (++*ticks % housekeeping_every == 0) {
@@ -318,33 +389,34 @@ caf::behavior hub_broker(caf::io::broker* self,
       for (auto& [key, value] : now.labels)
         stats->label(key, value);
       stats->report(self);
+      for (std::size_t i = 0; i < core->listeners.size(); ++i)
+        report_listener(core->listeners[i], (*listener_stats)[i], self);
       self->delayed_send(self, tick_interval, tick_atom::value);
     });
 }
 
-/// Opens a listener for each of cfg.listen; `ports` gives the port of
-/// each (0 for any) and receives the ports bound. Empty on failure.
-std::vector<int> open_listeners(const hub_config& cfg,
-                                std::vector<std::uint16_t>& ports,
-                                std::string& error) {
-  std::vector<int> listeners;
-  ports.resize(cfg.listen.size());
-  for (std::size_t i = 0; i < cfg.listen.size(); ++i) {
-    auto addr = parse_host_port(cfg.listen[i], hub_listen_rules, error);
-    int fd = -1;
-    if (addr)
-      fd = open_listener(addr->host, ports[i] != 0 ? ports[i] : addr->port,
-                         ports[i], error);
+/// Opens a socket for each of core.listeners; their `port` gives the port
+/// (0 for the URL's) and receives the port bound, as does core.ports.
+/// Empty on failure.
+std::vector<int> open_listeners(hub::hub_core& core, std::string& error) {
+  std::vector<int> fds;
+  core.ports.resize(core.listeners.size());
+  for (std::size_t i = 0; i < core.listeners.size(); ++i) {
+    auto& l = core.listeners[i];
+    auto& at = l.address.at;
+    int fd = open_listener(at.host, l.port != 0 ? l.port : at.port, l.port,
+                           error);
     if (fd < 0) {
-      for (auto open : listeners)
+      for (auto open : fds)
         ::close(open);
       return {};
     }
-    listeners.push_back(fd);
-    spdlog::info("hub: listening for MQTT on {}:{}",
-                 addr->host.empty() ? "*" : addr->host, ports[i]);
+    core.ports[i] = l.port;
+    fds.push_back(fd);
+    spdlog::info("hub: listening for MQTT on {}:{} ({})",
+                 at.host.empty() ? "*" : at.host, l.port, l.url);
   }
-  return listeners;
+  return fds;
 }
 
 } // namespace
@@ -363,17 +435,19 @@ caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
     return {};
   }
   auto core = std::make_shared<hub::hub_core>(cfg);
+  core->listeners = make_listeners(cfg, error);
+  if (core->listeners.empty())
+    return {};
   if (store)
     core->restore(std::move(store));
-  auto listeners = open_listeners(cfg, core->ports, error);
+  auto listeners = open_listeners(*core, error);
   if (listeners.empty())
     return {};
   if (restart)
     // The core is only touched in the middleman's thread, where the
     // replacement runs too; the ports it bound never change.
-    *restart = [&sys, cfg, core](std::string& err) -> caf::actor {
-      auto ports = core->ports;
-      auto fds = open_listeners(cfg, ports, err);
+    *restart = [&sys, core](std::string& err) -> caf::actor {
+      auto fds = open_listeners(*core, err);
       if (fds.empty())
         return {};
       return sys.middleman().spawn_broker(hub_broker, core, fds, true);

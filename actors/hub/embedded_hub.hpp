@@ -1,8 +1,9 @@
 // The embedded MQTT 3.1.1/5.0 hub: hubflow as a complete broker.
 //
-// spawn_embedded_hub() listens on every `cfg.listen` URL (tcp://host:port,
-// port 0 picks a free one) and forks one session broker per accepted
-// connection; all of them run in CAF's middleman I/O thread and share one
+// spawn_embedded_hub() listens on every `cfg.listen` URL (tcp://, ssl://,
+// ws://, wss://; port 0 picks a free one) and forks one session broker per
+// accepted connection, with the TLS and WebSocket layers its listener
+// speaks (hub/listener.hpp); all of them run in CAF's middleman I/O thread and share one
 // hub_core (subscriptions, retained messages, sessions), so a publish is
 // read, parsed, routed and written without an actor hop.
 //
@@ -26,6 +27,8 @@
 //   (get_atom, std::string "listen_port") -> uint16_t: the first bound port
 //   (get_atom, std::string "listen_ports") -> std::string: "p1,p2,..."
 //   (get_atom, std::string "stats") -> component_stats
+//   (get_atom, std::string "listener " + url) -> component_stats of that
+//       listener (also reported to stats as kind "listener")
 //   (get_atom, std::string "rule_subscribers") -> std::uint64_t: rules
 //       subscribed so far
 //   (accept_atom) starts accepting connections when it was started with

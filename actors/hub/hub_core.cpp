@@ -101,7 +101,7 @@ void hub_core::restore(std::shared_ptr<store::hub_store> store) {
   std::size_t messages = 0;
   for (auto& r : contents.sessions) {
     const principal_config* owner = nullptr;
-    if (!r.anonymous && !(owner = auth_.find_principal(r.owner))) {
+    if (!r.anonymous && !(owner = auth_.principal_named(r.owner))) {
       // Only its owner may resume a session, and that principal is gone.
       spdlog::warn("store: session '{}' of principal '{}' dropped: no such "
                    "principal any more",

@@ -23,6 +23,7 @@
 #include "core/config.hpp"
 #include "core/message.hpp"
 #include "hub/auth.hpp"
+#include "hub/listener.hpp"
 #include "hub/mqtt_codec.hpp"
 #include "hub/topic_tree.hpp"
 #include "store/hub_store.hpp"
@@ -316,6 +317,10 @@ public:
 
   /// Ports actually bound, in `listen` order.
   std::vector<std::uint16_t> ports;
+
+  /// The listeners, in `listen` order (filled before the hub accepts, never
+  /// resized after: connections hold references into it).
+  std::vector<listener> listeners;
 
 private:
   struct remap {

@@ -2,12 +2,14 @@
 // interface, so socket I/O can move from CAF's middleman to one epoll/asio
 // loop per core without touching the protocol code. Today's implementation
 // writes with ::send() on the socket CAF accepted and leaves to CAF's write
-// buffer only what the socket does not take.
+// buffer only what the socket does not take. TLS and WebSocket are layers
+// on top of it (hub/tls_layer.hpp, hub/ws_layer.hpp).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include <caf/io/broker.hpp>
 
@@ -35,6 +37,76 @@ public:
   virtual void resume_reading() = 0;
   /// The peer's address (numeric), for logs and the loopback check.
   virtual const std::string& peer() const = 0;
+};
+
+/// A protocol between the socket and MQTT (TLS, WebSocket): the transport
+/// the layer above writes to (send() encodes and passes the result down),
+/// and the decoder of what arrives from below (read()). Layers stack:
+/// socket <- TLS <- WebSocket <- MQTT for wss://. Nothing in a layer
+/// blocks: what it must answer (handshake records, a pong) goes down at
+/// once through the layer below.
+class layer : public transport {
+public:
+  explicit layer(transport& below) noexcept : below_(below) {
+  }
+
+  /// Decodes `in` from the layer below; what it carries for the layer above
+  /// is in output() afterwards (valid until the next read). False: the
+  /// connection ends now, the layer has sent what it owes the peer (an
+  /// alert, a close frame) and closed the layers below; failure() says why.
+  /// When it is empty the peer closed cleanly (close_notify, a close
+  /// frame), and output() still holds what came before (a DISCONNECT).
+  virtual bool read(std::string_view in) = 0;
+  /// The handshake is done (TLS handshake, WebSocket upgrade), so the
+  /// layer above may send.
+  virtual bool established() const noexcept = 0;
+  /// What the layer is, for logs ("TLS", "WebSocket").
+  virtual const char* name() const noexcept = 0;
+
+  const std::string& output() const noexcept {
+    return up_;
+  }
+  const std::string& failure() const noexcept {
+    return failure_;
+  }
+
+  /// Closes: the layer's goodbye (close_notify, a close frame), then the
+  /// layer below closes.
+  void close() override {
+    say_goodbye();
+    below_.close();
+  }
+  /// The layer's goodbye, then the layer below half-closes.
+  void shutdown_write() override {
+    say_goodbye();
+    below_.shutdown_write();
+  }
+
+  // What a layer does not change goes straight to the layer below.
+  std::size_t backlog() const override {
+    return below_.backlog();
+  }
+  void peer_closed() override {
+    below_.peer_closed();
+  }
+  void pause_reading() override {
+    below_.pause_reading();
+  }
+  void resume_reading() override {
+    below_.resume_reading();
+  }
+  const std::string& peer() const override {
+    return below_.peer();
+  }
+
+protected:
+  /// Sends what the protocol says before a close, once; nothing is sent
+  /// after it.
+  virtual void say_goodbye() = 0;
+
+  transport& below_;
+  std::string up_;      // what the last read() decoded for the layer above
+  std::string failure_; // why read() ended the connection
 };
 
 /// The CAF io broker transport: one scribe of one session broker.

@@ -61,10 +61,43 @@ public:
 
   /// The hub's counter `name` (from its stats snapshot).
   std::int64_t counter(const std::string& name) {
-    std::int64_t value = -1;
+    return counter_of("stats", name);
+  }
+  /// Counter `name` of the listener whose URL is `url`.
+  std::int64_t listener_counter(const std::string& url,
+                                const std::string& name) {
+    return counter_of("listener " + url, name);
+  }
+
+  /// The ports bound, in `listen` order.
+  std::vector<std::uint16_t> ports() {
+    std::vector<std::uint16_t> out;
     caf::scoped_actor self{*sys_};
     self->request(hub, std::chrono::seconds(5), get_atom::value,
-                  std::string{"stats"})
+                  std::string{"listen_ports"})
+      .receive(
+        [&](const std::string& list) {
+          for (std::size_t at = 0; at < list.size();) {
+            auto comma = list.find(',', at);
+            out.push_back(static_cast<std::uint16_t>(
+              std::stoi(list.substr(at, comma - at))));
+            at = comma == std::string::npos ? list.size() : comma + 1;
+          }
+        },
+        [](caf::error&) {});
+    return out;
+  }
+
+  caf::actor hub;
+  std::uint16_t port = 0;
+  std::string error;
+
+private:
+  /// Counter `name` of the component_stats the hub answers to `query`.
+  std::int64_t counter_of(const std::string& query, const std::string& name) {
+    std::int64_t value = -1;
+    caf::scoped_actor self{*sys_};
+    self->request(hub, std::chrono::seconds(5), get_atom::value, query)
       .receive(
         [&](const component_stats& s) {
           for (auto& [k, v] : s.counters)
@@ -75,11 +108,6 @@ public:
     return value;
   }
 
-  caf::actor hub;
-  std::uint16_t port = 0;
-  std::string error;
-
-private:
   caf::actor_system_config sys_cfg_;
   std::unique_ptr<caf::actor_system> sys_;
 };

@@ -1,0 +1,42 @@
+// The OpenSSL server context of a TLS listener (ssl://, wss://), built from
+// its tls_settings. The config loader builds one to check the files (so
+// `hubflow --check` reports what the hub would hit at start), the hub builds
+// the one its connections use: one function, one set of checks.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/config.hpp"
+
+struct ssl_ctx_st;
+
+namespace hubflow {
+
+/// Shared by a listener and its connections (each SSL object holds its own
+/// reference as well, so replacing a listener's context never pulls it from
+/// under a connection).
+using tls_context_ptr = std::shared_ptr<ssl_ctx_st>;
+
+/// What is wrong with a certificate block: `key` is the setting (`cert`,
+/// `key`, `ca`, `ciphers`, ...), `message` names the file and the problem.
+struct tls_problem {
+  std::string key;
+  std::string message;
+};
+
+/// Builds a server context from `tls`: the certificate chain (readable, PEM,
+/// within its validity period), the private key (must match it), the CA
+/// for client certificates (requested and verified with
+/// `require_certificate`), the minimum version, the TLS 1.2 cipher list,
+/// and the session cache and tickets for resumption. Renegotiation is off
+/// (a client could otherwise make the server redo handshakes at will).
+/// nullptr with `problem` set on failure.
+tls_context_ptr make_server_tls_context(const tls_settings& tls,
+                                        tls_problem& problem);
+
+/// The first queued OpenSSL error as text ("wrong version number"), and the
+/// queue cleared; `fallback` when the queue is empty.
+std::string take_openssl_error(const char* fallback = "unknown TLS error");
+
+} // namespace hubflow
