@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -234,6 +235,9 @@ std::optional<std::string> read_named(const named_file& f, const char* key,
                                          "'" + f.path + "': " + why));
     return std::nullopt;
   };
+  std::error_code ec;
+  if (std::filesystem::is_directory(f.path, ec))
+    return fail("a directory, not a file");
   std::ifstream in(f.path, std::ios::binary);
   if (!in)
     return fail(std::strerror(errno));
