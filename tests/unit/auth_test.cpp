@@ -463,14 +463,20 @@ TEST_F(acl_test, anonymous_permissions_from_the_config_win_over_the_file) {
 }
 
 TEST(filters_intersect, some_topic_matches_both) {
-  EXPECT_TRUE(filters_intersect("a/#", "a"));
-  EXPECT_TRUE(filters_intersect("a/+/c", "a/b/+"));
-  EXPECT_TRUE(filters_intersect("+/b", "a/#"));
-  EXPECT_TRUE(filters_intersect("#", "x/y/z"));
-  EXPECT_FALSE(filters_intersect("a/b", "a/c"));
-  EXPECT_FALSE(filters_intersect("a", "a/b"));
-  EXPECT_FALSE(filters_intersect("a/+", "a/b/c"));
-  EXPECT_FALSE(filters_intersect("#", "$SYS/#"));
-  EXPECT_FALSE(filters_intersect("+/x", "$SYS/x"));
-  EXPECT_TRUE(filters_intersect("$SYS/#", "$SYS/broker/+"));
+  struct pair_case {
+    const char* a;
+    const char* b;
+    bool intersect;
+  };
+  const pair_case cases[] = {
+    {"a/#", "a", true},        {"a/+/c", "a/b/+", true},
+    {"+/b", "a/#", true},      {"#", "x/y/z", true},
+    {"a/b", "a/c", false},     {"a", "a/b", false},
+    {"a/+", "a/b/c", false},   {"#", "$SYS/#", false},
+    {"+/x", "$SYS/x", false},  {"$SYS/#", "$SYS/broker/+", true},
+  };
+  for (auto& c : cases) {
+    EXPECT_EQ(filters_intersect(c.a, c.b), c.intersect) << c.a << " " << c.b;
+    EXPECT_EQ(filters_intersect(c.b, c.a), c.intersect) << c.b << " " << c.a;
+  }
 }

@@ -31,6 +31,12 @@ std::string password_error(const std::string& text) {
   return error_of(parse_password_file, text);
 }
 
+void expect_rule(const acl_rule& rule, const std::string& topic,
+                 std::uint8_t access) {
+  EXPECT_EQ(rule.topic, topic);
+  EXPECT_EQ(rule.access, access) << topic;
+}
+
 } // namespace
 
 TEST(acl_file, sections_topics_and_patterns) {
@@ -47,19 +53,19 @@ TEST(acl_file, sections_topics_and_patterns) {
                             "topic read cmd/alice\n",
                             "test.acl");
   ASSERT_EQ(acl.anonymous.size(), 1u);
-  EXPECT_EQ(acl.anonymous[0].topic, "public/#");
-  EXPECT_EQ(acl.anonymous[0].access, acl_read);
+  expect_rule(acl.anonymous[0], "public/#", acl_read);
   // A user named twice has one section, as in Mosquitto.
-  ASSERT_EQ(acl.users.at("alice").size(), 3u);
-  EXPECT_EQ(acl.users.at("alice")[1].access, acl_deny);
-  EXPECT_EQ(acl.users.at("alice")[1].line, 6);
-  EXPECT_EQ(acl.users.at("alice")[2].topic, "cmd/alice");
+  auto& alice = acl.users.at("alice");
+  ASSERT_EQ(alice.size(), 3u);
+  expect_rule(alice[1], "sensors/alice/secret", acl_deny);
+  EXPECT_EQ(alice[1].line, 6);
+  expect_rule(alice[2], "cmd/alice", acl_read);
   // Without an access word a line grants read and write.
   ASSERT_EQ(acl.users.at("bob").size(), 1u);
-  EXPECT_EQ(acl.users.at("bob")[0].access, acl_readwrite);
+  expect_rule(acl.users.at("bob")[0], "bob/#", acl_readwrite);
   // Patterns belong to no section; %u and %c stay for the check.
   ASSERT_EQ(acl.patterns.size(), 1u);
-  EXPECT_EQ(acl.patterns[0].topic, "devices/%u/%c/#");
+  expect_rule(acl.patterns[0], "devices/%u/%c/#", acl_readwrite);
   EXPECT_EQ(acl.patterns[0].line, 7);
 }
 
@@ -71,10 +77,8 @@ TEST(acl_file, reads_lines_as_mosquitto_does) {
                             "   \t \n",
                             "test.acl");
   ASSERT_EQ(acl.anonymous.size(), 2u);
-  EXPECT_EQ(acl.anonymous[0].topic, "read");
-  EXPECT_EQ(acl.anonymous[0].access, acl_readwrite);
-  EXPECT_EQ(acl.anonymous[1].topic, "a b");
-  EXPECT_EQ(acl.anonymous[1].access, acl_read);
+  expect_rule(acl.anonymous[0], "read", acl_readwrite);
+  expect_rule(acl.anonymous[1], "a b", acl_read);
   EXPECT_EQ(acl.users.count("carol smith"), 1u);
 }
 
