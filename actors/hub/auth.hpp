@@ -38,6 +38,9 @@ public:
   /// config's principal applies). Reads the Mosquitto files itself when
   /// cfg.files is null (throws config_error for a bad one).
   explicit authenticator(const hub_config& cfg);
+  // The policies point into the authenticator's own members.
+  authenticator(const authenticator&) = delete;
+  authenticator& operator=(const authenticator&) = delete;
 
   /// The principal whose username and password match, or nullptr.
   /// A client without a password never matches a principal. The password

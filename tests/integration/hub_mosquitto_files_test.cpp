@@ -4,7 +4,8 @@
 // what each one receives must be the same. The one intended difference:
 // Mosquitto grants every SUBSCRIBE and filters deliveries, hubflow refuses
 // a subscription through which nothing could arrive; for those the test
-// checks that Mosquitto delivered nothing on them either.
+// checks that Mosquitto delivered nothing on them either. Also: the
+// files' errors through `hubflow --check`, and hub.anonymous_permissions.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -282,4 +283,67 @@ TEST_F(hub_mosquitto_files, retained_messages_are_read_checked_too) {
     ASSERT_TRUE(bob.wait_messages(1));
     EXPECT_EQ(bob.messages()[0].topic, "alice/kept");
   }
+}
+
+// `hubflow --check` reads the files as a start would: every bad line is
+// named, with file, line and column, and the exit code is the config's.
+TEST(hub_mosquitto_files_check, bad_lines_stop_check_with_file_and_line) {
+  temp_dir dir;
+  dir.write("acl", "topic read ok\ntopic raed a\nuser\n");
+  dir.write("passwd", "alice:not-a-hash\n");
+  auto config = dir.write("hubflow.yaml", "hub:\n"
+                                          "  listen: [tcp://127.0.0.1:1]\n"
+                                          "  password_file: passwd\n"
+                                          "  acl_file: acl\n");
+  auto r = run_command(hubflow_binary() + " --check --config " + config);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  auto acl = dir.path() + "/acl";
+  EXPECT_NE(r.output.find(acl + ":2:7: access 'raed' is not read, write, "
+                                "readwrite or deny"),
+            std::string::npos)
+    << r.output;
+  EXPECT_NE(r.output.find(acl + ":3:5: 'user' needs a username"),
+            std::string::npos)
+    << r.output;
+  EXPECT_NE(r.output.find(dir.path() + "/passwd:1:7: the hash of 'alice'"),
+            std::string::npos)
+    << r.output;
+  EXPECT_NE(r.output.find("(3 errors)"), std::string::npos) << r.output;
+
+  auto missing = dir.write("missing.yaml", "hub:\n"
+                                           "  listen: [tcp://127.0.0.1:1]\n"
+                                           "  acl_file: nowhere.acl\n");
+  r = run_command(hubflow_binary() + " --check --config " + missing);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find(missing + ":3:13: hub.acl_file: '" + dir.path()
+                          + "/nowhere.acl': No such file or directory"),
+            std::string::npos)
+    << r.output;
+}
+
+// hub.anonymous_permissions through real clients: what the lists allow
+// flows, the rest is refused or dropped.
+TEST(hub_anonymous_permissions, permit_lists_bind_anonymous_clients) {
+  auto port = free_port();
+  hubflow_server hub("hub:\n"
+                     "  listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n"
+                     "  anonymous: loopback\n"
+                     "  anonymous_permissions:\n"
+                     "    - {action: pub, permit: ['in/+']}\n"
+                     "    - {action: sub, permit: ['in/#']}\n");
+  ASSERT_TRUE(hub.wait_ready()) << hub.proc().output();
+  ASSERT_TRUE(wait_for_port(port));
+  mqtt_client reader{"reader", 5};
+  ASSERT_EQ(reader.connect(port), 0);
+  EXPECT_EQ(reader.subscribe("#", 1), 0x87); // wider than in/#
+  EXPECT_EQ(reader.subscribe("in/#", 1), 1);
+  mqtt_client writer{"writer", 4};
+  ASSERT_EQ(writer.connect(port), 0);
+  // In order on one connection: the refused one would arrive first.
+  ASSERT_TRUE(writer.publish("in/a/b", "refused", 1));
+  ASSERT_TRUE(writer.publish("in/a", "allowed", 1));
+  ASSERT_TRUE(reader.wait_messages(1));
+  auto got = reader.messages();
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].topic, "in/a");
 }
