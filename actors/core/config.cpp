@@ -320,6 +320,35 @@ struct builder {
 
   std::vector<std::string> warnings;
 
+  /// A `permissions` list (`{action: pub|sub, permit: [...]}` entries)
+  /// appended to `pub` and `sub`.
+  static void add_permits(const json& permissions, std::vector<std::string>& pub,
+                          std::vector<std::string>& sub) {
+    for (auto& perm : permissions) {
+      auto permits = at(perm, "permit").get<std::vector<std::string>>();
+      auto& target = str(perm, "action") == "pub" ? pub : sub;
+      target.insert(target.end(), permits.begin(), permits.end());
+    }
+  }
+
+  /// Mosquitto's password_file and acl_file (read later, by
+  /// read_mosquitto_files) and the anonymous clients' own permissions.
+  void build_mosquitto_files(const json& j, hub_config& hub) {
+    auto file_at = [&](const char* key, named_file& target) {
+      if (!at(j, key).is_string())
+        return;
+      target.path = config_relative(str(j, key), doc.file);
+      target.where = doc.where(std::string{"hub."} + key);
+    };
+    file_at("password_file", hub.password_file);
+    file_at("acl_file", hub.acl_file);
+    if (j.contains("anonymous_permissions")) {
+      permit_lists lists;
+      add_permits(at(j, "anonymous_permissions"), lists.pub, lists.sub);
+      hub.anonymous_permissions = std::move(lists);
+    }
+  }
+
   hub_config build_hub(const json& j) {
     hub_config hub;
     hub.where = doc.where("hub");
@@ -398,35 +427,6 @@ struct builder {
                                              : queue_full_policy::backpressure;
     build_limits(j, hub.limits);
     return hub;
-  }
-
-  /// A `permissions` list (`{action: pub|sub, permit: [...]}` entries)
-  /// appended to `pub` and `sub`.
-  static void add_permits(const json& permissions, std::vector<std::string>& pub,
-                          std::vector<std::string>& sub) {
-    for (auto& perm : permissions) {
-      auto permits = at(perm, "permit").get<std::vector<std::string>>();
-      auto& target = str(perm, "action") == "pub" ? pub : sub;
-      target.insert(target.end(), permits.begin(), permits.end());
-    }
-  }
-
-  /// Mosquitto's password_file and acl_file (read later, by
-  /// read_mosquitto_files) and the anonymous clients' own permissions.
-  void build_mosquitto_files(const json& j, hub_config& hub) {
-    auto file_at = [&](const char* key, named_file& target) {
-      if (!at(j, key).is_string())
-        return;
-      target.path = config_relative(str(j, key), doc.file);
-      target.where = doc.where(std::string{"hub."} + key);
-    };
-    file_at("password_file", hub.password_file);
-    file_at("acl_file", hub.acl_file);
-    if (j.contains("anonymous_permissions")) {
-      permit_lists lists;
-      add_permits(at(j, "anonymous_permissions"), lists.pub, lists.sub);
-      hub.anonymous_permissions = std::move(lists);
-    }
   }
 
   /// The bounds of what one client may make the hub hold (Mosquitto's key
