@@ -361,6 +361,8 @@ bool authenticator::acl_allows(client_identity who, const policy& pol,
     return false;
   }
   auto expanded = [&](std::string_view pattern, bool is_deny) {
+    if (pattern.find('%') == std::string_view::npos)
+      return matches(pattern, is_deny); // nothing to fill in, no copy
     // A %u pattern does not apply to a client without a username.
     if (!username && pattern.find("%u") != std::string_view::npos)
       return false;
