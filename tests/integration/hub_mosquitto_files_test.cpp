@@ -347,3 +347,56 @@ TEST(hub_anonymous_permissions, permit_lists_bind_anonymous_clients) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].topic, "in/a");
 }
+
+// A name both in hub.principals and in the files: the config's entry
+// logs in and decides, the file's password does not, and the start says
+// so for each file.
+TEST(hub_mosquitto_files_with_principals, the_config_wins_a_name_in_both) {
+  temp_dir dir;
+  auto pw = dir.path() + "/passwd";
+  for (auto [user, password] : {std::pair{"alice", "file pw"},
+                                std::pair{"bob", "bob pw"}}) {
+    auto r = run_command("mosquitto_passwd " + std::string{user[0] == 'a'
+                                                             ? "-c " : ""}
+                         + "-b " + pw + " " + user + " '" + password + "'");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+  dir.write("acl", "user alice\ntopic readwrite file/#\n"
+                   "user bob\ntopic readwrite bob/#\n");
+  auto port = free_port();
+  hubflow_server hub("hub:\n"
+                     "  listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n"
+                     "  password_file: " + pw + "\n"
+                     "  acl_file: " + dir.path() + "/acl\n"
+                     "  principals:\n"
+                     "    - username: alice\n"
+                     "      password: yaml-pw\n"
+                     "      permissions:\n"
+                     "        - {action: pub, permit: ['yaml/#']}\n"
+                     "        - {action: sub, permit: ['yaml/#', 'bob/#']}\n");
+  ASSERT_TRUE(hub.wait_ready()) << hub.proc().output();
+  ASSERT_TRUE(wait_for_port(port));
+  mqtt_client by_file{"alice-file", 4};
+  by_file.set_credentials("alice", "file pw");
+  EXPECT_EQ(by_file.connect(port), 4); // bad username or password
+  mqtt_client alice{"alice-yaml", 5};
+  alice.set_credentials("alice", "yaml-pw");
+  ASSERT_EQ(alice.connect(port), 0);
+  EXPECT_EQ(alice.subscribe("file/#", 1), 0x87);
+  EXPECT_EQ(alice.subscribe("bob/#", 1), 1);
+  mqtt_client bob{"bob", 4};
+  bob.set_credentials("bob", "bob pw");
+  ASSERT_EQ(bob.connect(port), 0);
+  ASSERT_TRUE(bob.publish("bob/x", "from bob", 1));
+  ASSERT_TRUE(alice.wait_messages(1));
+  EXPECT_EQ(alice.messages()[0].topic, "bob/x");
+  auto log = hub.proc().output();
+  EXPECT_NE(log.find("'alice' in " + pw + " (line 1) is also in "
+                     "hub.principals; the config's entry applies"),
+            std::string::npos)
+    << log;
+  EXPECT_NE(log.find("the acl file's section for 'alice' (line 2) does not "
+                     "apply"),
+            std::string::npos)
+    << log;
+}
