@@ -21,6 +21,7 @@
 #include "core/type_ids.hpp"
 #include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
+#include "hub/mosquitto_files.hpp"
 
 namespace po = boost::program_options;
 using namespace hubflow;
@@ -241,6 +242,9 @@ int main(int argc, char** argv) {
             ? default_config()
             : load_config_file(opts->config_file, endpoint_registry());
     apply_overrides(cfg, *opts);
+    // Mosquitto's password and acl files are part of the config: their
+    // errors stop --check and the start alike.
+    cfg.hub.files = read_mosquitto_files(cfg.hub);
     setup_logging(cfg.logger, opts->log_level);
     runtimes = build_runtimes(cfg, rt_opts);
   } catch (const config_error& e) {

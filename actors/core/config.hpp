@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -52,6 +53,23 @@ struct principal_config {
   std::vector<std::string> pub;
   std::vector<std::string> sub;
 };
+
+/// What anonymous clients may publish and subscribe to
+/// (hub.anonymous_permissions, the layout of a principal's `permissions`).
+struct permit_lists {
+  std::vector<std::string> pub;
+  std::vector<std::string> sub;
+};
+
+/// A file the config names: its path (a relative one resolved against the
+/// config file's folder) and where the config names it, for errors.
+struct named_file {
+  std::string path; // empty: not named
+  source_position where;
+};
+
+/// Mosquitto's password and acl files as read (hub/mosquitto_files.hpp).
+struct mosquitto_files;
 
 /// Baetyl's hub `subscriptions`: what arrives on `source` is also published
 /// on `target`.
@@ -154,6 +172,14 @@ struct hub_config {
   bool allow_anonymous = true;     // the embedded default allows loopback only
   bool anonymous_loopback_only = true;
   std::vector<principal_config> principals;
+  /// Unset: an admitted anonymous client may do anything, unless an acl
+  /// file says otherwise (docs/hub-auth.md).
+  std::optional<permit_lists> anonymous_permissions;
+  named_file password_file; // Mosquitto's password_file
+  named_file acl_file;      // Mosquitto's acl_file
+  /// What the two files say: read once, by read_mosquitto_files, before
+  /// the hub starts (so --check reports their errors); null until then.
+  std::shared_ptr<const mosquitto_files> files;
   std::vector<remap_config> subscriptions;
   /// TLS listeners (ssl://, wss://) without their own certificate use this.
   std::optional<tls_settings> certificate;

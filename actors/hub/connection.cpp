@@ -505,7 +505,7 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
     close(mqtt::rc::receive_maximum_exceeded);
     return false;
   }
-  if (!core.auth().may_publish(principal_, msg.topic)) {
+  if (!core.auth().may_publish({principal_, client_id_}, msg.topic)) {
     ++core.counters.denied_publish;
     spdlog::warn("hub: client '{}' may not publish to '{}'", client_id_,
                  msg.topic);
@@ -807,7 +807,7 @@ void connection::handle_subscribe(const mqtt::subscribe_packet& s) {
       close(mqtt::rc::protocol_error);
       return;
     }
-    if (!core.auth().may_subscribe(principal_, filter)) {
+    if (!core.auth().may_subscribe({principal_, client_id_}, filter)) {
       ++core.counters.denied_subscribe;
       spdlog::warn("hub: client '{}' may not subscribe to '{}'", client_id_,
                    filter);
@@ -895,7 +895,7 @@ void connection::finish(bool publish_will) {
                                         steady_clock::now()
                                           + std::chrono::seconds(delay)});
     } else {
-      core_->publish_internal(will_, principal_, self_);
+      core_->publish_internal(will_, {principal_, client_id_}, self_);
     }
   }
   has_will_ = false;
@@ -919,7 +919,8 @@ void connection::take_over(bool session_ends, caf::io::broker* requester) {
   // MQTT 5 3.1.3.2.2: a delayed will is not sent when a new connection
   // resumes the session; it is when the session ends.
   if (has_will_ && (session_ends || will_delay_ == 0))
-    core_->publish_internal(will_, principal_, requester);
+    core_->publish_internal(will_, {principal_, client_id_},
+                            requester);
   has_will_ = false;
   flush_out();
   // This runs in the new connection's broker: ask ours to close.

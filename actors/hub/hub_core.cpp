@@ -367,8 +367,15 @@ void hub_core::send_retained(session_state& s, std::string_view filter,
   std::span<const std::uint32_t> id_span;
   if (subscription_id)
     id_span = ids;
-  for (auto& m : found)
+  for (auto& m : found) {
+    // As on every delivery: a filter may reach topics its owner may not
+    // read (an acl file grants `#` and denies a part).
+    if (!auth_.may_receive({s.owner, s.client_id}, m.topic)) {
+      ++counters.denied_receive;
+      continue;
+    }
     deliver(s, m, std::min(m.qos, opts.qos), true, id_span);
+  }
 }
 
 // -- rule subscribers ---------------------------------------------------------
@@ -491,7 +498,8 @@ void hub_core::route_one(const message& msg, mqtt::subscriber_id from,
       continue;
     // Read permission holds for every delivery, not only when the
     // subscription was made (a filter may reach topics it may not read).
-    if (!auth_.may_receive(s->second->owner, msg.topic)) {
+    if (!auth_.may_receive({s->second->owner, s->second->client_id},
+                           msg.topic)) {
       ++counters.denied_receive;
       continue;
     }
@@ -638,10 +646,9 @@ void hub_core::send_to_rules(caf::io::broker* requester,
   rules.clear();
 }
 
-void hub_core::publish_internal(const message& msg,
-                                const principal_config* principal,
+void hub_core::publish_internal(const message& msg, client_identity who,
                                 caf::io::broker* requester) {
-  if (!auth_.may_publish(principal, msg.topic)) {
+  if (!auth_.may_publish(who, msg.topic)) {
     ++counters.denied_publish;
     spdlog::warn("hub: will of '{}' on '{}' not published: not permitted",
                  msg.origin, msg.topic);
@@ -683,7 +690,7 @@ void hub_core::housekeeping(caf::io::broker* requester) {
     }
   }
   for (auto& w : due)
-    publish_internal(w.msg, w.principal, requester);
+    publish_internal(w.msg, {w.principal, w.client_id}, requester);
   std::vector<session_state*> expired;
   for (auto& [id, s] : sessions_)
     if (session_expired(*s, now))
@@ -696,7 +703,8 @@ void hub_core::housekeeping(caf::io::broker* requester) {
     if (w != wills_.end()) {
       auto will = std::move(*w);
       wills_.erase(w);
-      publish_internal(will.msg, will.principal, requester);
+      publish_internal(will.msg, {will.principal, will.client_id},
+                       requester);
     }
     spdlog::debug("hub: session '{}' expired", s->client_id);
     end_session(*s);

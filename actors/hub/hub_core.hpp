@@ -286,8 +286,8 @@ public:
   void send_to_rules(caf::io::broker* requester,
                      std::vector<rule_delivery>& rules);
 
-  /// Publishes a will (or any hub-internal message) if `principal` may.
-  void publish_internal(const message& msg, const principal_config* principal,
+  /// Publishes a will (or any hub-internal message) if `who` may.
+  void publish_internal(const message& msg, client_identity who,
                         caf::io::broker* requester);
 
   // -- wills and expiry -------------------------------------------------------
