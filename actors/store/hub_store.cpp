@@ -76,6 +76,28 @@ private:
   const msgpack::object* items_;
 };
 
+/// A record's fields after checking its format version; `what` names the
+/// record in the error.
+fields versioned(const msgpack::object& o, std::size_t count,
+                 const char* what) {
+  fields f{o, count};
+  if (f.get<int>(0) != store_format)
+    throw std::runtime_error(std::string{"a "} + what
+                             + " record of another format version");
+  return f;
+}
+
+/// A record: the format version, then what `body` packs (`count` items).
+template <class Body>
+std::string packed(std::uint32_t count, Body body) {
+  msgpack::sbuffer buf;
+  packer p{buf};
+  p.pack_array(count + 1);
+  p.pack(store_format);
+  body(p);
+  return std::string{buf.data(), buf.size()};
+}
+
 message unpack_message(const msgpack::object& o) {
   fields f{o, 14};
   message m;
@@ -106,33 +128,28 @@ message unpack_message(const msgpack::object& o) {
 }
 
 std::string pack_session(const session_record& s) {
-  msgpack::sbuffer buf;
-  packer p{buf};
-  p.pack_array(8);
-  p.pack(store_format);
-  p.pack(s.anonymous);
-  p.pack(s.owner);
-  p.pack(s.expiry_interval);
-  p.pack(s.offline_since_ms);
-  p.pack_array(static_cast<std::uint32_t>(s.subscriptions.size()));
-  for (auto& sub : s.subscriptions) {
-    p.pack_array(6);
-    p.pack(sub.filter);
-    p.pack(sub.qos);
-    p.pack(sub.no_local);
-    p.pack(sub.retain_as_published);
-    p.pack(sub.retain_handling);
-    p.pack(sub.identifier);
-  }
-  p.pack(s.incoming_qos2);
-  p.pack(s.next_packet_id);
-  return std::string{buf.data(), buf.size()};
+  return packed(7, [&](packer& p) {
+    p.pack(s.anonymous);
+    p.pack(s.owner);
+    p.pack(s.expiry_interval);
+    p.pack(s.offline_since_ms);
+    p.pack_array(static_cast<std::uint32_t>(s.subscriptions.size()));
+    for (auto& sub : s.subscriptions) {
+      p.pack_array(6);
+      p.pack(sub.filter);
+      p.pack(sub.qos);
+      p.pack(sub.no_local);
+      p.pack(sub.retain_as_published);
+      p.pack(sub.retain_handling);
+      p.pack(sub.identifier);
+    }
+    p.pack(s.incoming_qos2);
+    p.pack(s.next_packet_id);
+  });
 }
 
 session_record unpack_session(std::string client_id, const msgpack::object& o) {
-  fields f{o, 8};
-  if (f.get<int>(0) != store_format)
-    throw std::runtime_error("a session record of another format version");
+  auto f = versioned(o, 8, "session");
   session_record s;
   s.client_id = std::move(client_id);
   s.anonymous = f.get<bool>(1);
@@ -154,23 +171,18 @@ session_record unpack_session(std::string client_id, const msgpack::object& o) {
 }
 
 std::string pack_queued(const queued_record& q) {
-  msgpack::sbuffer buf;
-  packer p{buf};
-  p.pack_array(7);
-  p.pack(store_format);
-  p.pack(q.packet_id);
-  p.pack(q.released);
-  p.pack(q.qos);
-  p.pack(q.retain);
-  p.pack(q.subscription_ids);
-  pack_message(p, q.msg);
-  return std::string{buf.data(), buf.size()};
+  return packed(6, [&](packer& p) {
+    p.pack(q.packet_id);
+    p.pack(q.released);
+    p.pack(q.qos);
+    p.pack(q.retain);
+    p.pack(q.subscription_ids);
+    pack_message(p, q.msg);
+  });
 }
 
 queued_record unpack_queued(std::uint64_t seq, const msgpack::object& o) {
-  fields f{o, 7};
-  if (f.get<int>(0) != store_format)
-    throw std::runtime_error("a message record of another format version");
+  auto f = versioned(o, 7, "message");
   queued_record q;
   q.seq = seq;
   q.packet_id = f.get<std::uint16_t>(1);
@@ -183,18 +195,13 @@ queued_record unpack_queued(std::uint64_t seq, const msgpack::object& o) {
 }
 
 std::string pack_retained(const message& m) {
-  msgpack::sbuffer buf;
-  packer p{buf};
-  p.pack_array(2);
-  p.pack(store_format);
-  pack_message(p, m);
-  return std::string{buf.data(), buf.size()};
+  return packed(1, [&](packer& p) {
+    pack_message(p, m);
+  });
 }
 
 message unpack_retained(const msgpack::object& o) {
-  fields f{o, 2};
-  if (f.get<int>(0) != store_format)
-    throw std::runtime_error("a retained record of another format version");
+  auto f = versioned(o, 2, "retained");
   return unpack_message(f[1]);
 }
 
