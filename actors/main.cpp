@@ -21,6 +21,7 @@
 #include "core/type_ids.hpp"
 #include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
+#include "hub/embedded_hub.hpp"
 #include "hub/mosquitto_files.hpp"
 
 namespace po = boost::program_options;
@@ -209,14 +210,23 @@ void apply_overrides(config& cfg, const options& opts) {
 }
 
 
-int wait_for_signal() {
+/// Waits for SIGINT or SIGTERM and returns it; SIGHUP on the way makes
+/// the embedded hub re-read its TLS certificates (clients stay connected).
+int wait_for_signal(caf::actor_system& sys) {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  int received = 0;
-  sigwait(&signals, &received);
-  return received;
+  sigaddset(&signals, SIGHUP);
+  for (;;) {
+    int received = 0;
+    sigwait(&signals, &received);
+    if (received != SIGHUP)
+      return received;
+    spdlog::info("received SIGHUP: the hub re-reads its certificates");
+    if (auto hub = sys.registry().get(hub_registry_name))
+      caf::anon_send(caf::actor_cast<caf::actor>(hub), reload_atom::value);
+  }
 }
 
 } // namespace
@@ -226,11 +236,13 @@ int main(int argc, char** argv) {
   auto opts = parse_options(argc, argv, exit);
   if (!opts)
     return exit;
-  // Block the stop signals in every thread; main waits for them.
+  // Block the stop signals (and SIGHUP) in every thread; main waits for
+  // them.
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
@@ -288,7 +300,7 @@ int main(int argc, char** argv) {
     std::fflush(nullptr);
     std::_Exit(exit_startup);
   }
-  auto signal = wait_for_signal();
+  auto signal = wait_for_signal(sys);
   spdlog::info("received {}, shutting down", strsignal(signal));
   stop_broker(b);
   // Instances blocked in a handler cannot be interrupted; give the actors a

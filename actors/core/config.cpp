@@ -492,9 +492,7 @@ struct builder {
   void check_tls(const tls_settings& tls) {
     tls_problem problem;
     if (!make_server_tls_context(tls, problem))
-      fail(problem.key.empty() ? tls.key_path
-                               : tls.key_path + "." + problem.key,
-           problem.message);
+      fail(key_path_of(tls, problem), problem.message);
   }
 
   /// The bounds of what one client may make the hub hold (Mosquitto's key

@@ -173,6 +173,10 @@ std::string take_openssl_error(const char* fallback) {
   return buf;
 }
 
+std::string key_path_of(const tls_settings& tls, const tls_problem& problem) {
+  return problem.key.empty() ? tls.key_path : tls.key_path + "." + problem.key;
+}
+
 tls_context_ptr make_server_tls_context(const tls_settings& tls,
                                         tls_problem& problem) {
   tls_context_ptr ctx{SSL_CTX_new(TLS_server_method()), SSL_CTX_free};

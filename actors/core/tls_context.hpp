@@ -25,6 +25,10 @@ struct tls_problem {
   std::string message;
 };
 
+/// The config key a problem is about: `hub.certificate.cert`, or the
+/// block's own path when it concerns the whole block.
+std::string key_path_of(const tls_settings& tls, const tls_problem& problem);
+
 /// Builds a server context from `tls`: the certificate chain (readable, PEM,
 /// within its validity period), the private key (must match it), the CA
 /// for client certificates (requested and verified with

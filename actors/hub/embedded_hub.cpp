@@ -185,9 +185,7 @@ std::vector<hub::listener> make_listeners(const hub_config& cfg,
       tls_problem problem;
       l.tls = make_server_tls_context(*tls, problem);
       if (!l.tls) {
-        error = (problem.key.empty() ? tls->key_path
-                                     : tls->key_path + "." + problem.key)
-                + ": " + problem.message;
+        error = key_path_of(*tls, problem) + ": " + problem.message;
         return {};
       }
       l.identity_as_username = tls->use_identity_as_username;
@@ -211,6 +209,25 @@ hub::listener* listener_of(hub::hub_core& core, int fd) {
     if (l.port == port)
       return &l;
   return &core.listeners.front();
+}
+
+/// Rebuilds the TLS contexts of the listeners from their certificate files
+/// (SIGHUP). A connection's SSL holds its own reference to the context it
+/// started with, so swapping the listener's drops nobody.
+void reload_certificates(hub::hub_core& core) {
+  for (auto& l : core.listeners) {
+    auto tls = l.tls ? core.config().certificate_for(l.url) : nullptr;
+    if (!tls)
+      continue;
+    tls_problem problem;
+    if (auto fresh = make_server_tls_context(*tls, problem)) {
+      l.tls = std::move(fresh);
+      spdlog::info("hub: {} uses the certificate files re-read now", l.url);
+    } else {
+      spdlog::error("hub: {} keeps its certificate: {}: {}", l.url,
+                    key_path_of(*tls, problem), problem.message);
+    }
+  }
 }
 
 /// Copies a listener's counters into its probe and reports on interval.
@@ -239,6 +256,10 @@ caf::behavior hub_broker(caf::io::broker* self,
   auto waiting = std::make_shared<awaiting<rule_delivery_wait>>();
   auto stored = std::make_shared<store_waits>();
   core->report_store_to(caf::actor_cast<caf::actor>(self));
+  // SIGHUP finds the current control actor here, replacements included.
+  self->home_system().registry().put(hub_registry_name,
+                                     caf::actor_cast<caf::strong_actor_ptr>(
+                                       self));
   // A replacement control actor takes over the rules its predecessor
   // watched (for a first one there are none).
   for (auto& rule : core->rule_subscribers())
@@ -265,6 +286,9 @@ caf::behavior hub_broker(caf::io::broker* self,
       caf::anon_send(caf::actor_cast<caf::actor>(c->broker()),
                      hub::kick_atom::value);
     self->close_all();
+    auto& registry = self->home_system().registry();
+    if (registry.get(hub_registry_name) == caf::actor_cast<caf::strong_actor_ptr>(self))
+      registry.erase(hub_registry_name);
     self->quit(em.reason);
   });
   auto stats = std::make_shared<probe>("hub", "embedded");
@@ -281,6 +305,7 @@ caf::behavior hub_broker(caf::io::broker* self,
     publish_for(self, *core, *waiting, *stored, msg, std::move(answer));
   };
   return sink_handlers(self, publish).or_else(
+    [core](reload_atom) { reload_certificates(*core); },
     [self, accepting, waiting_listeners](accept_atom) {
       if (!*accepting && !waiting_listeners->empty())
         *accepting = std::make_unique<acceptor>(

@@ -5,6 +5,9 @@
 // handshake, untrusted and expired client certificates): each refused,
 // counted per listener, other clients unaffected. Certificates are made
 // by test_pki at run time.
+#include <csignal>
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "fixtures/test_pki.hpp"
@@ -87,16 +90,24 @@ TEST_F(hub_tls, openssl_s_client_resumes_sessions_with_tls_1_2_and_1_3) {
                   + std::to_string(tls_port) + " -CAfile " + pki.ca();
   for (auto version : {" -tls1_2", " -tls1_3"}) {
     auto session = pki.dir() + "/session.pem";
-    auto first = run_command(s_client + version + " -sess_out " + session);
-    EXPECT_NE(first.output.find("Verify return code: 0 (ok)"),
+    std::string first_output;
+    std::string again_output;
+    // TLS 1.3 tickets follow the handshake; s_client, its input at an end,
+    // may quit before one arrives and then has nothing to resume: try
+    // again until a first connection took a ticket home.
+    EXPECT_TRUE(wait_until([&] {
+      first_output = run_command(s_client + version + " -sess_out " + session)
+                       .output;
+      again_output = run_command(s_client + version + " -sess_in " + session)
+                       .output;
+      return again_output.find("Reused, TLSv1.") != std::string::npos;
+    })) << again_output;
+    EXPECT_NE(first_output.find("Verify return code: 0 (ok)"),
               std::string::npos)
-      << first.output;
-    EXPECT_NE(first.output.find("New, TLSv1."), std::string::npos);
-    auto again = run_command(s_client + version + " -sess_in " + session);
-    EXPECT_NE(again.output.find("Reused, TLSv1."), std::string::npos)
-      << again.output;
+      << first_output;
+    EXPECT_NE(first_output.find("New, TLSv1."), std::string::npos);
   }
-  EXPECT_TRUE(wait_until([&] { return tls_counter("tls_resumed") == 2; }))
+  EXPECT_TRUE(wait_until([&] { return tls_counter("tls_resumed") >= 2; }))
     << tls_counter("tls_resumed");
 }
 
@@ -270,4 +281,52 @@ TEST(hub_tls_check, check_names_the_key_the_file_and_the_problem) {
                           "listener: give hub.certificate"),
             std::string::npos)
     << r.output;
+}
+
+TEST(hub_tls_reload, sighup_rereads_certificates_and_keeps_clients) {
+  test_pki pki;
+  temp_dir dir;
+  namespace fs = std::filesystem;
+  auto install = [&](const test_pki::pair& p) {
+    fs::copy_file(p.cert, dir.path() + "/live.crt",
+                  fs::copy_options::overwrite_existing);
+    fs::copy_file(p.key, dir.path() + "/live.key",
+                  fs::copy_options::overwrite_existing);
+  };
+  install(pki.server());
+  auto port = free_port();
+  hubflow_server hub{"hub:\n"
+                     "  listen: [ssl://127.0.0.1:" + std::to_string(port) + "]\n"
+                     "  certificate: {cert: " + dir.path() + "/live.crt, key: "
+                     + dir.path() + "/live.key}\n"};
+  ASSERT_TRUE(hub.wait_ready()) << hub.proc().output();
+  auto pub = [&](const std::string& ca, const std::string& message) {
+    // --insecure: the other CA's certificate names localhost only.
+    return run_command("mosquitto_pub -h 127.0.0.1 -p " + std::to_string(port)
+                       + " --insecure --cafile " + ca + " -t t -m " + message);
+  };
+  mosquitto_sub sub{port, "--cafile " + pki.ca() + " -t t -C 2"};
+  ASSERT_TRUE(wait_until([&] { return pub(pki.ca(), "before").exit_code == 0
+                                      && sub.output().find("t before")
+                                           != std::string::npos; }))
+    << sub.output();
+  install(pki.server_by_other_ca());
+  ::kill(hub.proc().pid(), SIGHUP);
+  ASSERT_TRUE(wait_until([&] {
+    return hub.proc().output().find("uses the certificate files re-read now")
+           != std::string::npos;
+  })) << hub.proc().output();
+  // New connections get the new certificate, the subscriber connected
+  // before is still there.
+  EXPECT_NE(pub(pki.ca(), "old-ca").exit_code, 0);
+  auto r = pub(pki.other_ca(), "after");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(sub.wait_for("t after")) << sub.output();
+  // Files that do not load leave the certificate as it was.
+  dir.write("live.key", "not a key\n");
+  ::kill(hub.proc().pid(), SIGHUP);
+  ASSERT_TRUE(wait_until([&] {
+    return hub.proc().output().find("keeps its certificate") != std::string::npos;
+  })) << hub.proc().output();
+  EXPECT_EQ(pub(pki.other_ca(), "still").exit_code, 0);
 }
