@@ -22,6 +22,7 @@
 #include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
 #include "hub/embedded_hub.hpp"
+#include "hub/mosquitto_files.hpp"
 
 namespace po = boost::program_options;
 using namespace hubflow;
@@ -76,7 +77,24 @@ struct options {
   int stats_port = -1;
   std::string python;
   std::string node;
+  bool store_recover = false;
 };
+
+/// --store-recover: a store that does not open is moved aside, so the
+/// broker starts with an empty one (and says so) instead of refusing.
+void recover_store(const persistence_config& cfg) {
+  std::string error;
+  if (store::hub_store::open(cfg, error))
+    return; // opens fine: nothing to recover (closed again here)
+  spdlog::warn("store: {}", error);
+  std::string why;
+  auto aside = store::hub_store::move_aside(cfg, why);
+  if (aside.empty() && !why.empty())
+    spdlog::error("store: could not move the store aside: {}", why);
+  else if (!aside.empty())
+    spdlog::warn("store: moved {} aside to {}; starting with an empty store",
+                 store::hub_store::file_of(cfg), aside);
+}
 
 std::optional<options> parse_options(int argc, char** argv, int& exit) {
   options opts;
@@ -102,6 +120,10 @@ std::optional<options> parse_options(int argc, char** argv, int& exit) {
      "function's `interpreter:` wins)")
     ("node", po::value(&opts.node)->value_name("PATH"),
      "interpreter for Node functions (default: node on the PATH)")
+    ("store-recover", po::bool_switch(&opts.store_recover),
+     "persistence: when the store does not open (damaged, truncated, of "
+     "another format), move it aside (<file>.corrupt-<time>) and start "
+     "with an empty one instead of refusing to start")
     ("print-default-config", "print the embedded default config and exit");
   po::variables_map vm;
   try {
@@ -232,6 +254,9 @@ int main(int argc, char** argv) {
             ? default_config()
             : load_config_file(opts->config_file, endpoint_registry());
     apply_overrides(cfg, *opts);
+    // Mosquitto's password and acl files are part of the config: their
+    // errors stop --check and the start alike.
+    cfg.hub.files = read_mosquitto_files(cfg.hub);
     setup_logging(cfg.logger, opts->log_level);
     runtimes = build_runtimes(cfg, rt_opts);
   } catch (const config_error& e) {
@@ -252,6 +277,9 @@ int main(int argc, char** argv) {
   }
   for (auto& warning : cfg.warnings)
     spdlog::warn("{}", warning);
+
+  if (opts->store_recover && cfg.persistence.enabled)
+    recover_store(cfg.persistence);
 
   caf::actor_system_config sys_cfg;
   sys_cfg.load<caf::io::middleman>();
@@ -284,6 +312,8 @@ int main(int argc, char** argv) {
     std::_Exit(exit_ok);
   }).detach();
   sys.await_all_actors_done();
+  if (b.store)
+    b.store->close(); // sync off: what was written behind reaches the file
   spdlog::info("stopped");
   spdlog::shutdown();
   std::_Exit(exit_ok);

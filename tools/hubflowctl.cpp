@@ -1,7 +1,8 @@
 // hubflowctl: the control tool. `stats` asks a running broker for its
 // counters on the stats port (one line with the token, the JSON back; see
 // stats/stats_port.hpp); `passwd` makes password hashes for hub.principals
-// (validating a config is `hubflow --check`).
+// (validating a config is `hubflow --check`); `store` reads a stopped
+// broker's persistence store.
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -13,11 +14,13 @@
 #include <string>
 
 #include <boost/program_options.hpp>
+#include <nlohmann/json.hpp>
 
 #include "core/config.hpp"
 #include "core/values.hpp"
 #include "hub/auth.hpp"
 #include "stats/stats_render.hpp"
+#include "store/hub_store.hpp"
 #include "stats/stats_token.hpp"
 
 namespace po = boost::program_options;
@@ -45,11 +48,17 @@ Usage:
   hubflowctl passwd [--password-file FILE]
       Print a password hash for hub.principals (the format mosquitto_passwd
       writes). Reads the password from FILE, or from standard input.
+  hubflowctl store DIR [--json]
+      Print what the store in DIR (persistence.path, or its hubflow.db)
+      holds: sessions, each session's queued and in-flight messages,
+      retained messages and the bytes on disk. Reads the files only: the
+      broker may be stopped (or running: the store is opened read-only).
 
 Examples:
   hubflowctl stats
   hubflowctl stats --json | jq '.components[] | select(.kind=="function")'
   echo -n 's3cret' | hubflowctl passwd
+  hubflowctl store /var/lib/hubflow
 
 Exit codes: 0 success, 1 the broker did not answer (or bad input), 2 bad
 command line.
@@ -177,6 +186,43 @@ int passwd(const std::string& password_file) {
   return exit_ok;
 }
 
+int store_summary(const std::string& dir, bool as_json) {
+  persistence_config cfg;
+  cfg.path = dir;
+  auto file = dir.ends_with(".db") ? dir : store::hub_store::file_of(cfg);
+  store::store_summary summary;
+  std::string error;
+  if (!store::hub_store::summarize(file, summary, error)) {
+    std::cerr << "hubflowctl: " << error << "\n";
+    return exit_failed;
+  }
+  if (as_json) {
+    nlohmann::json queues = nlohmann::json::object();
+    for (auto& [client, depth] : summary.queue_depths)
+      queues[client] = depth;
+    std::cout << nlohmann::json{{"file", file},
+                                {"sessions", summary.sessions},
+                                {"messages", summary.messages},
+                                {"retained", summary.retained},
+                                {"bytes", summary.file_bytes},
+                                {"queues", queues}}
+                   .dump()
+              << "\n";
+    return exit_ok;
+  }
+  std::cout << file << "\n"
+            << "  sessions  " << summary.sessions << "\n"
+            << "  messages  " << summary.messages
+            << " (queued or in flight)\n"
+            << "  retained  " << summary.retained << "\n"
+            << "  on disk   " << summary.file_bytes << " bytes\n";
+  if (!summary.queue_depths.empty())
+    std::cout << "  messages per session:\n";
+  for (auto& [client, depth] : summary.queue_depths)
+    std::cout << "    " << client << "  " << depth << "\n";
+  return exit_ok;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -186,10 +232,11 @@ int main(int argc, char** argv) {
   std::uint16_t port = stats_config{}.port;
   std::string password_file;
   std::string token_file;
+  std::string store_dir;
   po::options_description desc(usage_text);
   desc.add_options()
     ("help,h", "print this help and exit")
-    ("json", po::bool_switch(&as_json), "stats: print JSON")
+    ("json", po::bool_switch(&as_json), "stats, store: print JSON")
     ("stats-host", po::value(&host)->value_name("HOST"),
      "stats: the broker's stats.host (default 127.0.0.1)")
     ("stats-port", po::value(&port)->value_name("PORT"),
@@ -200,11 +247,12 @@ int main(int argc, char** argv) {
     ("password-file", po::value(&password_file)->value_name("FILE"),
      "passwd: read the password from FILE");
   po::options_description hidden;
-  hidden.add_options()("command", po::value(&command));
+  hidden.add_options()("command", po::value(&command))(
+    "path", po::value(&store_dir));
   po::options_description all;
   all.add(desc).add(hidden);
   po::positional_options_description positional;
-  positional.add("command", 1);
+  positional.add("command", 1).add("path", 1);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv)
@@ -225,6 +273,14 @@ int main(int argc, char** argv) {
     return stats(host, port, token_file, as_json);
   if (command == "passwd")
     return passwd(password_file);
+  if (command == "store") {
+    if (store_dir.empty()) {
+      std::cerr << "hubflowctl: store needs the store's directory "
+                   "(persistence.path)\nTry 'hubflowctl --help'.\n";
+      return exit_usage;
+    }
+    return store_summary(store_dir, as_json);
+  }
   std::cerr << "hubflowctl: "
             << (command.empty() ? "no command given"
                                 : "unknown command '" + command + "'")

@@ -18,6 +18,7 @@ packages=(
   build-essential cmake pkg-config git
   libcaf-dev libmosquitto-dev librdkafka-dev libhiredis-dev
   libmsgpack-cxx-dev libboost-program-options-dev libyaml-cpp-dev
+  libsqlite3-dev
   nlohmann-json3-dev libvalijson-dev libspdlog-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients redis-server redis-tools kcat curl

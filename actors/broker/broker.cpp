@@ -133,7 +133,13 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
     hub_restarter restart_hub;
     // Accepting waits for the rules (below), so that no client's message
     // arrives before the rule that routes it: acknowledged and lost.
-    b.hub = spawn_embedded_hub(sys, cfg.hub, error, &restart_hub, false);
+    if (cfg.persistence.enabled) {
+      b.store = store::hub_store::open(cfg.persistence, error);
+      if (!b.store)
+        return "persistence: " + error;
+    }
+    b.hub = spawn_embedded_hub(sys, cfg.hub, error, &restart_hub, false,
+                               b.store);
     if (!b.hub)
       return error;
     caf::anon_send(b.stats, sys_hub_atom::value, b.hub);

@@ -16,6 +16,7 @@
 
 #include "core/config.hpp"
 #include "functions/runtime.hpp"
+#include "store/hub_store.hpp"
 
 namespace hubflow {
 
@@ -27,6 +28,8 @@ struct broker {
   caf::actor stats_port;
   std::uint16_t stats_port_number = 0;
   caf::actor hub; // the embedded hub, or invalid with an external hub
+  /// The hub's store (persistence), closed last at shutdown.
+  std::shared_ptr<store::hub_store> store;
   caf::actor http;
   std::uint16_t http_port = 0;
   std::map<std::string, caf::actor> endpoints;

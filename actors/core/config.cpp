@@ -321,6 +321,35 @@ struct builder {
 
   std::vector<std::string> warnings;
 
+  /// A `permissions` list (`{action: pub|sub, permit: [...]}` entries)
+  /// appended to `pub` and `sub`.
+  static void add_permits(const json& permissions, std::vector<std::string>& pub,
+                          std::vector<std::string>& sub) {
+    for (auto& perm : permissions) {
+      auto permits = at(perm, "permit").get<std::vector<std::string>>();
+      auto& target = str(perm, "action") == "pub" ? pub : sub;
+      target.insert(target.end(), permits.begin(), permits.end());
+    }
+  }
+
+  /// Mosquitto's password_file and acl_file (read later, by
+  /// read_mosquitto_files) and the anonymous clients' own permissions.
+  void build_mosquitto_files(const json& j, hub_config& hub) {
+    auto file_at = [&](const char* key, named_file& target) {
+      if (!at(j, key).is_string())
+        return;
+      target.path = config_relative(str(j, key), doc.file);
+      target.where = doc.where(std::string{"hub."} + key);
+    };
+    file_at("password_file", hub.password_file);
+    file_at("acl_file", hub.acl_file);
+    if (j.contains("anonymous_permissions")) {
+      permit_lists lists;
+      add_permits(at(j, "anonymous_permissions"), lists.pub, lists.sub);
+      hub.anonymous_permissions = std::move(lists);
+    }
+  }
+
   hub_config build_hub(const json& j) {
     hub_config hub;
     hub.where = doc.where("hub");
@@ -353,12 +382,7 @@ struct builder {
       principal_config principal;
       principal.username = str(p, "username");
       principal.password = str(p, "password");
-      for (auto& perm : at(p, "permissions")) {
-        auto permits = at(perm, "permit").get<std::vector<std::string>>();
-        auto& target = str(perm, "action") == "pub" ? principal.pub
-                                                    : principal.sub;
-        target.insert(target.end(), permits.begin(), permits.end());
-      }
+      add_permits(at(p, "permissions"), principal.pub, principal.sub);
       if (principal.password.rfind("$", 0) != 0)
         warnings.push_back(format_config_error(
           doc.where(index_path("hub.principals", i) + ".password"),
@@ -379,8 +403,9 @@ struct builder {
                            : 0;
       hub.subscriptions.push_back(std::move(remap));
     }
-    auto anonymous = str(j, "anonymous",
-                         hub.principals.empty() ? "loopback" : "none");
+    build_mosquitto_files(j, hub);
+    bool has_users = !hub.principals.empty() || !hub.password_file.path.empty();
+    auto anonymous = str(j, "anonymous", has_users ? "none" : "loopback");
     hub.allow_anonymous = anonymous != "none";
     hub.anonymous_loopback_only = anonymous == "loopback";
     auto& msg = at(j, "message");
@@ -575,6 +600,20 @@ struct builder {
     return fn;
   }
 
+  persistence_config build_persistence(const json& j) {
+    persistence_config p;
+    p.enabled = true;
+    p.path = str(j, "path");
+    if (p.path.empty())
+      fail("persistence.path", "persistence needs `path: <directory>`");
+    auto sync = str(j, "sync", "batch");
+    p.sync = sync == "always" ? persistence_sync::always
+             : sync == "off"  ? persistence_sync::off
+                              : persistence_sync::batch;
+    p.max_size = size_at(at(j, "max_size"), "persistence.max_size", 0);
+    return p;
+  }
+
   config build(const std::string& file) {
     config cfg;
     cfg.file = file;
@@ -619,6 +658,12 @@ struct builder {
       if (at(http, "max_connections").is_number())
         cfg.http.max_connections
           = at(http, "max_connections").get<std::size_t>();
+    }
+    if (root.contains("persistence")) {
+      cfg.persistence = build_persistence(at(root, "persistence"));
+      if (!cfg.hub.embedded)
+        fail("persistence", "persistence stores the embedded hub's sessions; "
+                            "with an external hub (hub.address) there are none");
     }
     cfg.logger.level = str(at(root, "logger"), "level", cfg.logger.level);
     cfg.logger.path = str(at(root, "logger"), "path");

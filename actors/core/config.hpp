@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -52,6 +53,23 @@ struct principal_config {
   std::vector<std::string> pub;
   std::vector<std::string> sub;
 };
+
+/// What anonymous clients may publish and subscribe to
+/// (hub.anonymous_permissions, the layout of a principal's `permissions`).
+struct permit_lists {
+  std::vector<std::string> pub;
+  std::vector<std::string> sub;
+};
+
+/// A file the config names: its path (a relative one resolved against the
+/// config file's folder) and where the config names it, for errors.
+struct named_file {
+  std::string path; // empty: not named
+  source_position where;
+};
+
+/// Mosquitto's password and acl files as read (hub/mosquitto_files.hpp).
+struct mosquitto_files;
 
 /// Baetyl's hub `subscriptions`: what arrives on `source` is also published
 /// on `target`.
@@ -154,6 +172,14 @@ struct hub_config {
   bool allow_anonymous = true;     // the embedded default allows loopback only
   bool anonymous_loopback_only = true;
   std::vector<principal_config> principals;
+  /// Unset: an admitted anonymous client may do anything, unless an acl
+  /// file says otherwise (docs/hub-auth.md).
+  std::optional<permit_lists> anonymous_permissions;
+  named_file password_file; // Mosquitto's password_file
+  named_file acl_file;      // Mosquitto's acl_file
+  /// What the two files say: read once, by read_mosquitto_files, before
+  /// the hub starts (so --check reports their errors); null until then.
+  std::shared_ptr<const mosquitto_files> files;
   std::vector<remap_config> subscriptions;
   /// TLS listeners (ssl://, wss://) without their own certificate use this.
   std::optional<tls_settings> certificate;
@@ -262,6 +288,24 @@ struct http_config {
   std::size_t max_connections = 1024;
 };
 
+/// When a stored record counts as safe (`persistence.sync`).
+enum class persistence_sync {
+  batch,  // acknowledged after its commit; commits share one fsync
+  always, // acknowledged after its commit; one fsync per record
+  off,    // acknowledged at once; written behind, no fsync (as Mosquitto)
+};
+
+/// `persistence:` (docs/persistence.md). Absent: the hub keeps everything
+/// in memory.
+struct persistence_config {
+  bool enabled = false;
+  std::string path; // a directory; the store is <path>/hubflow.db
+  persistence_sync sync = persistence_sync::batch;
+  /// The store may grow to this many bytes; beyond it QoS 1/2 publishes
+  /// that would be stored are refused. 0: no limit but the disk's.
+  std::size_t max_size = 0;
+};
+
 struct log_config {
   std::string level = "info";
   std::string path; // empty: stderr
@@ -283,6 +327,7 @@ struct config {
   std::vector<endpoint_config> endpoints;
   stats_config stats;
   http_config http;
+  persistence_config persistence;
   log_config logger;
   /// Things that load but deserve a word in the log (plain-text secrets).
   std::vector<std::string> warnings;

@@ -436,6 +436,7 @@ void connection::handle_connect(mqtt::connect_packet& c) {
   session_ = existing ? existing : &core.create_session(client_id_, principal);
   session_->conn = this;
   session_->expiry_interval = expiry;
+  core.session_changed(*session_);
   has_will_ = c.has_will;
   if (has_will_) {
     will_ = std::move(c.will);
@@ -504,7 +505,7 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
     close(mqtt::rc::receive_maximum_exceeded);
     return false;
   }
-  if (!core.auth().may_publish(principal_, msg.topic)) {
+  if (!core.auth().may_publish({principal_, client_id_}, msg.topic)) {
     ++core.counters.denied_publish;
     spdlog::warn("hub: client '{}' may not publish to '{}'", client_id_,
                  msg.topic);
@@ -516,29 +517,38 @@ bool connection::handle_publish(mqtt::publish_packet& p) {
     return true;
   }
   if (msg.qos == 2) {
-    bool seen = session_->incoming_qos2.count(p.packet_id) > 0
-                || std::any_of(acks_.begin(), acks_.end(), [&](auto& a) {
-                     return a.packet_id == p.packet_id;
-                   });
-    if (seen) {
+    bool pending = std::any_of(acks_.begin(), acks_.end(), [&](auto& a) {
+      return a.packet_id == p.packet_id;
+    });
+    if (pending)
+      return true; // its first copy's PUBREC is on its way
+    if (session_->incoming_qos2.count(p.packet_id)) {
       // A resent QoS 2 publish we already have: acknowledge, never route
       // it twice.
-      if (session_->incoming_qos2.count(p.packet_id))
-        send_ack(mqtt::packet_type::pubrec, p.packet_id, 0);
+      send_ack(mqtt::packet_type::pubrec, p.packet_id, 0);
       return true;
     }
+    // Known from now on, and stored in the same commit as the message's
+    // routes: a resend after a crash is recognised, not routed again.
+    session_->incoming_qos2.insert(p.packet_id);
+    if (session_->stored)
+      core.session_changed(*session_);
   }
   msg.origin = client_id_;
+  auto stored_from = core.store_written();
   core.route(msg, session_->id, rule_scratch_);
+  auto stored_through = core.store_written();
   auto ack_seq = acks_front_seq_ + acks_.size(); // the number it gets
   if (msg.qos > 0) {
     // End-to-end acknowledgement: the client's PUBACK/PUBREC waits until
-    // every rule subscriber has answered and every session queue it went
-    // beyond its bound has room again (back-pressure instead of loss).
+    // every rule subscriber has answered, every session queue it went
+    // beyond its bound has room again (back-pressure instead of loss) and
+    // the store holds what the message left in sessions.
     auto full = core.over_bound();
     for (auto s : full)
       core.wait_for_room(*s, self_->address(), ack_seq);
-    queue_ack(p.packet_id, ack_type, rule_scratch_.size(), 0, full.size());
+    queue_ack(p.packet_id, ack_type, rule_scratch_.size(), 0, full.size(),
+              stored_from, stored_through);
   }
   if (!rule_scratch_.empty())
     deliver_to_rules(rule_scratch_, msg.qos > 0, ack_seq);
@@ -570,10 +580,28 @@ void connection::send_rule_bursts() {
 
 void connection::queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
                            std::size_t waiting, std::uint8_t reason,
-                           std::size_t full) {
+                           std::size_t full, std::uint64_t stored_from,
+                           std::uint64_t stored_through) {
   // `since` only serves the 30 s limit: the time of the read will do.
-  acks_.push_back(
-    pending_ack{packet_id, type, waiting, full, false, reason, last_rx_});
+  acks_.push_back(pending_ack{packet_id, type, waiting, full, stored_from,
+                              stored_through, false, reason, last_rx_});
+  if (stored_through > stored_from && core_->store_refusing())
+    refuse_unstored(acks_.back());
+  pump_acks();
+}
+
+void connection::refuse_unstored(pending_ack& a) {
+  // The store cannot take it (disk full, read-only, persistence.max_size):
+  // MQTT 5 says so, MQTT 3.1.1 gets no ack and resends later.
+  ++core_->counters.refused_unstored;
+  a.stored_from = a.stored_through = 0;
+  if (version_ == mqtt::v5)
+    a.reason = mqtt::rc::quota_exceeded;
+  else
+    a.failed = true;
+}
+
+void connection::on_stored() {
   pump_acks();
 }
 
@@ -666,21 +694,32 @@ void connection::pump_acks() {
   // Acknowledgements leave in the order the publishes arrived (MQTT 4.6).
   while (!acks_.empty() && acks_.front().waiting == 0
          && acks_.front().full == 0) {
-    auto a = acks_.front();
+    auto& front = acks_.front();
+    bool refused = false;
+    if (core_->store_pending(front.stored_from, front.stored_through,
+                             refused)) {
+      core_->wait_for_store(this);
+      break;
+    }
+    if (refused)
+      refuse_unstored(front);
+    auto a = front;
     acks_.pop_front();
     ++acks_front_seq_;
     if (phase_ == phase::closing || !session_)
       continue;
+    bool accepted = !a.failed && a.reason < 0x80;
+    if (a.type == mqtt::packet_type::pubrec && !accepted
+        && session_->incoming_qos2.erase(a.packet_id) && session_->stored)
+      core_->session_changed(*session_); // the client may send it again
     if (a.failed) {
       // No ack: the client resends after reconnecting (documented in
       // docs/hub.md).
       spdlog::warn("hub: not acknowledging packet {} of '{}': a rule "
-                   "subscriber failed",
+                   "subscriber failed or the store refused it",
                    a.packet_id, client_id_);
       continue;
     }
-    if (a.type == mqtt::packet_type::pubrec && a.reason < 0x80)
-      session_->incoming_qos2.insert(a.packet_id);
     send_ack(a.type, a.packet_id, a.reason);
   }
   bound_unanswered();
@@ -702,6 +741,8 @@ void connection::handle_ack(const mqtt::ack_packet& a) {
   using mqtt::packet_type;
   if (a.type == packet_type::pubrel) {
     auto known = session_->incoming_qos2.erase(a.packet_id) > 0;
+    if (known && session_->stored)
+      core_->session_changed(*session_);
     send_ack(packet_type::pubcomp, a.packet_id,
              known ? mqtt::rc::success : mqtt::rc::packet_id_not_found);
     return;
@@ -713,24 +754,22 @@ void connection::handle_ack(const mqtt::ack_packet& a) {
   switch (a.type) {
     case packet_type::puback:
       if (i != inflight.end() && i->out.qos == 1)
-        inflight.erase(i);
+        core_->complete(*session_, i);
       break;
     case packet_type::pubrec:
       if (i != inflight.end() && a.reason >= 0x80) {
-        inflight.erase(i);
+        core_->complete(*session_, i);
         break;
       }
-      if (i != inflight.end()) {
-        i->released = true;
-        i->out.msg.body = payload{}; // only the packet id matters now
-      }
+      if (i != inflight.end())
+        core_->released(*session_, *i);
       send_ack(packet_type::pubrel, a.packet_id,
                i != inflight.end() ? mqtt::rc::success
                                    : mqtt::rc::packet_id_not_found);
       return; // the window is still taken until PUBCOMP
     case packet_type::pubcomp:
       if (i != inflight.end() && i->released)
-        inflight.erase(i);
+        core_->complete(*session_, i);
       break;
     default:
       break;
@@ -768,7 +807,7 @@ void connection::handle_subscribe(const mqtt::subscribe_packet& s) {
       close(mqtt::rc::protocol_error);
       return;
     }
-    if (!core.auth().may_subscribe(principal_, filter)) {
+    if (!core.auth().may_subscribe({principal_, client_id_}, filter)) {
       ++core.counters.denied_subscribe;
       spdlog::warn("hub: client '{}' may not subscribe to '{}'", client_id_,
                    filter);
@@ -807,6 +846,7 @@ void connection::handle_disconnect(const mqtt::disconnect_packet& d) {
       return;
     }
     session_->expiry_interval = *d.props.session_expiry;
+    core_->session_changed(*session_);
   }
   bool publish_will = version_ == mqtt::v5
                       && d.reason == mqtt::rc::disconnect_with_will;
@@ -855,7 +895,7 @@ void connection::finish(bool publish_will) {
                                         steady_clock::now()
                                           + std::chrono::seconds(delay)});
     } else {
-      core_->publish_internal(will_, principal_, self_);
+      core_->publish_internal(will_, {principal_, client_id_}, self_);
     }
   }
   has_will_ = false;
@@ -879,7 +919,8 @@ void connection::take_over(bool session_ends, caf::io::broker* requester) {
   // MQTT 5 3.1.3.2.2: a delayed will is not sent when a new connection
   // resumes the session; it is when the session ends.
   if (has_will_ && (session_ends || will_delay_ == 0))
-    core_->publish_internal(will_, principal_, requester);
+    core_->publish_internal(will_, {principal_, client_id_},
+                            requester);
   has_will_ = false;
   flush_out();
   // This runs in the new connection's broker: ask ours to close.

@@ -79,6 +79,9 @@ public:
   /// A session this connection published into has room again: the ack
   /// numbered `seq` waits for one session less (hub_core::wait_for_room).
   void on_room(std::uint64_t seq);
+  /// The store committed more (hub_core::store_reported): acks that
+  /// waited for it may go.
+  void on_stored();
   /// Flushes after the messages already in the broker's mailbox: rule
   /// answers arrive one message each, and flushing after every one cost a
   /// send() per PUBACK (perf: 16% of the broker's CPU at 100k acks/s).
@@ -143,6 +146,10 @@ private:
     mqtt::packet_type type; // puback or pubrec
     std::size_t waiting;    // rule subscribers that have not answered
     std::size_t full;       // sessions it filled that have no room yet
+    // The store's writes its route made (hub_core::store_written() before
+    // and after): the ack waits until they are durable.
+    std::uint64_t stored_from;
+    std::uint64_t stored_through;
     bool failed;
     std::uint8_t reason;
     steady_clock::time_point since;
@@ -162,7 +169,10 @@ private:
                 std::uint8_t reason);
   void queue_ack(std::uint16_t packet_id, mqtt::packet_type type,
                  std::size_t waiting, std::uint8_t reason,
-                 std::size_t full = 0);
+                 std::size_t full = 0, std::uint64_t stored_from = 0,
+                 std::uint64_t stored_through = 0);
+  /// The ack's message could not be stored: refused (MQTT 5: 0x97).
+  void refuse_unstored(pending_ack& a);
   void pump_acks();
   /// The ack numbered `seq`, if it is still waiting.
   pending_ack* ack_numbered(std::uint64_t seq);

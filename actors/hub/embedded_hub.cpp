@@ -1,5 +1,6 @@
 #include "hub/embedded_hub.hpp"
 
+#include <deque>
 #include <memory>
 #include <optional>
 
@@ -46,6 +47,7 @@ component_stats snapshot(const hub::hub_core& core) {
     {"dropped_qos0_slow", c.dropped_qos0_slow},
     {"dropped_queue_full", c.dropped_queue_full},
     {"held_for_room", c.held_for_room},
+    {"refused_unstored", c.refused_unstored},
     {"dropped_expired", c.dropped_expired},
     {"dropped_too_large", c.dropped_too_large},
     {"denied_connect", c.denied_connect},
@@ -85,8 +87,39 @@ struct rule_delivery_wait {
   std::shared_ptr<publish_waiter> waiter;
 };
 
+/// A waiting publish whose records the store has not committed yet
+/// (hub_core::store_pending), in the order they were written.
+struct store_wait {
+  std::uint64_t from;
+  std::uint64_t through;
+  std::shared_ptr<publish_waiter> waiter;
+};
+using store_waits = std::deque<store_wait>;
+
+caf::error unstored_error() {
+  return make_sink_error(sink_errc::retry,
+                         "the hub's store could not take the message (disk "
+                         "full, read-only or persistence.max_size)");
+}
+
+/// The store reported: waiting publishes whose records are safe count one
+/// wait less; those it failed to take get an error (the rule retries).
+void store_reported(hub::hub_core& core, store_waits& waits) {
+  while (!waits.empty()) {
+    auto& w = waits.front();
+    bool refused = false;
+    if (core.store_pending(w.from, w.through, refused))
+      break; // commits come in order: the later ones wait too
+    if (refused)
+      w.waiter->answer.deliver(unstored_error());
+    else if (--w.waiter->left == 0)
+      w.waiter->answer.deliver(ok_atom::value);
+    waits.pop_front();
+  }
+}
+
 void publish_for(caf::io::broker* self, hub::hub_core& core,
-                 awaiting<rule_delivery_wait>& waiting,
+                 awaiting<rule_delivery_wait>& waiting, store_waits& stored,
                  message& msg, reply answer) {
   if (!valid_topic_name(msg.topic, core.topic_bounds())) {
     answer.deliver(make_sink_error(sink_errc::topic_name_invalid,
@@ -94,15 +127,25 @@ void publish_for(caf::io::broker* self, hub::hub_core& core,
     return;
   }
   std::vector<hub::rule_delivery> rules;
+  auto stored_from = core.store_written();
   core.route(msg, 0, rules);
+  auto stored_through = core.store_written();
   core.flush_dirty();
   auto full = core.over_bound();
-  if (rules.empty() && full.empty()) {
+  bool stores = stored_through > stored_from;
+  if (stores && core.store_refusing()) {
+    ++core.counters.refused_unstored;
+    answer.deliver(unstored_error());
+    return;
+  }
+  if (rules.empty() && full.empty() && !stores) {
     answer.deliver(ok_atom::value);
     return;
   }
-  auto w = std::make_shared<publish_waiter>(
-    publish_waiter{rules.size() + full.size(), std::move(answer)});
+  auto w = std::make_shared<publish_waiter>(publish_waiter{
+    rules.size() + full.size() + (stores ? 1 : 0), std::move(answer)});
+  if (stores)
+    stored.push_back(store_wait{stored_from, stored_through, w});
   for (auto s : full)
     core.wait_for_room(*s, self->address(),
                        waiting.add(rule_delivery_wait{{}, w}));
@@ -215,6 +258,8 @@ caf::behavior hub_broker(caf::io::broker* self,
   self->home_system().registry().put(hub_registry_name,
                                      caf::actor_cast<caf::strong_actor_ptr>(
                                        self));
+  auto stored = std::make_shared<store_waits>();
+  core->report_store_to(caf::actor_cast<caf::actor>(self));
   // A replacement control actor takes over the rules its predecessor
   // watched (for a first one there are none).
   for (auto& rule : core->rule_subscribers())
@@ -254,9 +299,10 @@ caf::behavior hub_broker(caf::io::broker* self,
   self->delayed_send(self, tick_interval, tick_atom::value);
   // The sink protocol's forms (for rules and the HTTP API; the target is
   // ignored: a message goes to its own topic), then the hub's own.
-  auto publish = [self, core, waiting](message& msg, const std::string&,
-                                       reply answer) {
-    publish_for(self, *core, *waiting, msg, std::move(answer));
+  auto publish = [self, core, waiting, stored](message& msg,
+                                               const std::string&,
+                                               reply answer) {
+    publish_for(self, *core, *waiting, *stored, msg, std::move(answer));
   };
   return sink_handlers(self, publish).or_else(
     [core](reload_atom) { reload_certificates(*core); },
@@ -313,6 +359,14 @@ caf::behavior hub_broker(caf::io::broker* self,
     },
     [waiting](hub::room_atom, std::uint64_t ticket) {
       rule_handled(*waiting, ticket);
+    },
+    // The store committed more (or failed to): acks and answers that
+    // waited for it.
+    [core, stored](hub::stored_atom, std::uint64_t durable,
+                   std::uint64_t failed_through) {
+      core->store_reported(durable, failed_through);
+      store_reported(*core, *stored);
+      core->flush_dirty();
     },
     [waiting](reply_atom, const std::vector<std::uint64_t>& tickets, ok_atom) {
       for (auto ticket : tickets)
@@ -394,7 +448,8 @@ std::vector<int> open_listeners(hub::hub_core& core, std::string& error) {
 
 caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
                               std::string& error, hub_restarter* restart,
-                              bool accept_now) {
+                              bool accept_now,
+                              std::shared_ptr<store::hub_store> store) {
   error.clear();
   if (!sys.has_middleman()) {
     error = "the embedded hub needs the actor system's middleman";
@@ -408,6 +463,8 @@ caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
   core->listeners = make_listeners(cfg, error);
   if (core->listeners.empty())
     return {};
+  if (store)
+    core->restore(std::move(store));
   auto listeners = open_listeners(*core, error);
   if (listeners.empty())
     return {};

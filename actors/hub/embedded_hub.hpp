@@ -43,6 +43,8 @@
 // every ~500 ms when they changed.
 #pragma once
 
+#include <memory>
+
 #include <functional>
 #include <string>
 
@@ -53,6 +55,10 @@
 #include "core/config.hpp"
 
 namespace hubflow {
+
+namespace store {
+class hub_store;
+}
 
 /// Starts a replacement control actor for the hub (see above); an invalid
 /// handle with `error` set when its ports cannot be bound again.
@@ -78,9 +84,12 @@ inline constexpr caf::atom_value hub_registry_name = caf::atom("hf.hub");
 /// only after (accept_atom): the broker lets its rules subscribe first, so
 /// no client's message arrives before the rules that route it. The actor
 /// system must have loaded caf::io::middleman.
+/// With `store` (persistence), what it holds is restored before the
+/// listeners open, and the hub keeps it up to date.
 caf::actor spawn_embedded_hub(caf::actor_system& sys, const hub_config& cfg,
                               std::string& error,
                               hub_restarter* restart = nullptr,
-                              bool accept_now = true);
+                              bool accept_now = true,
+                              std::shared_ptr<store::hub_store> store = nullptr);
 
 } // namespace hubflow

@@ -19,6 +19,35 @@ constexpr mqtt::subscriber_id rule_id_base = mqtt::subscriber_id{1} << 62;
 
 constexpr std::uint32_t never_expires = 0xFFFFFFFF;
 
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+           std::chrono::system_clock::now().time_since_epoch())
+    .count();
+}
+
+store::session_record to_record(const session_state& s) {
+  store::session_record r;
+  r.client_id = s.client_id;
+  r.anonymous = s.owner == nullptr;
+  if (s.owner)
+    r.owner = s.owner->username;
+  r.expiry_interval = s.expiry_interval;
+  if (!s.conn)
+    r.offline_since_ms = wall_ms()
+                         - std::chrono::duration_cast<std::chrono::milliseconds>(
+                             steady_clock::now() - s.offline_since)
+                             .count();
+  for (auto& [filter, sub] : s.subscriptions) {
+    auto& [opts, id] = sub;
+    r.subscriptions.push_back(store::subscription_record{
+      filter, opts.qos, opts.no_local, opts.retain_as_published,
+      opts.retain_handling, id});
+  }
+  r.incoming_qos2.assign(s.incoming_qos2.begin(), s.incoming_qos2.end());
+  r.next_packet_id = s.next_packet_id;
+  return r;
+}
+
 } // namespace
 
 std::uint16_t session_state::allocate_packet_id() {
@@ -46,6 +75,172 @@ hub_core::hub_core(const hub_config& cfg)
 
 hub_core::~hub_core() = default;
 
+// -- persistence --------------------------------------------------------------
+
+void hub_core::report_store_to(const caf::actor& control) {
+  std::lock_guard<std::mutex> guard{store_listener_->mutex};
+  store_listener_->control = control;
+}
+
+void hub_core::restore(std::shared_ptr<store::hub_store> store) {
+  store_ = std::move(store);
+  store_->on_durable([listener = store_listener_](std::uint64_t durable,
+                                                  std::uint64_t failed) {
+    caf::actor control;
+    {
+      std::lock_guard<std::mutex> guard{listener->mutex};
+      control = listener->control;
+    }
+    if (control)
+      caf::anon_send(control, stored_atom::value, durable, failed);
+  });
+  auto started = steady_clock::now();
+  auto contents = store_->load();
+  auto now = steady_clock::now();
+  auto now_wall = wall_ms();
+  std::size_t messages = 0;
+  for (auto& r : contents.sessions) {
+    const principal_config* owner = nullptr;
+    if (!r.anonymous && !(owner = auth_.principal_named(r.owner))) {
+      // Only its owner may resume a session, and that principal is gone.
+      spdlog::warn("store: session '{}' of principal '{}' dropped: no such "
+                   "principal any more",
+                   r.client_id, r.owner);
+      store_->remove_session(r.client_id);
+      continue;
+    }
+    auto& s = create_session(r.client_id, owner);
+    s.stored = true;
+    s.expiry_interval = r.expiry_interval;
+    // Offline since it was stored so; a session that was online when the
+    // broker stopped counts from now.
+    auto offline_ms = r.offline_since_ms ? std::max<std::int64_t>(
+                                             0, now_wall - r.offline_since_ms)
+                                         : 0;
+    s.offline_since = now - std::chrono::milliseconds(offline_ms);
+    for (auto& sub : r.subscriptions) {
+      mqtt::subscription_options opts{sub.qos, sub.no_local,
+                                      sub.retain_as_published,
+                                      sub.retain_handling};
+      s.subscriptions[sub.filter] = {opts, sub.identifier};
+      tree_.subscribe(sub.filter, s.id, opts, sub.identifier);
+    }
+    s.incoming_qos2.insert(r.incoming_qos2.begin(), r.incoming_qos2.end());
+    s.next_packet_id = r.next_packet_id;
+    auto q = contents.queues.find(r.client_id);
+    if (q == contents.queues.end())
+      continue;
+    for (auto& m : q->second) {
+      outgoing_message out{std::move(m.msg), m.qos, m.retain,
+                           std::move(m.subscription_ids), m.seq};
+      s.next_store_seq = std::max(s.next_store_seq, m.seq + 1);
+      ++messages;
+      if (m.packet_id != 0) {
+        s.inflight.push_back(inflight_entry{m.packet_id, std::move(out),
+                                            m.released});
+      } else {
+        s.queued_bytes += out.msg.topic.size() + out.msg.body.size();
+        s.queue.push_back(std::move(out));
+      }
+    }
+    contents.queues.erase(q);
+  }
+  for (auto& [client_id, orphans] : contents.queues)
+    store_->remove_session(client_id); // messages of no stored session
+  for (auto& m : contents.retained)
+    retained_.set(m);
+  // Sessions whose expiry passed while the broker was down end now,
+  // before anyone can resume them.
+  std::vector<session_state*> expired;
+  for (auto& [id, s] : sessions_)
+    if (session_expired(*s, now))
+      expired.push_back(s.get());
+  for (auto s : expired)
+    end_session(*s);
+  spdlog::info("store: restored {} sessions ({} expired while stopped), {} "
+               "queued or in-flight messages and {} retained messages in {} ms",
+               sessions_.size(), expired.size(), messages,
+               contents.retained.size(),
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                 steady_clock::now() - started)
+                 .count());
+}
+
+bool hub_core::store_pending(std::uint64_t from, std::uint64_t through,
+                             bool& refused) const {
+  refused = through > from && from < store_failed_through_;
+  return !refused && through > store_durable_;
+}
+
+void hub_core::store_reported(std::uint64_t durable,
+                              std::uint64_t failed_through) {
+  store_failed_through_ = std::max(store_failed_through_, failed_through);
+  store_durable_ = std::max(store_durable_, durable);
+  auto waiting = std::move(store_waiters_);
+  store_waiters_.clear();
+  for (auto c : waiting)
+    if (live.count(c))
+      c->on_stored(); // may wait again (wait_for_store)
+}
+
+void hub_core::session_changed(session_state& s) {
+  if (!store_)
+    return;
+  if (s.expiry_interval == 0) {
+    if (s.stored) {
+      store_->remove_session(s.client_id);
+      s.stored = false;
+      for (auto& e : s.inflight)
+        e.out.stored = 0;
+      for (auto& out : s.queue)
+        out.stored = 0;
+    }
+    return;
+  }
+  s.stored = true;
+  store_->put_session(to_record(s));
+}
+
+void hub_core::complete(session_state& s,
+                        std::vector<inflight_entry>::iterator i) {
+  unstore_message(s, i->out);
+  s.inflight.erase(i);
+}
+
+void hub_core::released(session_state& s, inflight_entry& e) {
+  e.released = true;
+  e.out.msg.body = payload{}; // only the packet id matters now
+  store_message(s, e.out, e.packet_id, true);
+}
+
+void hub_core::store_message(session_state& s, outgoing_message& out,
+                             std::uint16_t packet_id, bool released) {
+  if (!store_ || !s.stored || out.qos == 0)
+    return;
+  if (out.stored == 0)
+    out.stored = s.next_store_seq++;
+  store_->put_message(s.client_id,
+                      store::queued_record{out.stored, packet_id, released,
+                                           out.qos, out.retain,
+                                           out.subscription_ids, out.msg});
+}
+
+void hub_core::unstore_message(session_state& s, const outgoing_message& out) {
+  if (store_ && s.stored && out.stored != 0)
+    store_->remove_message(s.client_id, out.stored);
+}
+
+void hub_core::set_retained(const message& msg) {
+  retained_.set(msg);
+  // $SYS topics describe the running broker: never carried over.
+  if (!store_ || msg.topic.starts_with("$SYS/"))
+    return;
+  if (msg.body.empty())
+    store_->remove_retained(msg.topic);
+  else
+    store_->put_retained(msg);
+}
+
 // -- sessions -----------------------------------------------------------------
 
 session_state* hub_core::find_session(const std::string& client_id) {
@@ -68,6 +263,8 @@ session_state& hub_core::create_session(const std::string& client_id,
 
 void hub_core::end_session(session_state& s) {
   release_waiters(s);
+  if (store_ && s.stored)
+    store_->remove_session(s.client_id); // and its messages
   for (auto& [filter, opts] : s.subscriptions)
     tree_.unsubscribe(filter, s.id);
   by_id_.erase(s.id);
@@ -101,6 +298,7 @@ void hub_core::drain(session_state& s, bool resend) {
       } else if (send_publish(s, i->out, i->packet_id, true)) {
         ++i;
       } else {
+        unstore_message(s, i->out);
         i = s.inflight.erase(i); // expired or too large: dropped
       }
     }
@@ -108,8 +306,12 @@ void hub_core::drain(session_state& s, bool resend) {
   while (!s.queue.empty() && s.inflight.size() < window(s)) {
     auto out = pop_queued(s);
     auto id = s.allocate_packet_id();
-    if (send_publish(s, out, id, false))
-      s.inflight.push_back(inflight_entry{id, std::move(out), false});
+    if (send_publish(s, out, id, false)) {
+      auto& e = s.inflight.emplace_back(inflight_entry{id, std::move(out), false});
+      store_message(s, e.out, id, false); // a resend must use this id
+    } else {
+      unstore_message(s, out);
+    }
   }
   // Half, not below the bound: a publisher let go gets room for a run of
   // messages instead of one ack at a time.
@@ -122,6 +324,8 @@ void hub_core::went_offline(session_state& s) {
   s.conn = nullptr;
   s.offline_since = steady_clock::now();
   release_waiters(s);
+  if (s.stored)
+    session_changed(s); // when it went offline counts for its expiry
 }
 
 void hub_core::wait_for_room(session_state& s, const caf::actor_addr& who,
@@ -142,11 +346,15 @@ bool hub_core::subscribe(session_state& s, const std::string& filter,
                          const mqtt::subscription_options& opts,
                          std::uint32_t subscription_id) {
   s.subscriptions[filter] = {opts, subscription_id};
+  if (s.stored)
+    session_changed(s);
   return tree_.subscribe(filter, s.id, opts, subscription_id);
 }
 
 bool hub_core::unsubscribe(session_state& s, const std::string& filter) {
   s.subscriptions.erase(filter);
+  if (s.stored)
+    session_changed(s);
   return tree_.unsubscribe(filter, s.id);
 }
 
@@ -159,8 +367,15 @@ void hub_core::send_retained(session_state& s, std::string_view filter,
   std::span<const std::uint32_t> id_span;
   if (subscription_id)
     id_span = ids;
-  for (auto& m : found)
+  for (auto& m : found) {
+    // As on every delivery: a filter may reach topics its owner may not
+    // read (an acl file grants `#` and denies a part).
+    if (!auth_.may_receive({s.owner, s.client_id}, m.topic)) {
+      ++counters.denied_receive;
+      continue;
+    }
     deliver(s, m, std::min(m.qos, opts.qos), true, id_span);
+  }
 }
 
 // -- rule subscribers ---------------------------------------------------------
@@ -264,7 +479,7 @@ void hub_core::route(const message& msg, mqtt::subscriber_id from,
 void hub_core::route_one(const message& msg, mqtt::subscriber_id from,
                          std::vector<rule_delivery>& rules) {
   if (msg.retain)
-    retained_.set(msg);
+    set_retained(msg);
   tree_.match(msg.topic, matches_, &hub_core::available, this);
   for (auto& m : matches_) {
     auto qos = std::min(msg.qos, m.opts.qos);
@@ -283,7 +498,8 @@ void hub_core::route_one(const message& msg, mqtt::subscriber_id from,
       continue;
     // Read permission holds for every delivery, not only when the
     // subscription was made (a filter may reach topics it may not read).
-    if (!auth_.may_receive(s->second->owner, msg.topic)) {
+    if (!auth_.may_receive({s->second->owner, s->second->client_id},
+                           msg.topic)) {
       ++counters.denied_receive;
       continue;
     }
@@ -318,8 +534,10 @@ void hub_core::deliver(session_state& s, const message& msg, std::uint8_t qos,
                        {subscription_ids.begin(), subscription_ids.end()}};
   if (s.queue.empty() && s.inflight.size() < window(s)) {
     auto id = s.allocate_packet_id();
-    if (send_publish(s, out, id, false))
-      s.inflight.push_back(inflight_entry{id, std::move(out), false});
+    if (send_publish(s, out, id, false)) {
+      auto& e = s.inflight.emplace_back(inflight_entry{id, std::move(out), false});
+      store_message(s, e.out, id, false);
+    }
     return;
   }
   enqueue(s, std::move(out));
@@ -393,7 +611,7 @@ void hub_core::enqueue(session_state& s, outgoing_message out) {
         return;
       case queue_full_policy::drop_oldest:
         while (!s.queue.empty() && full()) {
-          pop_queued(s);
+          unstore_message(s, pop_queued(s));
           ++counters.dropped_queue_full;
         }
         if (full()) { // larger than the whole byte bound on its own
@@ -408,6 +626,7 @@ void hub_core::enqueue(session_state& s, outgoing_message out) {
   }
   s.queued_bytes += bytes;
   s.queue.push_back(std::move(out));
+  store_message(s, s.queue.back(), 0, false);
 }
 
 outgoing_message hub_core::pop_queued(session_state& s) {
@@ -427,10 +646,9 @@ void hub_core::send_to_rules(caf::io::broker* requester,
   rules.clear();
 }
 
-void hub_core::publish_internal(const message& msg,
-                                const principal_config* principal,
+void hub_core::publish_internal(const message& msg, client_identity who,
                                 caf::io::broker* requester) {
-  if (!auth_.may_publish(principal, msg.topic)) {
+  if (!auth_.may_publish(who, msg.topic)) {
     ++counters.denied_publish;
     spdlog::warn("hub: will of '{}' on '{}' not published: not permitted",
                  msg.origin, msg.topic);
@@ -472,21 +690,11 @@ void hub_core::housekeeping(caf::io::broker* requester) {
     }
   }
   for (auto& w : due)
-    publish_internal(w.msg, w.principal, requester);
+    publish_internal(w.msg, {w.principal, w.client_id}, requester);
   std::vector<session_state*> expired;
-  // Sessions that asked never to expire (MQTT 3.1.1 persistent sessions)
-  // end after hub.persistent_client_expiration, as in Mosquitto.
-  auto forever = cfg_.limits.persistent_client_expiration;
-  for (auto& [id, s] : sessions_) {
-    if (s->conn)
-      continue;
-    auto offline = now - s->offline_since;
-    bool due = s->expiry_interval == never_expires
-                 ? forever.count() > 0 && offline >= forever
-                 : offline >= std::chrono::seconds(s->expiry_interval);
-    if (due)
+  for (auto& [id, s] : sessions_)
+    if (session_expired(*s, now))
       expired.push_back(s.get());
-  }
   for (auto s : expired) {
     // A will still waiting for its delay goes out when its session ends.
     auto w = std::find_if(wills_.begin(), wills_.end(), [&](auto& x) {
@@ -495,11 +703,25 @@ void hub_core::housekeeping(caf::io::broker* requester) {
     if (w != wills_.end()) {
       auto will = std::move(*w);
       wills_.erase(w);
-      publish_internal(will.msg, will.principal, requester);
+      publish_internal(will.msg, {will.principal, will.client_id},
+                       requester);
     }
     spdlog::debug("hub: session '{}' expired", s->client_id);
     end_session(*s);
   }
+}
+
+bool hub_core::session_expired(const session_state& s,
+                               steady_clock::time_point now) const {
+  if (s.conn)
+    return false;
+  auto offline = now - s.offline_since;
+  // Sessions that asked never to expire (MQTT 3.1.1 persistent sessions)
+  // end after hub.persistent_client_expiration, as in Mosquitto.
+  auto forever = cfg_.limits.persistent_client_expiration;
+  return s.expiry_interval == never_expires
+           ? forever.count() > 0 && offline >= forever
+           : offline >= std::chrono::seconds(s.expiry_interval);
 }
 
 // -- output -------------------------------------------------------------------
@@ -521,6 +743,7 @@ void hub_core::flush_dirty() {
 }
 
 void hub_core::forget(connection* c) {
+  store_waiters_.erase(c);
   if (c->dirty) {
     std::erase(dirty_, c);
     c->dirty = false;

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -25,6 +26,7 @@
 #include "hub/listener.hpp"
 #include "hub/mqtt_codec.hpp"
 #include "hub/topic_tree.hpp"
+#include "store/hub_store.hpp"
 
 namespace caf::io {
 class broker;
@@ -40,6 +42,10 @@ using steady_clock = std::chrono::steady_clock;
 /// hub_core::wait_for_room), with the key it registered.
 using room_atom = caf::atom_constant<caf::atom("hubroom")>;
 
+/// Sent by the store's writer thread to the hub's control actor after each
+/// commit: (stored_atom, durable, failed_through) (hub_core::store_reported).
+using stored_atom = caf::atom_constant<caf::atom("hubstored")>;
+
 /// What the hub counts; reported to the stats actor.
 struct hub_counters {
   std::int64_t connections = 0; // open now
@@ -52,6 +58,7 @@ struct hub_counters {
   std::int64_t dropped_qos0_slow = 0;   // slow consumer, QoS 0 only
   std::int64_t dropped_queue_full = 0;  // QoS 1/2 session queue full
   std::int64_t held_for_room = 0;       // acks held while a queue was full
+  std::int64_t refused_unstored = 0;    // QoS 1/2 the store could not take
   std::int64_t dropped_expired = 0;     // message expiry passed
   std::int64_t dropped_too_large = 0;   // above the client's maximum
   std::int64_t denied_connect = 0;
@@ -76,6 +83,9 @@ struct outgoing_message {
   std::uint8_t qos = 0;
   bool retain = false;
   std::vector<std::uint32_t> subscription_ids;
+  /// Its record in the store (persistence): the session's sequence
+  /// number; 0 when it is not stored.
+  std::uint64_t stored = 0;
 };
 
 struct inflight_entry {
@@ -103,6 +113,10 @@ struct session_state {
   std::size_t queued_bytes = 0;         // topics and payloads in `queue`
   std::unordered_set<std::uint16_t> incoming_qos2; // PUBREC sent, no PUBREL
   std::uint16_t next_packet_id = 1;
+  /// Persistence: whether the store holds this session (it does while
+  /// expiry_interval > 0), and the next sequence number for its messages.
+  bool stored = false;
+  std::uint64_t next_store_seq = 1;
   /// Publishers whose acknowledgement waits for room in `queue`
   /// (queue_full_policy::backpressure): told with (room_atom, key).
   struct room_waiter {
@@ -148,6 +162,49 @@ public:
   }
 
   hub_counters counters;
+
+  // -- persistence (docs/persistence.md) ---------------------------------------
+
+  /// Puts what `store` holds into the hub (sessions offline, their
+  /// subscriptions and messages, retained messages) and keeps it up to
+  /// date from now on. Called once, before the listeners accept.
+  void restore(std::shared_ptr<store::hub_store> store);
+  /// The store's write count, to compare before and after a route: a
+  /// publish that caused writes is acknowledged once they are durable.
+  std::uint64_t store_written() const noexcept {
+    return store_ ? store_->written() : 0;
+  }
+  /// Whether an acknowledgement of the writes after `from` up to
+  /// `through` (store_written() before and after its route) must still
+  /// wait; `refused` when the store failed to take them: the publish must
+  /// not be acknowledged as a success.
+  bool store_pending(std::uint64_t from, std::uint64_t through,
+                     bool& refused) const;
+  /// Whether the store refuses new records (disk full, read-only,
+  /// persistence.max_size).
+  bool store_refusing() const noexcept {
+    return store_ && store_->refusing();
+  }
+  /// The store committed (or failed to commit) more: `waiting` connections
+  /// whose acks waited for it send them. Runs in the hub's thread, in the
+  /// order the store reported.
+  void store_reported(std::uint64_t durable, std::uint64_t failed_through);
+  /// Where the store's reports go: the current control actor (a
+  /// replacement registers itself).
+  void report_store_to(const caf::actor& control);
+  /// `c` has an ack waiting for the store (see store_pending).
+  void wait_for_store(connection* c) {
+    store_waiters_.insert(c);
+  }
+  /// The session's stored record is out of date (expiry, subscriptions,
+  /// QoS 2 ids, online/offline): writes it, or removes it when the
+  /// session stopped being persistent.
+  void session_changed(session_state& s);
+  /// The client acknowledged (or refused) the in-flight message at `i`:
+  /// it leaves the session and the store.
+  void complete(session_state& s, std::vector<inflight_entry>::iterator i);
+  /// PUBREC came for the in-flight QoS 2 message: only PUBREL remains.
+  void released(session_state& s, inflight_entry& e);
 
   // -- sessions ---------------------------------------------------------------
 
@@ -229,8 +286,8 @@ public:
   void send_to_rules(caf::io::broker* requester,
                      std::vector<rule_delivery>& rules);
 
-  /// Publishes a will (or any hub-internal message) if `principal` may.
-  void publish_internal(const message& msg, const principal_config* principal,
+  /// Publishes a will (or any hub-internal message) if `who` may.
+  void publish_internal(const message& msg, client_identity who,
                         caf::io::broker* requester);
 
   // -- wills and expiry -------------------------------------------------------
@@ -293,8 +350,32 @@ private:
   outgoing_message pop_queued(session_state& s);
   /// Tells every publisher waiting for room in `s` that it may go on.
   void release_waiters(session_state& s);
+  /// Persistence: stores `out` for `s` (when the session is stored) with
+  /// the packet id it was sent with (0: queued).
+  void store_message(session_state& s, outgoing_message& out,
+                     std::uint16_t packet_id, bool released);
+  void unstore_message(session_state& s, const outgoing_message& out);
+  /// Retained messages go to the store as they change.
+  void set_retained(const message& msg);
+  /// An offline session whose expiry interval has passed.
+  bool session_expired(const session_state& s,
+                       steady_clock::time_point now) const;
 
   hub_config cfg_;
+  std::shared_ptr<store::hub_store> store_; // nullptr: in memory only
+  /// What the store reported, in order (see store_reported): acks compare
+  /// against these, never against the store's live counters, so a
+  /// failure is seen before a later commit's success.
+  std::uint64_t store_durable_ = 0;
+  std::uint64_t store_failed_through_ = 0;
+  std::unordered_set<connection*> store_waiters_;
+  /// The store's writer thread reads it: guarded.
+  struct store_listener {
+    std::mutex mutex;
+    caf::actor control;
+  };
+  std::shared_ptr<store_listener> store_listener_ =
+    std::make_shared<store_listener>();
   topic_limits topic_bounds_;
   authenticator auth_;
   std::vector<remap> remaps_;

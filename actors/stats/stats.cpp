@@ -8,6 +8,7 @@
 #include "core/probe.hpp"
 #include "core/type_ids.hpp"
 #include "stats/stats_render.hpp"
+#include "stats/sys_broker.hpp"
 
 namespace hubflow {
 
@@ -18,6 +19,7 @@ struct stats_store {
   std::chrono::steady_clock::time_point started
     = std::chrono::steady_clock::now();
   caf::actor hub; // receives $SYS/hubflow/<kind>/<name> messages
+  mosquitto_sys_tree sys_broker; // and Mosquitto's $SYS/broker/... ones
 };
 
 std::shared_ptr<stats_store> make_stats_store() {
@@ -31,6 +33,34 @@ struct stats_state {
   std::shared_ptr<stats_store> store;
   stats_config cfg;
 };
+
+// A retained message from the stats actor to the hub, answer ignored (the
+// next change publishes again).
+void publish_sys(caf::stateful_actor<stats_state>* self, std::string topic,
+                 payload body) {
+  message msg;
+  msg.topic = std::move(topic);
+  msg.body = std::move(body);
+  msg.retain = true;
+  msg.origin = "stats";
+  self->request(self->state.store->hub, caf::infinite, publish_atom::value,
+                std::move(msg))
+    .then([](ok_atom) {}, [](caf::error&) {});
+}
+
+// Mosquitto's tree, from the embedded hub's counters (it alone sets
+// store.hub, so its component is there once it has reported).
+void publish_sys_broker(caf::stateful_actor<stats_state>* self) {
+  auto& st = *self->state.store;
+  auto hub = st.components.find({"hub", "embedded"});
+  if (hub == st.components.end())
+    return;
+  auto uptime = std::chrono::duration<double>(
+                  std::chrono::steady_clock::now() - st.started)
+                  .count();
+  for (auto& t : st.sys_broker.update(hub->second, uptime, HUBFLOW_VERSION))
+    publish_sys(self, std::move(t.topic), payload{std::move(t.payload)});
+}
 
 caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
                           stats_config cfg, std::shared_ptr<stats_store> store) {
@@ -73,15 +103,10 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
           if (!dirty)
             continue;
           dirty = false;
-          message msg;
-          msg.topic = "$SYS/hubflow/" + key.first + "/" + key.second;
-          msg.body = payload{component_to_json(st.components[key])};
-          msg.retain = true;
-          msg.origin = "stats";
-          self->request(st.hub, caf::infinite, publish_atom::value,
-                        std::move(msg))
-            .then([](ok_atom) {}, [](caf::error&) {});
+          publish_sys(self, "$SYS/hubflow/" + key.first + "/" + key.second,
+                      payload{component_to_json(st.components[key])});
         }
+        publish_sys_broker(self);
       }
       self->delayed_send(self, self->state.cfg.report_interval,
                          tick_atom::value);

@@ -290,11 +290,12 @@ TEST_P(function_pool, a_burst_on_a_cold_pool_keeps_every_instance_busy) {
   EXPECT_EQ(r.most_busy, 4) << env.server->stats_json();
   EXPECT_EQ(env.counter("instances_started") - started_before, 4);
   expect_two_calls_per_worker(env, burst);
-  // Two rounds of 1 s after the instances started. A native instance
-  // starts at once; a worker process takes its interpreter's start (four
-  // Pythons starting together took 0.5-1.1 s on the loaded 2-core machine
-  // of this test's first runs), so for those the 2.5 s count from when the
-  // last of them began its first call, and each must begin its second call
+  // Two rounds of 1 s, within 2.5 s of publishing. A native instance
+  // starts at once and a Python worker in 0.1-0.2 s (it imports only what
+  // every call needs for that reason); four Node processes starting
+  // together take 0.3-0.4 s of a loaded 2-core machine (node -e 0 alone
+  // takes 0.1 s there), so for Node the 2.5 s count from 0.4 s before the
+  // last worker began its first call. Each instance begins its second call
   // as soon as its first is done: no instance idles while work waits.
   auto bound = 2500ms;
   if (GetParam() != "native") {
@@ -312,12 +313,12 @@ TEST_P(function_pool, a_burst_on_a_cold_pool_keeps_every_instance_busy) {
     for (auto& [pid, at] : starts) {
       std::sort(at.begin(), at.end());
       last_first_start = std::max(last_first_start, at.front());
-      if (at.size() == 2) {
-        EXPECT_LT(at[1] - at[0], 1.25) << "pid " << pid << "\n" << r.timeline;
-      }
+      EXPECT_LT(at.back() - at.front(), 1.25) << "pid " << pid << "\n"
+                                              << r.timeline;
     }
-    bound += std::chrono::milliseconds{
-      static_cast<std::int64_t>(last_first_start * 1000)};
+    if (GetParam() == "node" && last_first_start > 0.4)
+      bound += std::chrono::milliseconds{
+        static_cast<std::int64_t>((last_first_start - 0.4) * 1000)};
   }
   EXPECT_LE(r.took, bound) << ms(r.took) << " ms, bound " << ms(bound)
                            << " ms\n"

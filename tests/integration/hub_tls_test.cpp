@@ -86,7 +86,7 @@ TEST_F(hub_tls, mosquitto_clients_over_tls_and_across_listeners) {
 }
 
 TEST_F(hub_tls, openssl_s_client_resumes_sessions_with_tls_1_2_and_1_3) {
-  auto s_client = "echo | openssl s_client -connect 127.0.0.1:"
+  auto s_client = "sleep 0.3 | openssl s_client -connect 127.0.0.1:"
                   + std::to_string(tls_port) + " -CAfile " + pki.ca();
   for (auto version : {" -tls1_2", " -tls1_3"}) {
     auto session = pki.dir() + "/session.pem";

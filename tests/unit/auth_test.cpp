@@ -299,3 +299,184 @@ TEST_F(authenticator_test, delivery_needs_a_matching_sub_filter) {
   cfg.allow_anonymous = true;
   EXPECT_TRUE(authenticator(cfg).may_receive(nullptr, "anything"));
 }
+
+// ---- Mosquitto's files: the acl rules as Mosquitto 2.0 applies them
+
+namespace {
+
+// A hub config whose password file holds alice, bob and "ev+il" (password
+// "pw") and whose acl file is `acl_text`.
+class acl_test : public ::testing::Test {
+protected:
+  void load(const std::string& acl_text) {
+    auto files = std::make_shared<mosquitto_files>();
+    auto hash = make_password_hash("pw");
+    files->password_path = "test.pw";
+    files->users = {{"alice", hash, 1}, {"bob", hash, 2}, {"ev+il", hash, 3}};
+    files->acl_path = "test.acl";
+    files->acl = parse_acl_file(acl_text, "test.acl");
+    cfg.files = files;
+    auth = std::make_unique<authenticator>(cfg);
+  }
+  client_identity user(const std::string& name, std::string_view client_id) {
+    auto* p = auth->authenticate(name, "pw", true, true);
+    EXPECT_NE(p, nullptr) << name;
+    return {p, client_id};
+  }
+  hub_config cfg;
+  std::unique_ptr<authenticator> auth;
+};
+
+} // namespace
+
+TEST_F(acl_test, deny_wins_within_a_section_whatever_its_place) {
+  load("user alice\n"
+       "topic readwrite a/#\n"
+       "topic deny a/secret\n"
+       "topic read r/#\n");
+  auto alice = user("alice", "c1");
+  EXPECT_TRUE(auth->may_publish(alice, "a/b"));
+  EXPECT_FALSE(auth->may_publish(alice, "a/secret"));
+  EXPECT_FALSE(auth->may_receive(alice, "a/secret"));
+  EXPECT_TRUE(auth->may_receive(alice, "r/x"));
+  EXPECT_FALSE(auth->may_publish(alice, "r/x")); // read only
+  // bob has no section and there are no patterns: nothing at all.
+  auto bob = user("bob", "c2");
+  EXPECT_FALSE(auth->may_publish(bob, "a/b"));
+  EXPECT_FALSE(auth->may_subscribe(bob, "#"));
+}
+
+TEST_F(acl_test, patterns_fill_in_username_and_client_id) {
+  load("pattern write in/%u/%c\n"
+       "pattern read out/%c/#\n");
+  auto alice = user("alice", "dev1");
+  EXPECT_TRUE(auth->may_publish(alice, "in/alice/dev1"));
+  EXPECT_FALSE(auth->may_publish(alice, "in/alice/dev2"));
+  EXPECT_FALSE(auth->may_publish(alice, "in/bob/dev1"));
+  EXPECT_TRUE(auth->may_receive(alice, "out/dev1/x"));
+  EXPECT_FALSE(auth->may_receive(alice, "out/dev2/x"));
+  // Anonymous clients: %c patterns apply, %u patterns do not.
+  client_identity anonymous{nullptr, "dev9"};
+  EXPECT_TRUE(auth->may_receive(anonymous, "out/dev9/x"));
+  EXPECT_FALSE(auth->may_publish(anonymous, "in/%u/dev9"));
+  EXPECT_FALSE(auth->may_publish(anonymous, "in//dev9"));
+  // A wildcard in a name would widen a pattern: Mosquitto denies outright.
+  EXPECT_FALSE(auth->may_receive({nullptr, "dev#"}, "out/dev#/x"));
+  EXPECT_FALSE(auth->may_receive(user("ev+il", "d"), "out/d/x"));
+}
+
+TEST_F(acl_test, own_section_is_decided_before_the_patterns) {
+  load("user alice\n"
+       "topic read shared/#\n"
+       "pattern deny shared/%u\n"
+       "pattern read shared/#\n");
+  // Mosquitto: a line of the client's own section that grants decides; a
+  // pattern's deny is never reached.
+  EXPECT_TRUE(auth->may_receive(user("alice", "c"), "shared/alice"));
+  EXPECT_FALSE(auth->may_receive(user("bob", "c"), "shared/bob"));
+  EXPECT_TRUE(auth->may_receive(user("bob", "c"), "shared/alice"));
+}
+
+TEST_F(acl_test, anonymous_section_is_before_the_first_user_line) {
+  load("topic read public/#\n"
+       "user alice\n"
+       "topic readwrite #\n");
+  client_identity anonymous{nullptr, "anon"};
+  EXPECT_TRUE(auth->may_receive(anonymous, "public/x"));
+  EXPECT_FALSE(auth->may_publish(anonymous, "public/x"));
+  EXPECT_FALSE(auth->may_receive(anonymous, "private"));
+  EXPECT_TRUE(auth->may_publish(user("alice", "c"), "private"));
+}
+
+TEST_F(acl_test, subscriptions_are_refused_only_when_nothing_could_arrive) {
+  load("topic readwrite #\n"
+       "topic deny test/nosubscribe\n"
+       "topic deny hidden/#\n"
+       "topic read $SYS/#\n");
+  client_identity anonymous{nullptr, "anon"};
+  EXPECT_FALSE(auth->may_subscribe(anonymous, "test/nosubscribe"));
+  EXPECT_FALSE(auth->may_subscribe(anonymous, "hidden/+/x"));
+  EXPECT_FALSE(auth->may_subscribe(anonymous, "$share/g/hidden/#"));
+  // Partly denied: granted, and each delivery is checked.
+  EXPECT_TRUE(auth->may_subscribe(anonymous, "test/#"));
+  EXPECT_FALSE(auth->may_receive(anonymous, "test/nosubscribe"));
+  EXPECT_TRUE(auth->may_receive(anonymous, "test/other"));
+  EXPECT_TRUE(auth->may_subscribe(anonymous, "#"));
+  EXPECT_TRUE(auth->may_subscribe(anonymous, "$SYS/broker/#"));
+  // Nothing grants read on a `$` topic but the `$SYS/#` line.
+  EXPECT_FALSE(auth->may_subscribe(anonymous, "$other/#"));
+}
+
+TEST_F(acl_test, nobody_publishes_on_sys_or_share) {
+  load("topic readwrite $SYS/#\n"
+       "topic readwrite $share/#\n");
+  client_identity anonymous{nullptr, "anon"};
+  EXPECT_FALSE(auth->may_publish(anonymous, "$SYS/broker/uptime"));
+  EXPECT_FALSE(auth->may_publish(anonymous, "$share/g/t"));
+  EXPECT_TRUE(auth->may_publish(anonymous,
+                                "$SYS/broker/connection/bridge1/state"));
+  EXPECT_TRUE(auth->may_receive(anonymous, "$SYS/broker/uptime"));
+}
+
+TEST_F(acl_test, empty_acl_file_denies_everything) {
+  load("# nothing\n");
+  EXPECT_FALSE(auth->may_publish(user("alice", "c"), "a"));
+  EXPECT_FALSE(auth->may_receive({nullptr, "c"}, "a"));
+}
+
+TEST_F(acl_test, config_principal_wins_a_name_in_both) {
+  cfg.principals = {make_principal("alice", "yaml-pw", {"yaml/#"}, {})};
+  load("user alice\ntopic readwrite file/#\n");
+  EXPECT_EQ(auth->authenticate("alice", "pw", true, true), nullptr);
+  auto* alice = auth->authenticate("alice", "yaml-pw", true, true);
+  ASSERT_NE(alice, nullptr);
+  EXPECT_TRUE(auth->may_publish({alice, "c"}, "yaml/x"));
+  EXPECT_FALSE(auth->may_publish({alice, "c"}, "file/x"));
+  // bob still comes from the file and is judged by it.
+  EXPECT_FALSE(auth->may_publish(user("bob", "c"), "file/x"));
+}
+
+TEST_F(acl_test, password_file_alone_allows_its_users_everything) {
+  auto files = std::make_shared<mosquitto_files>();
+  files->password_path = "test.pw";
+  files->users = {{"alice", make_password_hash("pw"), 1}};
+  cfg.files = files;
+  cfg.allow_anonymous = false;
+  authenticator plain(cfg);
+  auto* alice = plain.authenticate("alice", "pw", true, false);
+  ASSERT_NE(alice, nullptr);
+  EXPECT_TRUE(plain.may_publish(alice, "any/topic"));
+  EXPECT_TRUE(plain.may_subscribe(alice, "#"));
+  EXPECT_EQ(plain.authenticate("alice", "wrong", true, false), nullptr);
+}
+
+TEST_F(acl_test, anonymous_permissions_from_the_config_win_over_the_file) {
+  cfg.anonymous_permissions = permit_lists{{"anon/in"}, {"anon/out/#"}};
+  load("topic readwrite #\n");
+  client_identity anonymous{nullptr, "anon"};
+  EXPECT_TRUE(auth->may_publish(anonymous, "anon/in"));
+  EXPECT_FALSE(auth->may_publish(anonymous, "other"));
+  EXPECT_TRUE(auth->may_subscribe(anonymous, "anon/out/+"));
+  EXPECT_FALSE(auth->may_subscribe(anonymous, "#"));
+  EXPECT_TRUE(auth->may_receive(anonymous, "anon/out/x"));
+  EXPECT_FALSE(auth->may_receive(anonymous, "other"));
+}
+
+TEST(filters_intersect, some_topic_matches_both) {
+  struct pair_case {
+    const char* a;
+    const char* b;
+    bool intersect;
+  };
+  const pair_case cases[] = {
+    {"a/#", "a", true},        {"a/+/c", "a/b/+", true},
+    {"+/b", "a/#", true},      {"#", "x/y/z", true},
+    {"a/b", "a/c", false},     {"a", "a/b", false},
+    {"a/+", "a/b/c", false},   {"#", "$SYS/#", false},
+    {"+/x", "$SYS/x", false},  {"$SYS/#", "$SYS/broker/+", true},
+  };
+  for (auto& c : cases) {
+    EXPECT_EQ(filters_intersect(c.a, c.b), c.intersect) << c.a << " " << c.b;
+    EXPECT_EQ(filters_intersect(c.b, c.a), c.intersect) << c.b << " " << c.a;
+  }
+}

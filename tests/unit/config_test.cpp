@@ -484,3 +484,39 @@ TEST(config_defaults, queue_full_and_max_keepalive) {
   EXPECT_NE(error.find("hubflow.yaml:3:"), std::string::npos) << error;
   EXPECT_NE(error.find("hub.message.queue_full"), std::string::npos) << error;
 }
+
+TEST(config_hub, mosquitto_files_and_anonymous_permissions) {
+  auto cfg = load_text("hub:\n  listen: [tcp://127.0.0.1:0]\n"
+                       "  password_file: users/passwd\n"
+                       "  acl_file: /etc/mosquitto/acl\n"
+                       "  anonymous_permissions:\n"
+                       "    - {action: pub, permit: ['in/+']}\n"
+                       "    - {action: sub, permit: ['out/#', 'x']}\n",
+                       "/srv/hubflow/hubflow.yaml");
+  // Relative to the config's folder, as every path the config names.
+  EXPECT_EQ(cfg.hub.password_file.path, "/srv/hubflow/users/passwd");
+  EXPECT_EQ(cfg.hub.password_file.where.line, 3);
+  EXPECT_EQ(cfg.hub.acl_file.path, "/etc/mosquitto/acl");
+  ASSERT_TRUE(cfg.hub.anonymous_permissions);
+  EXPECT_EQ(cfg.hub.anonymous_permissions->pub,
+            std::vector<std::string>{"in/+"});
+  EXPECT_EQ(cfg.hub.anonymous_permissions->sub,
+            (std::vector<std::string>{"out/#", "x"}));
+  // A password file counts as principals: anonymous defaults to none.
+  EXPECT_FALSE(cfg.hub.allow_anonymous);
+  // The files are read later (read_mosquitto_files), not by the loader.
+  EXPECT_EQ(cfg.hub.files, nullptr);
+
+  cfg = load_text("hub:\n  listen: [tcp://127.0.0.1:0]\n", "hubflow.yaml");
+  EXPECT_FALSE(cfg.hub.anonymous_permissions);
+  EXPECT_TRUE(cfg.hub.password_file.path.empty());
+  EXPECT_TRUE(cfg.hub.allow_anonymous);
+
+  auto error = only_error("hub:\n  listen: [tcp://127.0.0.1:0]\n"
+                          "  anonymous_permissions: [{action: publish, "
+                          "permit: [a]}]\n");
+  EXPECT_NE(error.find("hubflow.yaml:3:"), std::string::npos) << error;
+  EXPECT_NE(error.find("hub.anonymous_permissions[0].action"),
+            std::string::npos)
+    << error;
+}
