@@ -170,7 +170,8 @@ bool hub_core::store_pending(std::uint64_t from, std::uint64_t through,
                              bool& refused) const {
   refused = through > from && from < store_failed_through_;
   // sync: off acknowledges at once (written behind).
-  return !refused && store_->acks_wait() && through > store_durable_;
+  return !refused && store_ && store_->acks_wait()
+         && through > store_durable_;
 }
 
 void hub_core::store_reported(std::uint64_t durable,
