@@ -21,6 +21,7 @@
 #include "core/type_ids.hpp"
 #include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
+#include "http/http_api.hpp"
 #include "hub/embedded_hub.hpp"
 #include "hub/mosquitto_files.hpp"
 
@@ -211,7 +212,8 @@ void apply_overrides(config& cfg, const options& opts) {
 
 
 /// Waits for SIGINT or SIGTERM and returns it; SIGHUP on the way makes
-/// the embedded hub re-read its TLS certificates (clients stay connected).
+/// the embedded hub and the HTTP API re-read their TLS certificates
+/// (clients stay connected).
 int wait_for_signal(caf::actor_system& sys) {
   sigset_t signals;
   sigemptyset(&signals);
@@ -223,9 +225,12 @@ int wait_for_signal(caf::actor_system& sys) {
     sigwait(&signals, &received);
     if (received != SIGHUP)
       return received;
-    spdlog::info("received SIGHUP: the hub re-reads its certificates");
-    if (auto hub = sys.registry().get(hub_registry_name))
-      caf::anon_send(caf::actor_cast<caf::actor>(hub), reload_atom::value);
+    spdlog::info("received SIGHUP: the hub and the HTTP API re-read their "
+                 "certificates");
+    for (auto name : {hub_registry_name, http_registry_name})
+      if (auto target = sys.registry().get(name))
+        caf::anon_send(caf::actor_cast<caf::actor>(target),
+                       reload_atom::value);
   }
 }
 

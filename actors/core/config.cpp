@@ -362,6 +362,7 @@ struct builder {
         hub.address_parsed = *a;
       else
         fail("hub.address", bad);
+      build_address_tls(j, hub);
       hub.username = str(j, "username");
       hub.protocol = str(j, "protocol", "mqttv311") == "mqttv5" ? 5 : 4;
       if (j.contains("password")) {
@@ -425,6 +426,38 @@ struct builder {
     return hub;
   }
 
+  /// An ssl:// or mqtts:// `hub.address`: the inline `ca`, `cert`, `key`
+  /// and `insecureSkipVerify` of Baetyl's function manager, checked now so
+  /// --check reports what the link would hit when it connects.
+  void build_address_tls(const json& j, hub_config& hub) {
+    bool secure = hub.address.starts_with("ssl://")
+                  || hub.address.starts_with("mqtts://");
+    if (!secure) {
+      for (auto key : {"ca", "cert", "key", "insecureSkipVerify"})
+        if (j.contains(key))
+          fail(std::string{"hub."} + key,
+               "'" + hub.address + "' is not a TLS address: write ssl://");
+      return;
+    }
+    tls_client_settings tls;
+    tls.ca = config_file(j, "ca");
+    tls.cert = config_file(j, "cert");
+    tls.key = config_file(j, "key");
+    tls.insecure_skip_verify = at(j, "insecureSkipVerify").is_boolean()
+                               && at(j, "insecureSkipVerify").get<bool>();
+    tls_problem problem;
+    if (!check_client_tls(tls, problem))
+      fail(key_path_of(tls.key_path, problem), problem.message);
+    hub.address_tls = std::move(tls);
+  }
+
+  /// The file named by `j[key]`, resolved against the config file; empty
+  /// when not given.
+  std::string config_file(const json& j, const char* key) {
+    auto value = str(j, key);
+    return value.empty() ? value : config_relative(value, doc.file);
+  }
+
   /// `hub.listen` (URLs, or {url, certificate} for a listener with its
   /// own certificate) and `hub.certificate`; every TLS listener's files
   /// are checked by building its context, each certificate block once.
@@ -470,13 +503,9 @@ struct builder {
   tls_settings build_tls(const json& j, const std::string& key_path) {
     tls_settings tls;
     tls.key_path = key_path;
-    auto file = [&](const char* key) {
-      auto value = str(j, key);
-      return value.empty() ? value : config_relative(value, doc.file);
-    };
-    tls.ca = file("ca");
-    tls.cert = file("cert");
-    tls.key = file("key");
+    tls.ca = config_file(j, "ca");
+    tls.cert = config_file(j, "cert");
+    tls.key = config_file(j, "key");
     tls.require_certificate = at(j, "require_certificate").is_boolean()
                               && at(j, "require_certificate").get<bool>();
     tls.use_identity_as_username =
@@ -484,6 +513,7 @@ struct builder {
       && at(j, "use_identity_as_username").get<bool>();
     tls.tls_version = str(j, "tls_version", tls.tls_version);
     tls.ciphers = str(j, "ciphers");
+    tls.ciphersuites = str(j, "ciphers_tls1.3");
     return tls;
   }
 
@@ -492,7 +522,7 @@ struct builder {
   void check_tls(const tls_settings& tls) {
     tls_problem problem;
     if (!make_server_tls_context(tls, problem))
-      fail(key_path_of(tls, problem), problem.message);
+      fail(key_path_of(tls.key_path, problem), problem.message);
   }
 
   /// The bounds of what one client may make the hub hold (Mosquitto's key
@@ -658,6 +688,16 @@ struct builder {
       if (at(http, "max_connections").is_number())
         cfg.http.max_connections
           = at(http, "max_connections").get<std::size_t>();
+      if (http.contains("certificate")) {
+        cfg.http.certificate
+          = build_tls(at(http, "certificate"), "http.certificate");
+        if (cfg.http.certificate->use_identity_as_username)
+          fail("http.certificate.use_identity_as_username",
+               "the HTTP API has no principals: a client certificate is "
+               "only verified (require_certificate)");
+        else
+          check_tls(*cfg.http.certificate);
+      }
     }
     if (root.contains("persistence")) {
       cfg.persistence = build_persistence(at(root, "persistence"));

@@ -113,8 +113,8 @@ enum class queue_full_policy {
 inline const host_port_rules hub_listen_rules{{"tcp://", "mqtt://"}, false,
                                               true};
 /// How `hub.address` (an external hub) is written.
-inline const host_port_rules hub_address_rules{{"tcp://", "mqtt://"}, true,
-                                               false};
+inline const host_port_rules hub_address_rules{
+  {"tcp://", "mqtt://", "ssl://", "mqtts://"}, true, false};
 /// How `http.listen` is written.
 inline const host_port_rules http_listen_rules{{}, false, true};
 
@@ -161,7 +161,25 @@ struct tls_settings {
   bool use_identity_as_username = false;
   std::string tls_version = "tlsv1.2"; // the oldest accepted: tlsv1.2|tlsv1.3
   std::string ciphers; // OpenSSL's list for TLS 1.2; empty: its default
+  /// `ciphers_tls1.3`: OpenSSL's TLS 1.3 suites; empty: its default.
+  std::string ciphersuites;
   std::string key_path; // where it was written: `hub.certificate`, ...
+};
+
+/// The external hub's TLS (`hub.address: ssl://...`), written inline in the
+/// hub block as Baetyl's function manager does: `ca`, `cert`, `key`,
+/// `insecureSkipVerify`. Paths are resolved against the config file.
+struct tls_client_settings {
+  /// CA bundle that signs the hub's certificate; empty: the system's
+  /// trust store (/etc/ssl/certs).
+  std::string ca;
+  std::string cert; // a client certificate for mutual TLS (with `key`)
+  std::string key;
+  /// Accept a certificate whose name is not the address's host (the chain
+  /// is still verified): for hubs reached by an address the certificate
+  /// does not name.
+  bool insecure_skip_verify = false;
+  std::string key_path = "hub"; // where it was written
 };
 
 /// The hub rules talk to: embedded (`listen`) or external (`address`).
@@ -189,6 +207,8 @@ struct hub_config {
   // External hub (Baetyl's function-manager form).
   std::string address;
   host_port address_parsed; // `address` without its scheme
+  /// ssl:// or mqtts:// addresses only.
+  std::optional<tls_client_settings> address_tls;
   std::string username;
   std::string password;
   int protocol = 4; // 4 = MQTT 3.1.1, 5 = MQTT 5
@@ -286,6 +306,8 @@ struct http_config {
   milliseconds idle_timeout = std::chrono::seconds(60);
   /// Connections beyond this many get 503 and are closed at once.
   std::size_t max_connections = 1024;
+  /// `http.certificate`: the API serves HTTPS only (docs/http-api.md).
+  std::optional<tls_settings> certificate;
 };
 
 /// When a stored record counts as safe (`persistence.sync`).

@@ -87,39 +87,64 @@ bool fail(tls_problem& problem, std::string key, std::string message) {
   return false;
 }
 
-bool configure(SSL_CTX* ctx, const tls_settings& tls, tls_problem& problem) {
+/// Installs the certificate chain `cert` and its private key `key` in
+/// `ctx`: readable, PEM, within validity, the key matching.
+bool use_certificate(SSL_CTX* ctx, const std::string& cert,
+                     const std::string& key, tls_problem& problem) {
   std::string error;
-  if (tls.cert.empty())
-    return fail(problem, "cert", "a TLS listener needs `cert`");
-  if (tls.key.empty())
-    return fail(problem, "key", "a TLS listener needs `key`");
-  if (!read_valid_certificate(tls.cert, error))
+  if (!read_valid_certificate(cert, error))
     return fail(problem, "cert", error);
-  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert.c_str()) != 1)
-    return fail(problem, "cert", tls.cert + ": " + take_openssl_error());
-  auto key_file = open_file(tls.key, error);
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1)
+    return fail(problem, "cert", cert + ": " + take_openssl_error());
+  auto key_file = open_file(key, error);
   if (!key_file)
     return fail(problem, "key", error);
   // Read apart from installing it: OpenSSL's own loader says "key values
   // mismatch" for a key that is fine but belongs to another certificate.
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key{
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey{
     PEM_read_PrivateKey(key_file.get(), nullptr, nullptr, nullptr),
     EVP_PKEY_free};
-  if (!key)
-    return fail(problem, "key", tls.key + ": not a PEM private key ("
+  if (!pkey)
+    return fail(problem, "key", key + ": not a PEM private key ("
                                   + take_openssl_error() + ")");
-  if (SSL_CTX_use_PrivateKey(ctx, key.get()) != 1
+  if (SSL_CTX_use_PrivateKey(ctx, pkey.get()) != 1
       || SSL_CTX_check_private_key(ctx) != 1) {
     ERR_clear_error();
     return fail(problem, "key",
-                tls.key + ": the key does not match the certificate "
-                  + tls.cert);
+                key + ": the key does not match the certificate " + cert);
   }
+  return true;
+}
+
+/// Trusts the CA bundle `ca` (readable, PEM, within validity).
+bool use_ca(SSL_CTX* ctx, const std::string& ca, tls_problem& problem) {
+  std::string error;
+  if (!read_valid_certificate(ca, error))
+    return fail(problem, "ca", error);
+  if (SSL_CTX_load_verify_locations(ctx, ca.c_str(), nullptr) != 1)
+    return fail(problem, "ca", ca + ": " + take_openssl_error());
+  return true;
+}
+
+using context_ptr = std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)>;
+
+context_ptr new_context(const SSL_METHOD* method, tls_problem& problem) {
+  context_ptr ctx{SSL_CTX_new(method), SSL_CTX_free};
+  if (!ctx)
+    problem = {"", "cannot create a TLS context: " + take_openssl_error()};
+  return ctx;
+}
+
+bool configure(SSL_CTX* ctx, const tls_settings& tls, tls_problem& problem) {
+  if (tls.cert.empty())
+    return fail(problem, "cert", "a TLS listener needs `cert`");
+  if (tls.key.empty())
+    return fail(problem, "key", "a TLS listener needs `key`");
+  if (!use_certificate(ctx, tls.cert, tls.key, problem))
+    return false;
   if (!tls.ca.empty()) {
-    if (!read_valid_certificate(tls.ca, error))
-      return fail(problem, "ca", error);
-    if (SSL_CTX_load_verify_locations(ctx, tls.ca.c_str(), nullptr) != 1)
-      return fail(problem, "ca", tls.ca + ": " + take_openssl_error());
+    if (!use_ca(ctx, tls.ca, problem))
+      return false;
     // Tells clients which CAs their certificate may come from.
     SSL_CTX_set_client_CA_list(ctx, SSL_load_client_CA_file(tls.ca.c_str()));
   }
@@ -145,6 +170,14 @@ bool configure(SSL_CTX* ctx, const tls_settings& tls, tls_problem& problem) {
     ERR_clear_error();
     return fail(problem, "ciphers",
                 "'" + tls.ciphers + "': no cipher OpenSSL knows");
+  }
+  if (!tls.ciphersuites.empty()
+      && SSL_CTX_set_ciphersuites(ctx, tls.ciphersuites.c_str()) != 1) {
+    ERR_clear_error();
+    return fail(problem, "ciphers_tls1.3",
+                "'" + tls.ciphersuites
+                  + "': no TLS 1.3 suite OpenSSL knows (TLS_AES_128_GCM_SHA256, "
+                    "TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256)");
   }
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION
                              | SSL_OP_CIPHER_SERVER_PREFERENCE);
@@ -173,20 +206,29 @@ std::string take_openssl_error(const char* fallback) {
   return buf;
 }
 
-std::string key_path_of(const tls_settings& tls, const tls_problem& problem) {
-  return problem.key.empty() ? tls.key_path : tls.key_path + "." + problem.key;
+std::string key_path_of(const std::string& block, const tls_problem& problem) {
+  return problem.key.empty() ? block : block + "." + problem.key;
 }
 
 tls_context_ptr make_server_tls_context(const tls_settings& tls,
                                         tls_problem& problem) {
-  tls_context_ptr ctx{SSL_CTX_new(TLS_server_method()), SSL_CTX_free};
-  if (!ctx) {
-    problem = {"", "cannot create a TLS context: " + take_openssl_error()};
+  auto ctx = new_context(TLS_server_method(), problem);
+  if (!ctx || !configure(ctx.get(), tls, problem))
     return nullptr;
-  }
-  if (!configure(ctx.get(), tls, problem))
-    return nullptr;
-  return ctx;
+  return tls_context_ptr{ctx.release(), SSL_CTX_free};
+}
+
+bool check_client_tls(const tls_client_settings& tls, tls_problem& problem) {
+  if (tls.cert.empty() != tls.key.empty())
+    return fail(problem, tls.cert.empty() ? "cert" : "key",
+                "a client certificate needs both `cert` and `key`");
+  auto ctx = new_context(TLS_client_method(), problem);
+  if (!ctx)
+    return false;
+  if (!tls.ca.empty() && !use_ca(ctx.get(), tls.ca, problem))
+    return false;
+  return tls.cert.empty()
+         || use_certificate(ctx.get(), tls.cert, tls.key, problem);
 }
 
 } // namespace hubflow

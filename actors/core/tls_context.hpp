@@ -25,19 +25,26 @@ struct tls_problem {
   std::string message;
 };
 
-/// The config key a problem is about: `hub.certificate.cert`, or the
-/// block's own path when it concerns the whole block.
-std::string key_path_of(const tls_settings& tls, const tls_problem& problem);
+/// The config key a problem is about: `hub.certificate.cert` for a block
+/// written at `hub.certificate`, or the block's own path when it concerns
+/// the whole block.
+std::string key_path_of(const std::string& block, const tls_problem& problem);
 
 /// Builds a server context from `tls`: the certificate chain (readable, PEM,
 /// within its validity period), the private key (must match it), the CA
 /// for client certificates (requested and verified with
-/// `require_certificate`), the minimum version, the TLS 1.2 cipher list,
-/// and the session cache and tickets for resumption. Renegotiation is off
+/// `require_certificate`), the minimum version, the TLS 1.2 cipher list and
+/// TLS 1.3 suites, and the session cache and tickets for resumption. Renegotiation is off
 /// (a client could otherwise make the server redo handshakes at will).
 /// nullptr with `problem` set on failure.
 tls_context_ptr make_server_tls_context(const tls_settings& tls,
                                         tls_problem& problem);
+
+/// Checks what the external hub's link hands libmosquitto (which reads
+/// the files itself when it connects): `ca` readable, PEM and within its
+/// validity; `cert` and `key` given together, the key matching the
+/// certificate. False with `problem` set on failure.
+bool check_client_tls(const tls_client_settings& tls, tls_problem& problem);
 
 /// The first queued OpenSSL error as text ("wrong version number"), and the
 /// queue cleared; `fallback` when the queue is empty.

@@ -77,6 +77,11 @@ using reply_atom = caf::atom_constant<caf::atom("reply")>;
 /// actor was replaced (core/keeper.hpp); whoever holds `old` uses
 /// `replacement` from now on.
 using rewire_atom = caf::atom_constant<caf::atom("rewire")>;
+/// (reload_atom): re-read the certificate files (main.cpp sends it on
+/// SIGHUP to the hub and the HTTP API). New connections use the new ones,
+/// open connections keep theirs; files that do not load leave the old
+/// certificate in use (logged as an error).
+using reload_atom = caf::atom_constant<caf::atom("reload")>;
 using ok_atom = caf::ok_atom;
 using get_atom = caf::get_atom;
 

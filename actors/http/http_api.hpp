@@ -66,8 +66,13 @@ struct http_context {
   void replace(const caf::actor& old, const caf::actor& replacement);
 };
 
+/// Where the running API is registered (the keeper may have replaced the
+/// one first started): main.cpp sends it reload_atom on SIGHUP.
+inline constexpr caf::atom_value http_registry_name = caf::atom("hf.http");
+
 /// Binds cfg.listen ("host:port"; port 0 picks a free one) and spawns the
-/// API broker with cfg's limits and deadlines. On failure returns an
+/// API broker with cfg's limits and deadlines, serving HTTPS only when
+/// cfg.certificate is set. On failure returns an
 /// invalid handle and sets `error`.
 /// `bound_port`, when given, receives the port actually bound. The API
 /// follows (rewire_atom, old, replacement) (see http_context::replace).

@@ -28,6 +28,7 @@
 #include "core/acceptor.hpp"
 #include "core/json_text.hpp"
 #include "core/probe.hpp"
+#include "core/tls_context.hpp"
 #include "http/http_api.hpp"
 #include "http/http_parser.hpp"
 
@@ -52,10 +53,17 @@ struct http_api_limits {
   std::size_t max_json_depth = default_json_depth;
 };
 
+/// An HTTPS connection's TLS session (http_server.cpp).
+struct http_tls;
+
 struct http_connection {
-  explicit http_connection(http_limits limits) : parser(limits) {
-  }
+  explicit http_connection(http_limits limits);
+  http_connection(http_connection&&) noexcept;
+  ~http_connection();
   http_request_parser parser;
+  /// HTTPS (http.certificate) only: what arrives is decrypted before the
+  /// parser sees it, what is sent is encrypted.
+  std::unique_ptr<http_tls> tls;
   bool busy = false;       // a request is being answered; later ones wait
   bool processing = false; // process_input is on the stack for it
   bool reading = true;     // CAF reads from the socket (halted otherwise)
@@ -73,6 +81,10 @@ struct http_api_state {
   std::shared_ptr<const http_context> ctx;
   http_api_limits limits;
   std::map<caf::io::connection_handle, http_connection> connections;
+  /// http.certificate: every connection speaks TLS (re-read on SIGHUP; a
+  /// connection keeps the context it started with).
+  tls_context_ptr tls;
+  std::optional<tls_settings> certificate; // what `tls` is built from
   probe stats{"http", "api"};
   bool report_scheduled = false;
   bool sweep_scheduled = false;

@@ -4,16 +4,64 @@
 #include <memory>
 
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
 #include "core/type_ids.hpp"
+#include "hub/tls_layer.hpp"
 
 // The server side of the HTTP API: connections, pipelining, flow control and
 // deadlines; routes are handed complete requests (http_exchange.hpp).
 namespace hubflow::http {
+
+/// An HTTPS connection's TLS: OpenSSL on memory BIOs, as the hub's TLS
+/// listeners use it (hub/tls_layer.hpp). Its records are written like
+/// plain answers and counted in the connection's `unsent`, so flow control
+/// and deadlines see them; closing stays with the server, which sends
+/// close_notify first (session.close()).
+struct http_tls final : hub::transport {
+  http_tls(http_broker* self, caf::io::connection_handle hdl,
+           std::uint64_t& unsent, ssl_ctx_st* ctx)
+    : self(self), hdl(hdl), unsent(unsent), session(*this, ctx) {
+  }
+
+  void send(const char* data, std::size_t size) override {
+    self->write(hdl, size, data);
+    self->flush(hdl);
+    unsent += size;
+  }
+  std::size_t backlog() const override {
+    return static_cast<std::size_t>(unsent);
+  }
+  // The server closes, pauses and resumes the socket itself.
+  void close() override {
+  }
+  void shutdown_write() override {
+  }
+  void peer_closed() override {
+  }
+  void pause_reading() override {
+  }
+  void resume_reading() override {
+  }
+  const std::string& peer() const override {
+    static const std::string unknown;
+    return unknown;
+  }
+
+  http_broker* self;
+  caf::io::connection_handle hdl;
+  std::uint64_t& unsent; // the connection's
+  hub::tls_layer session;
+};
+
+http_connection::http_connection(http_limits limits) : parser(limits) {
+}
+http_connection::http_connection(http_connection&&) noexcept = default;
+http_connection::~http_connection() = default;
 
 namespace {
 
@@ -55,6 +103,8 @@ void close_connection(http_broker* self, caf::io::connection_handle hdl) {
   auto i = self->state.connections.find(hdl);
   if (i == self->state.connections.end())
     return;
+  if (i->second.tls && !i->second.closing)
+    i->second.tls->session.close(); // close_notify, written like an answer
   if (i->second.unsent > 0) {
     i->second.closing = true;
     self->halt(hdl);
@@ -108,10 +158,38 @@ void update_reading(http_broker* self, caf::io::connection_handle hdl) {
 /// Writes and counts bytes CAF holds until the socket takes them.
 void send_bytes(http_broker* self, caf::io::connection_handle hdl,
                 http_connection& conn, std::string_view bytes) {
-  self->write(hdl, bytes.size(), bytes.data());
-  self->flush(hdl);
-  conn.unsent += bytes.size();
+  if (conn.tls) {
+    conn.tls->session.send(bytes.data(), bytes.size());
+  } else {
+    self->write(hdl, bytes.size(), bytes.data());
+    self->flush(hdl);
+    conn.unsent += bytes.size();
+  }
   conn.last_activity = clock_type::now();
+}
+
+/// What arrived on `conn`, as the parser is to see it: decrypted for
+/// HTTPS. nullopt when the TLS session ended (a failed handshake, a bad
+/// record, the client's close_notify): the connection is closed then.
+std::optional<std::string_view> take_input(http_broker* self,
+                                           caf::io::connection_handle hdl,
+                                           http_connection& conn,
+                                           std::string_view bytes) {
+  if (!conn.tls)
+    return bytes;
+  auto& session = conn.tls->session;
+  bool was_established = session.established();
+  if (session.read(bytes))
+    return std::string_view{session.output()};
+  auto& st = self->state;
+  if (!session.failure().empty()) {
+    st.stats.add(was_established ? "tls_errors" : "tls_handshake_failures");
+    spdlog::info("HTTP API: closing an HTTPS connection: {}",
+                 session.failure());
+  }
+  self->close(hdl); // once the alert the session queued is written
+  forget(self, hdl);
+  return std::nullopt;
 }
 
 } // namespace
@@ -232,7 +310,9 @@ void process_input(http_broker* self, caf::io::connection_handle hdl) {
     conn.request_started = clock_type::now();
 }
 
-/// Above max_connections: 503, then close, so the client knows why.
+/// Above max_connections: 503, then close, so the client knows why (an
+/// HTTPS client only sees the connection close: answering would take a
+/// handshake first).
 void refuse(http_broker* self, caf::io::connection_handle hdl) {
   auto& st = self->state;
   st.stats.add("connections_refused");
@@ -247,8 +327,10 @@ void refuse(http_broker* self, caf::io::connection_handle hdl) {
                          + " connections open, its limit"}};
   auto bytes = make_http_response(503, "application/json", dump_json(doc),
                                   false, {{"Retry-After", "1"}});
-  self->write(hdl, bytes.size(), bytes.data());
-  self->flush(hdl);
+  if (!st.tls) {
+    self->write(hdl, bytes.size(), bytes.data());
+    self->flush(hdl);
+  }
   self->close(hdl);
   touch_stats(self);
 }
@@ -292,15 +374,43 @@ void sweep(http_broker* self) {
   }
 }
 
+/// Rebuilds the HTTPS context from http.certificate's files (SIGHUP).
+void reload_certificate(http_broker* self) {
+  auto& st = self->state;
+  if (!st.certificate)
+    return;
+  tls_problem problem;
+  if (auto fresh = make_server_tls_context(*st.certificate, problem)) {
+    st.tls = std::move(fresh);
+    spdlog::info("HTTP API: uses the certificate files re-read now");
+  } else {
+    spdlog::error("HTTP API: keeps its certificate: {}: {}",
+                  key_path_of(st.certificate->key_path, problem),
+                  problem.message);
+  }
+}
+
 caf::behavior http_api(http_broker* self, int listener,
                        std::shared_ptr<const http_context> ctx,
-                       http_api_limits limits) {
+                       http_api_limits limits,
+                       std::optional<tls_settings> certificate,
+                       tls_context_ptr tls) {
   self->state.accepting = std::make_unique<acceptor>(
     "http", std::vector<int>{listener}, self->address());
   self->state.ctx = std::move(ctx);
   self->state.limits = limits;
+  self->state.certificate = std::move(certificate);
+  self->state.tls = std::move(tls);
+  // SIGHUP finds the current API here, a replacement included.
+  self->home_system().registry().put(http_registry_name,
+                                     caf::actor_cast<caf::strong_actor_ptr>(
+                                       self));
   touch_stats(self);
   return {
+    [=](reload_atom) {
+      contain(self, failure_scope::none, {},
+              [&] { reload_certificate(self); });
+    },
     // The keeper replaced the hub or an endpoint (core/keeper.hpp).
     [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {
       auto next = std::make_shared<http_context>(*self->state.ctx);
@@ -318,7 +428,11 @@ caf::behavior http_api(http_broker* self, int listener,
                              caf::io::receive_policy::at_most(8192));
         // Reports what the socket took, so unsent output can be bounded.
         self->ack_writes(hdl, true);
-        st.connections.emplace(hdl, http_connection{st.limits.parser});
+        auto& conn = st.connections.emplace(hdl, http_connection{st.limits.parser})
+                       .first->second;
+        if (st.tls)
+          conn.tls = std::make_unique<http_tls>(self, hdl, conn.unsent,
+                                                st.tls.get());
         st.stats.add("connections_accepted");
         touch_stats(self);
         schedule_sweep(self);
@@ -333,8 +447,13 @@ caf::behavior http_api(http_broker* self, int listener,
         auto now = clock_type::now();
         conn.last_activity = now;
         if (!conn.request_started && !conn.parser.mid_request())
-          conn.request_started = now; // the first byte of a request
-        conn.parser.feed(std::string_view{msg.buf.data(), msg.buf.size()});
+          conn.request_started = now; // the first byte of a request (or of
+                                      // the TLS handshake before it)
+        auto input = take_input(self, msg.handle, conn,
+                                {msg.buf.data(), msg.buf.size()});
+        if (!input)
+          return;
+        conn.parser.feed(*input);
         process_input(self, msg.handle);
         update_reading(self, msg.handle);
       });
@@ -419,6 +538,17 @@ caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
     error = "http.listen: " + error;
     return {};
   }
+  tls_context_ptr tls;
+  if (cfg.certificate) {
+    tls_problem problem;
+    tls = make_server_tls_context(*cfg.certificate, problem);
+    if (!tls) {
+      ::close(listener);
+      error = key_path_of(cfg.certificate->key_path, problem) + ": "
+              + problem.message;
+      return {};
+    }
+  }
   if (bound_port)
     *bound_port = bound;
   http::http_api_limits limits;
@@ -427,7 +557,8 @@ caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
   limits.idle_timeout = cfg.idle_timeout;
   limits.max_connections = cfg.max_connections;
   return sys.middleman().spawn_broker(http::http_api, listener,
-                         std::make_shared<const http_context>(ctx), limits);
+                         std::make_shared<const http_context>(ctx), limits,
+                         cfg.certificate, std::move(tls));
 }
 
 } // namespace hubflow

@@ -185,7 +185,7 @@ std::vector<hub::listener> make_listeners(const hub_config& cfg,
       tls_problem problem;
       l.tls = make_server_tls_context(*tls, problem);
       if (!l.tls) {
-        error = key_path_of(*tls, problem) + ": " + problem.message;
+        error = key_path_of(tls->key_path, problem) + ": " + problem.message;
         return {};
       }
       l.identity_as_username = tls->use_identity_as_username;
@@ -225,7 +225,7 @@ void reload_certificates(hub::hub_core& core) {
       spdlog::info("hub: {} uses the certificate files re-read now", l.url);
     } else {
       spdlog::error("hub: {} keeps its certificate: {}: {}", l.url,
-                    key_path_of(*tls, problem), problem.message);
+                    key_path_of(tls->key_path, problem), problem.message);
     }
   }
 }

@@ -33,7 +33,8 @@
 //       subscribed so far
 //   (accept_atom) starts accepting connections when it was started with
 //       `accept_now` false (listening already: clients wait in the backlog)
-//   (reload_atom) re-reads the TLS listeners' certificate files (below)
+//   (reload_atom) re-reads the TLS listeners' certificate files
+//       (core/type_ids.hpp)
 // Sending it an exit message closes the listeners and every connection.
 // When it dies otherwise (killed, or a handler threw), the connections go
 // on; a replacement started by the `hub_restarter` takes over the same
@@ -66,12 +67,6 @@ using hub_restarter = std::function<caf::actor(std::string& error)>;
 
 /// Tells a hub started with `accept_now` false to accept connections.
 using accept_atom = caf::atom_constant<caf::atom("hubaccept")>;
-
-/// (reload_atom): the hub re-reads the certificate files of its TLS
-/// listeners (main.cpp sends it on SIGHUP). New connections use the new
-/// ones, connected clients keep their sessions; a listener whose files do
-/// not load keeps its old certificate (logged as an error).
-using reload_atom = caf::atom_constant<caf::atom("hubreload")>;
 
 /// Where the running hub's control actor is registered (the keeper may
 /// have replaced the one first started): `system.registry().get(...)`.

@@ -44,6 +44,9 @@ struct link_state {
   ::mosquitto* mosq = nullptr;
   std::unique_ptr<callback_target> target;
   bool connected = false;
+  /// libmosquitto's last error while not connected (a TLS handshake that
+  /// fails, a refused TCP connect): logged when it changes, not per retry.
+  std::string last_error;
   std::vector<subscription> subscriptions;
   /// By libmosquitto's message id (it picks them, not we: no ticket table).
   std::map<int, pending_publish> in_flight;
@@ -64,6 +67,7 @@ using link_actor = caf::stateful_actor<link_state>;
 using connected_atom = caf::atom_constant<caf::atom("connected")>;
 using lost_atom = caf::atom_constant<caf::atom("lost")>;
 using acked_atom = caf::atom_constant<caf::atom("acked")>;
+using link_error_atom = caf::atom_constant<caf::atom("link_err")>;
 
 constexpr auto publish_ack_timeout = std::chrono::seconds(30);
 
@@ -156,6 +160,14 @@ void on_publish(::mosquitto*, void* obj, int mid, int rc,
                  mid, rc);
 }
 
+/// libmosquitto says why a connect failed only in its log (OpenSSL's
+/// "certificate verify failed", for one): its errors go to the actor.
+void on_log(::mosquitto*, void* obj, int level, const char* text) {
+  if (level == MOSQ_LOG_ERR && text)
+    caf::anon_send(static_cast<callback_target*>(obj)->link,
+                   link_error_atom::value, std::string{text});
+}
+
 void on_message(::mosquitto*, void* obj, const mosquitto_message* m,
                 const mosquitto_property* props) {
   message msg;
@@ -243,6 +255,18 @@ void publish(link_actor* self, const message& msg, reply answer) {
   st.stats->set("in_flight", static_cast<std::int64_t>(st.in_flight.size()));
 }
 
+/// An ssl:// address: libmosquitto's TLS with the files the config loader
+/// checked. Without `ca` the system's trust store verifies the hub.
+void use_tls(::mosquitto* mosq, const tls_client_settings& tls) {
+  auto text = [](const std::string& s) {
+    return s.empty() ? nullptr : s.c_str();
+  };
+  mosquitto_tls_set(mosq, text(tls.ca),
+                    tls.ca.empty() ? "/etc/ssl/certs" : nullptr,
+                    text(tls.cert), text(tls.key), nullptr);
+  mosquitto_tls_insecure_set(mosq, tls.insecure_skip_verify);
+}
+
 caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
@@ -259,6 +283,9 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
     mosquitto_username_pw_set(st.mosq, st.cfg.username.c_str(),
                               st.cfg.password.c_str());
   mosquitto_reconnect_delay_set(st.mosq, 1, 30, true);
+  if (st.cfg.address_tls)
+    use_tls(st.mosq, *st.cfg.address_tls);
+  mosquitto_log_callback_set(st.mosq, on_log);
   mosquitto_connect_v5_callback_set(st.mosq, on_connect);
   mosquitto_disconnect_v5_callback_set(st.mosq, on_disconnect);
   mosquitto_publish_v5_callback_set(st.mosq, on_publish);
@@ -343,6 +370,7 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       spdlog::info("hub link {}: connected to {}", st.client_id,
                    st.cfg.address);
       st.connected = true;
+      st.last_error.clear();
       st.stats->add("connects");
       st.stats->label("state", "connected");
       for (auto& sub : st.subscriptions)
@@ -357,6 +385,15 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       st.stats->label("state", "reconnecting");
       spdlog::warn("hub link {}: lost {} ({}), reconnecting", st.client_id,
                    st.cfg.address, mosquitto_strerror(rc));
+    },
+    [=](link_error_atom, const std::string& text) {
+      auto& st = self->state;
+      if (st.connected || text == st.last_error)
+        return;
+      st.last_error = text;
+      st.stats->add("connect_errors");
+      spdlog::warn("hub link {}: cannot connect to {}: {} (retrying)",
+                   st.client_id, st.cfg.address, text);
     },
     // Publishes nobody acknowledged in time fail, so the rule can retry.
     [=](tick_atom) {
