@@ -27,6 +27,8 @@
 #
 # Environment knobs:
 #   HUBFLOW=path   the hubflow binary (default: build/bin/hubflow of this repo)
+#   HUBFLOWCTL=path  for the listener counters printed at the end (default:
+#                  hubflowctl next to HUBFLOW; skipped when missing)
 #   REPEAT=3       rounds of every scenario per target; the table shows medians
 #   SCALE=1        multiply every message count (default: a few seconds per
 #                  run, the whole script about 3 minutes on 2 cores; 0.1 for
@@ -237,9 +239,9 @@ print("  %7.0f msg/s  p50 %9.1f us  p99 %9.1f us  lost %d%s" % (r["delivered_per
 # ---- the scenarios: name | messages the publisher sends | arguments
 n() { awk -v count="$1" -v scale="$scale" 'BEGIN { printf "%d", count * scale < 1 ? 1 : count * scale }'; }
 scenarios=(
-  "qos0 1->1 64B|$(n 60000)|--qos 0 --subscribers 1"
-  "qos1 1->1 64B|$(n 30000)|--qos 1 --subscribers 1"
-  "fan-out 1->4 qos0|$(n 20000)|--qos 0 --subscribers 4"
+  "qos0 1->1 64B|$(n 100000)|--qos 0 --subscribers 1"
+  "qos1 1->1 64B|$(n 50000)|--qos 1 --subscribers 1"
+  "fan-out 1->4 qos0|$(n 30000)|--qos 0 --subscribers 4"
 )
 
 {
@@ -267,7 +269,7 @@ done
 
 # Anything the hub's listeners counted as refused or broken (a healthy run
 # shows zeros); printed, not judged.
-hubflowctl=$(dirname "$hubflow")/hubflowctl
+hubflowctl=${HUBFLOWCTL:-$(dirname "$hubflow")/hubflowctl}
 if [[ -z ${target_na[hubflow-ws]:-} && -x $hubflowctl ]]; then
   stats_port=$(awk '/^stats:/ { s = 1 } s && /port:/ { print $2; exit }' "$work/hubflow.yaml")
   echo "hubflow's listener counters (hubflowctl stats):" >&2
