@@ -272,6 +272,7 @@ done
 hubflowctl=${HUBFLOWCTL:-$(dirname "$hubflow")/hubflowctl}
 if [[ -z ${target_na[hubflow-ws]:-} && -x $hubflowctl ]]; then
   stats_port=$(awk '/^stats:/ { s = 1 } s && /port:/ { print $2; exit }' "$work/hubflow.yaml")
+  sleep 1 # counters are reported every stats.interval (500 ms by default)
   echo "hubflow's listener counters (hubflowctl stats):" >&2
   "$hubflowctl" stats --stats-port "$stats_port" --token-file "$work/stats.token" 2>&1 |
     grep -E -i 'listener|websocket|handshake|protocol_errors|dropped' | sed 's/^/    /' >&2 || true
