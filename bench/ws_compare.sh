@@ -289,9 +289,9 @@ na_file=$work/na.json
   done
   printf '}\n'
 } >"$na_file"
-"$python" - "$results" "$na_file" "$(getconf CLK_TCK)" <<'EOF'
+"$python" - "$results" "$na_file" "$(getconf CLK_TCK)" "$rate" <<'EOF'
 import json, sys
-path, na_path, ticks_per_s = sys.argv[1], sys.argv[2], int(sys.argv[3])
+path, na_path, ticks_per_s, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 rows = [json.loads(line) for line in open(path) if line.strip()]
 na = json.load(open(na_path))
 targets = ["hubflow-ws", "hubflow-tcp", "mosquitto-tcp", "mosquitto-ws"]
@@ -344,9 +344,15 @@ print("broker's CPU time (user+system, all threads, /proc/<pid>/stat) during the
 print("per delivered message; client us/msg: the same for ws_load.py's processes.")
 print("Medians of the rounds; lost is the sum over all rounds. hubflow-ws and")
 print("hubflow-tcp are one hubflow process with two listeners.")
-print("The client (Python paho) is the bottleneck: its CPU per message is many times")
-print("the broker's, so msg/s is the client's limit and unpaced latency is queueing")
-print("in front of the slower subscriber. Compare the broker us/msg column.")
+if rate > 0:
+    print("Paced at %g msg/s per publisher: every target gets the same load, so broker" % rate)
+    print("us/msg and the latencies compare like for like (at this rate the broker wakes")
+    print("for nearly every message: us/msg is mostly per-wakeup cost, not per-byte).")
+else:
+    print("The client (Python paho) is the bottleneck: its CPU per message is many times")
+    print("the broker's, so msg/s is the client's limit and unpaced latency is queueing")
+    print("in front of the slower subscriber. Compare the broker us/msg column; it")
+    print("also depends on the rate (a slower client means less batching per wakeup).")
 failed = sum(1 for r in rows if r.get("error"))
 if failed:
     print("%d runs failed (see the messages before the table)." % failed)
