@@ -31,11 +31,12 @@
 #                  hubflowctl next to HUBFLOW; skipped when missing)
 #   REPEAT=3       rounds of every scenario per target; the table shows medians
 #   SCALE=1        multiply every message count (default: a few seconds per
-#                  run, the whole script about 3 minutes on 2 cores; 0.1 for
+#                  run, the whole script 1.5-2 minutes on 2 cores; 0.1 for
 #                  a quick check of the script)
 #   RATE=0         msg/s of the publisher; 0 (default): unpaced. A rate every
 #                  target sustains (e.g. 5000) gives every broker the same
 #                  load, for latencies and CPU per message at equal load
+#                  (RATE=5000 SCALE=0.4: about 2.5 minutes)
 #   RESULTS=f.jsonl  also keep every raw ws_load.py result there
 set -euo pipefail
 
