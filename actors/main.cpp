@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "broker/broker.hpp"
+#include "core/baetyl_import.hpp"
 #include "core/config.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/endpoint.hpp"
@@ -55,6 +56,7 @@ Examples:
   hubflow --config my.yaml --check          # validate, print errors, exit
   hubflow --listen 0.0.0.0:1883             # accept clients from the network
   hubflow --print-default-config > my.yaml  # start a config of your own
+  hubflow --baetyl /usr/local               # a Baetyl v1 deployment as it is
 
 Options)";
 
@@ -71,6 +73,7 @@ Docs: docs/getting-started.md, docs/configuration.md, docs/hubflowctl.md
 
 struct options {
   std::string config_file;
+  std::string baetyl_dir;
   bool check = false;
   std::string log_level;
   std::vector<std::string> plugin_dirs;
@@ -105,6 +108,11 @@ std::optional<options> parse_options(int argc, char** argv, int& exit) {
     ("version", "print the version and exit")
     ("config,c", po::value(&opts.config_file)->value_name("FILE"),
      "the YAML config (default: the embedded default above)")
+    ("baetyl", po::value(&opts.baetyl_dir)->value_name("DIR"),
+     "run a Baetyl v1 deployment instead of a config: DIR is Baetyl's "
+     "working directory (holding var/db/baetyl/application.yml); prints "
+     "what each service becomes (`hubflowctl import-baetyl DIR` writes it "
+     "as a hubflow config; docs/migrating.md)")
     ("check", po::bool_switch(&opts.check),
      "validate the config (schema, references, plugins, SQL) and exit 0 or 1")
     ("log-level,l", po::value(&opts.log_level)->value_name("LEVEL"),
@@ -148,6 +156,12 @@ std::optional<options> parse_options(int argc, char** argv, int& exit) {
   if (vm.count("print-default-config")) {
     std::cout << default_config_text();
     exit = exit_ok;
+    return std::nullopt;
+  }
+  if (!opts.config_file.empty() && !opts.baetyl_dir.empty()) {
+    std::cerr << "hubflow: --config and --baetyl exclude each other\n"
+                 "Try 'hubflow --help'.\n";
+    exit = exit_usage;
     return std::nullopt;
   }
   // spdlog reads an unknown level as "off": a typo would silence the log.
@@ -253,11 +267,22 @@ int main(int argc, char** argv) {
 
   config cfg;
   runtime_map runtimes;
+  std::optional<baetyl_import> baetyl;
   auto rt_opts = make_runtime_options(*opts);
   try {
-    cfg = opts->config_file.empty()
-            ? default_config()
-            : load_config_file(opts->config_file, endpoint_registry());
+    if (!opts->baetyl_dir.empty()) {
+      baetyl = import_baetyl(opts->baetyl_dir);
+      // Named in '<>' like the embedded default: its paths are absolute.
+      cfg = load_config_text(baetyl->yaml,
+                             "<" + baetyl->application + " as hubflow config>",
+                             endpoint_registry());
+      cfg.warnings.insert(cfg.warnings.begin(), baetyl->warnings.begin(),
+                          baetyl->warnings.end());
+    } else {
+      cfg = opts->config_file.empty()
+              ? default_config()
+              : load_config_file(opts->config_file, endpoint_registry());
+    }
     apply_overrides(cfg, *opts);
     // Mosquitto's password and acl files are part of the config: their
     // errors stop --check and the start alike.
@@ -273,13 +298,23 @@ int main(int argc, char** argv) {
     return exit_config;
   }
   if (opts->check) {
-    std::cout << (opts->config_file.empty() ? "<embedded default>"
-                                            : opts->config_file)
+    if (baetyl) {
+      for (auto& line : baetyl->mapping)
+        std::cout << line << "\n";
+      for (auto& warning : cfg.warnings)
+        std::cout << "warning: " << warning << "\n";
+    }
+    std::cout << (baetyl                       ? baetyl->application
+                  : opts->config_file.empty() ? "<embedded default>"
+                                              : opts->config_file)
               << ": valid (" << cfg.rules.size() << " rules, "
               << cfg.functions.size() << " functions, "
               << cfg.endpoints.size() << " endpoints)\n";
     return exit_ok;
   }
+  if (baetyl)
+    for (auto& line : baetyl->mapping)
+      spdlog::info("baetyl: {}", line);
   for (auto& warning : cfg.warnings)
     spdlog::warn("{}", warning);
 

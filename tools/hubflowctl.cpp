@@ -2,7 +2,8 @@
 // counters on the stats port (one line with the token, the JSON back; see
 // stats/stats_port.hpp); `passwd` makes password hashes for hub.principals
 // (validating a config is `hubflow --check`); `store` reads a stopped
-// broker's persistence store.
+// broker's persistence store; `import-baetyl` prints a Baetyl deployment
+// as a hubflow config.
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -16,6 +17,7 @@
 #include <boost/program_options.hpp>
 #include <nlohmann/json.hpp>
 
+#include "core/baetyl_import.hpp"
 #include "core/config.hpp"
 #include "core/values.hpp"
 #include "hub/auth.hpp"
@@ -54,11 +56,19 @@ Usage:
       retained messages and the bytes on disk. Reads the files only: the
       broker may be stopped (or running: the store is opened read-only).
 
+  hubflowctl import-baetyl DIR
+      Print the hubflow config a Baetyl v1 deployment becomes (what
+      `hubflow --baetyl DIR` runs): DIR is Baetyl's working directory, with
+      var/db/baetyl/application.yml. What each service becomes and what
+      has no meaning here go to standard error; errors name the Baetyl
+      file, line and key.
+
 Examples:
   hubflowctl stats
   hubflowctl stats --json | jq '.components[] | select(.kind=="function")'
   echo -n 's3cret' | hubflowctl passwd
   hubflowctl store /var/lib/hubflow
+  hubflowctl import-baetyl /usr/local > hubflow.yaml
 
 Exit codes: 0 success, 1 the broker did not answer (or bad input), 2 bad
 command line.
@@ -223,6 +233,24 @@ int store_summary(const std::string& dir, bool as_json) {
   return exit_ok;
 }
 
+int import_baetyl_dir(const std::string& dir) {
+  try {
+    auto imported = import_baetyl(dir);
+    for (auto& line : imported.mapping)
+      std::cerr << "# " << line << "\n";
+    for (auto& warning : imported.warnings)
+      std::cerr << "warning: " << warning << "\n";
+    std::cout << "# hubflow config for the Baetyl deployment "
+              << imported.application << "\n"
+              << imported.yaml;
+    return exit_ok;
+  } catch (const config_error& e) {
+    for (auto& line : e.messages())
+      std::cerr << line << "\n";
+    return exit_failed;
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -232,7 +260,7 @@ int main(int argc, char** argv) {
   std::uint16_t port = stats_config{}.port;
   std::string password_file;
   std::string token_file;
-  std::string store_dir;
+  std::string path; // store: its directory; import-baetyl: Baetyl's workdir
   po::options_description desc(usage_text);
   desc.add_options()
     ("help,h", "print this help and exit")
@@ -248,7 +276,7 @@ int main(int argc, char** argv) {
      "passwd: read the password from FILE");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&command))(
-    "path", po::value(&store_dir));
+    "path", po::value(&path));
   po::options_description all;
   all.add(desc).add(hidden);
   po::positional_options_description positional;
@@ -274,12 +302,20 @@ int main(int argc, char** argv) {
   if (command == "passwd")
     return passwd(password_file);
   if (command == "store") {
-    if (store_dir.empty()) {
+    if (path.empty()) {
       std::cerr << "hubflowctl: store needs the store's directory "
                    "(persistence.path)\nTry 'hubflowctl --help'.\n";
       return exit_usage;
     }
-    return store_summary(store_dir, as_json);
+    return store_summary(path, as_json);
+  }
+  if (command == "import-baetyl") {
+    if (path.empty()) {
+      std::cerr << "hubflowctl: import-baetyl needs Baetyl's working "
+                   "directory\nTry 'hubflowctl --help'.\n";
+      return exit_usage;
+    }
+    return import_baetyl_dir(path);
   }
   std::cerr << "hubflowctl: "
             << (command.empty() ? "no command given"

@@ -100,10 +100,6 @@ std::string child_path(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
 }
 
-std::string index_path(const std::string& parent, std::size_t i) {
-  return parent + "[" + std::to_string(i) + "]";
-}
-
 /// Plain YAML scalars get JSON types (int, float, bool, null); quoted ones
 /// stay strings, so `'5'` is a string and `5` a number, as a reader expects.
 json scalar_to_json(const YAML::Node& node) {
@@ -581,6 +577,14 @@ struct builder {
     auto path = index_path("functions", index);
     fn.where = doc.where(path);
     fn.name = str(j, "name");
+    // Baetyl's function manager names the service that runs the function;
+    // what the service is lives in application.yml, which only --baetyl
+    // reads.
+    if (j.contains("service"))
+      fail(path + ".service",
+           "'" + str(j, "service") + "' names a Baetyl service: run the "
+           "whole deployment with `hubflow --baetyl DIR` (or give this "
+           "function its runtime, handler and codedir)");
     fn.runtime = str(j, "runtime", "native");
     fn.plugin = str(j, "plugin");
     fn.handler = str(j, "handler");

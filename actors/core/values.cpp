@@ -142,6 +142,10 @@ parse_host_port_list(std::string_view text, const host_port_rules& rules,
   }
 }
 
+std::string index_path(const std::string& parent, std::size_t i) {
+  return parent + "[" + std::to_string(i) + "]";
+}
+
 std::string config_relative(const std::string& path,
                             const std::string& config_file) {
   namespace fs = std::filesystem;

@@ -70,6 +70,9 @@ inline constexpr const char* plain_secret_warning =
   "the secret is written in the config file; prefer {file: PATH} or "
   "{env: NAME}";
 
+/// The key path of item `i` of a list: `rules[2]`, for error messages.
+std::string index_path(const std::string& parent, std::size_t i);
+
 /// `path` resolved against the directory of `config_file` when relative
 /// (unchanged for the embedded config, whose name starts with '<').
 std::string config_relative(const std::string& path,
