@@ -2,8 +2,8 @@
 // counters on the stats port (one line with the token, the JSON back; see
 // stats/stats_port.hpp); `passwd` makes password hashes for hub.principals
 // (validating a config is `hubflow --check`); `store` reads a stopped
-// broker's persistence store; `import-baetyl` prints a Baetyl deployment
-// as a hubflow config.
+// broker's persistence store; `import-baetyl` and `import-mosquitto` print
+// a Baetyl deployment or a mosquitto.conf as a hubflow config.
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -19,6 +19,7 @@
 
 #include "core/baetyl_import.hpp"
 #include "core/config.hpp"
+#include "core/mosquitto_import.hpp"
 #include "core/values.hpp"
 #include "hub/auth.hpp"
 #include "stats/stats_render.hpp"
@@ -62,6 +63,12 @@ Usage:
       var/db/baetyl/application.yml. What each service becomes and what
       has no meaning here go to standard error; errors name the Baetyl
       file, line and key.
+  hubflowctl import-mosquitto FILE
+      Print the hubflow config a mosquitto.conf becomes: listeners with
+      their TLS and WebSocket options, allow_anonymous, password_file and
+      acl_file (hubflow reads them as they are), session, queue and message
+      limits, persistence. Every option it cannot map gets a `# not mapped`
+      line saying why (also on standard error).
 
 Examples:
   hubflowctl stats
@@ -69,6 +76,7 @@ Examples:
   echo -n 's3cret' | hubflowctl passwd
   hubflowctl store /var/lib/hubflow
   hubflowctl import-baetyl /usr/local > hubflow.yaml
+  hubflowctl import-mosquitto /etc/mosquitto/mosquitto.conf > hubflow.yaml
 
 Exit codes: 0 success, 1 the broker did not answer (or bad input), 2 bad
 command line.
@@ -251,6 +259,20 @@ int import_baetyl_dir(const std::string& dir) {
   }
 }
 
+int import_mosquitto(const std::string& file) {
+  try {
+    auto imported = import_mosquitto_conf(file);
+    for (auto& line : imported.unmapped)
+      std::cerr << line << "\n";
+    std::cout << imported.yaml;
+    return exit_ok;
+  } catch (const config_error& e) {
+    for (auto& line : e.messages())
+      std::cerr << line << "\n";
+    return exit_failed;
+  }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -308,6 +330,14 @@ int main(int argc, char** argv) {
       return exit_usage;
     }
     return store_summary(path, as_json);
+  }
+  if (command == "import-mosquitto") {
+    if (path.empty()) {
+      std::cerr << "hubflowctl: import-mosquitto needs the mosquitto.conf\n"
+                   "Try 'hubflowctl --help'.\n";
+      return exit_usage;
+    }
+    return import_mosquitto(path);
   }
   if (command == "import-baetyl") {
     if (path.empty()) {

@@ -34,7 +34,9 @@ std::string format_config_error(const source_position& where,
   std::ostringstream out;
   out << where.file;
   if (where.line > 0)
-    out << ':' << where.line << ':' << where.column;
+    out << ':' << where.line;
+  if (where.line > 0 && where.column > 0) // files without columns: file:line
+    out << ':' << where.column;
   out << ": ";
   if (!key_path.empty())
     out << key_path << ": ";
