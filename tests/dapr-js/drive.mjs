@@ -6,7 +6,7 @@
 // "err" when the step failed and what it saw, and exits 0 only when every
 // step passed. tests/integration/dapr_sdk_test.cpp runs it against a real
 // broker with a Redis state store named "statestore" and checks the MQTT
-// side (topics sdk/...) itself.
+// side (topics sdk/...) itself; its rule on sdk/partial refuses {"ok": 1}.
 import { CommunicationProtocolEnum, DaprClient, LogLevel } from "@dapr/dapr";
 
 const port = process.argv[2];
@@ -127,6 +127,19 @@ await step("pubsub.publishBulk", async () => {
   expect(res.failedMessages.length === 0,
          `failed: ${JSON.stringify(res.failedMessages.map((f) => text(f.error)))}`);
   return { failed: 0 };
+});
+
+// The test's hub has a rule on sdk/partial that passes {"ok": 1} on to a
+// Redis endpoint that is down (and drops the rest): the hub refuses that
+// entry only, and the SDK must say which.
+await step("pubsub.publishBulk with an entry the hub refuses", async () => {
+  const res = await client.pubsub.publishBulk("hub", "sdk/partial", [
+    { entryID: "p-ok", event: { ok: 0 }, contentType: "application/json" },
+    { entryID: "p-bad", event: { ok: 1 }, contentType: "application/json" },
+  ], { qos: "1" });
+  const failed = res.failedMessages.map((f) => f.message.entryID);
+  expect(same(failed, ["p-bad"]), `failed: ${JSON.stringify(failed)}`);
+  return { failed };
 });
 
 await step("pubsub.publishBulk to a pubsub that does not exist", async () => {

@@ -1,8 +1,9 @@
 // Dapr's JavaScript SDK (@dapr/dapr from npm, installed into tests/dapr-js by
 // tools/setup.sh), unchanged, against the whole broker (build/bin/hubflow)
 // with the HTTP API and a Redis state store: tests/dapr-js/drive.mjs runs
-// each SDK call and reports it; this test checks every report, what Redis
-// holds afterwards and what MQTT clients of the hub received.
+// each SDK call and reports it; this test checks every report (a partial
+// bulk failure included: the SDK names the refused entry), what Redis holds
+// afterwards and what MQTT clients of the hub received.
 #include <sys/stat.h>
 
 #include <map>
@@ -26,14 +27,30 @@ bool file_exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
+/// The HTTP API, a Redis state store, and a rule that makes the hub refuse
+/// some bulk entries: {"ok": 1} on sdk/partial goes on to a Redis endpoint
+/// nothing listens for (`dead_port`), without retries; the rest is dropped.
 std::string broker_config(std::uint16_t mqtt_port, std::uint16_t http_port,
-                          std::uint16_t redis_port) {
+                          std::uint16_t redis_port, std::uint16_t dead_port) {
   std::ostringstream yaml;
   yaml << "hub:\n  listen: [tcp://127.0.0.1:" << mqtt_port << "]\n"
        << "http:\n  listen: 127.0.0.1:" << http_port << "\n"
        << "endpoints:\n"
        << "  - name: statestore\n    type: redis\n    port: " << redis_port
-       << "\n";
+       << "\n"
+       << "  - name: deadstore\n    type: redis\n    port: " << dead_port
+       << "\n"
+       << R"(functions:
+  - name: only-ok
+    runtime: sql
+    handler: 'select * where ok = 1'
+rules:
+  - name: partial
+    from: {topic: 'sdk/partial', qos: 1}
+    function: {name: only-ok}
+    to: {endpoint: deadstore, topic: partial}
+    retry: {max: 0}
+)";
   return yaml.str();
 }
 
@@ -66,7 +83,8 @@ TEST(dapr_sdk, the_js_sdk_unchanged_drives_state_pubsub_metadata_and_health) {
   redis_server redis;
   auto mqtt_port = free_port();
   auto http_port = free_port();
-  hubflow_server server(broker_config(mqtt_port, http_port, redis.port()));
+  hubflow_server server(
+    broker_config(mqtt_port, http_port, redis.port(), free_port()));
   ASSERT_TRUE(wait_for_port(http_port, 20s)) << server.proc().output();
   ASSERT_TRUE(wait_for_port(mqtt_port, 5s)) << server.proc().output();
 
@@ -85,6 +103,7 @@ TEST(dapr_sdk, the_js_sdk_unchanged_drives_state_pubsub_metadata_and_health) {
                     "state.transaction",
                     "pubsub.publish with metadata qos and retain",
                     "pubsub.publishBulk",
+                    "pubsub.publishBulk with an entry the hub refuses",
                     "pubsub.publishBulk to a pubsub that does not exist",
                     "metadata.set",
                     "metadata.get",
