@@ -28,8 +28,10 @@ packages=(
   # wasm functions: C to wasm32-wasi (the grayscale example, test modules)
   clang lld wasi-libc libclang-rt-14-dev-wasm32 libstb-dev
 )
-# Node runs Node functions; keep an existing node (e.g. a newer one).
+# Node runs Node functions; keep an existing node (e.g. a newer one). npm
+# installs Dapr's JavaScript SDK for tests/integration/dapr_sdk_test.cpp.
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 # FUZZ=1: also clang and its libFuzzer/sanitizer runtimes, for the fuzz
 # build (docs/fuzzing.md); the default build and the sanitizer build use g++.
 if [ "${FUZZ:-0}" = 1 ]; then
@@ -53,6 +55,22 @@ fi
 # tests use (tests start their own on free ports); keep port 1883 free.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet mosquitto 2>/dev/null; then
   systemctl stop mosquitto || true
+fi
+
+# Dapr's JavaScript SDK, exactly as tests/dapr-js/package-lock.json pins it
+# (from the npm registry), again only when the lockfile or package.json is
+# newer than what was installed. Without it dapr_sdk_test reports SKIPPED.
+sdk_dir=$here/tests/dapr-js
+sdk_stamp=$sdk_dir/node_modules/.package-lock.json
+if [ ! -f "$sdk_stamp" ] || [ "$sdk_dir/package-lock.json" -nt "$sdk_stamp" ] \
+   || [ "$sdk_dir/package.json" -nt "$sdk_stamp" ]; then
+  echo "setup: installing Dapr's JavaScript SDK into tests/dapr-js"
+  if ! (cd "$sdk_dir" && CI=true npm ci --no-audit --no-fund --ignore-scripts \
+          --loglevel=error </dev/null); then
+    echo "setup: npm ci in tests/dapr-js failed; dapr_sdk_test will be skipped" >&2
+    # In CI a missing SDK is an error, not a skipped test.
+    [ "${CI:-}" = true ] && exit 1
+  fi
 fi
 
 cmake -S "$here" -B "$build_dir" -DCMAKE_BUILD_TYPE="$build_type" >/dev/null

@@ -7,11 +7,16 @@
 //   GET    /v1.0/state/<store>/<key>           200 value + ETag, 204 missing
 //   POST   /v1.0/state/<store>/bulk            {"keys":[...]} -> 200 array
 //   DELETE /v1.0/state/<store>/<key>           If-Match etag -> 204
+//   POST   /v1.0/state/<store>/transaction     upserts, deletes -> 204
 //   POST   /v1.0/publish/<hub>/<topic>         body into the hub -> 204
+//   POST   /v1.0-alpha1/publish/bulk/<hub>/<topic>  entries -> 204 / 500
 //   *      /v1.0/invoke/<function>/method/<m>  the function's output -> 200
 //   GET    /metrics                            Prometheus text
 //   GET    /v1.0/healthz                       204
 //   GET    /v1.0/metadata                      rules, functions, endpoints
+//   PUT    /v1.0/metadata/<key>                an "extended" attribute -> 204
+// Dapr API areas hubflow lacks (bindings, actors, secrets, ...) answer 501
+// ERR_API_UNIMPLEMENTED naming the area.
 // Errors are Dapr's JSON: {"errorCode": "...", "message": "..."}.
 // docs/http-api.md is the reference.
 //
@@ -81,9 +86,10 @@ caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,
                           const http_context& ctx, std::string& error,
                           std::uint16_t* bound_port = nullptr);
 
-/// The /v1.0/metadata document built from the stats snapshot and the
-/// context.
-std::string http_metadata_json(const stats_snapshot& stats,
-                               const http_context& ctx);
+/// The /v1.0/metadata document built from the stats snapshot, the
+/// context and the attributes set with PUT /v1.0/metadata/<key>.
+std::string http_metadata_json(
+  const stats_snapshot& stats, const http_context& ctx,
+  const std::map<std::string, std::string>& extended = {});
 
 } // namespace hubflow

@@ -5,9 +5,10 @@
 //                        answers (respond), failure containment
 //   http_routes.cpp      the route table: a request to its handler
 //   state_routes.cpp     /v1.0/state/... (a state store actor)
-//   publish_routes.cpp   /v1.0/publish/... (the hub)
+//   publish_routes.cpp   /v1.0/publish/... and bulk publish (the hub)
 //   invoke_routes.cpp    /v1.0/invoke/... (a function supervisor)
-//   metadata_routes.cpp  /metrics and /v1.0/metadata (the stats actor)
+//   metadata_routes.cpp  /metrics and /v1.0/metadata (the stats actor),
+//                        PUT /v1.0/metadata/<key> (the API's own state)
 // A route answers exactly once per request, with respond() or
 // respond_error(), directly or from an actor's answer inside answering().
 #pragma once
@@ -51,6 +52,12 @@ struct http_api_limits {
   /// Bytes of pipelined requests read ahead while a request is answered.
   std::size_t max_read_ahead = 64 * 1024;
   std::size_t max_json_depth = default_json_depth;
+  /// Entries of one bulk publish (each is one request to the hub).
+  std::size_t max_bulk_entries = 1000;
+  /// PUT /v1.0/metadata/<key>: attributes kept, and bytes per key and value.
+  std::size_t max_metadata_attributes = 64;
+  std::size_t max_metadata_key_bytes = 256;
+  std::size_t max_metadata_value_bytes = 4096;
 };
 
 /// An HTTPS connection's TLS session (http_server.cpp).
@@ -86,6 +93,10 @@ struct http_api_state {
   tls_context_ptr tls;
   std::optional<tls_settings> certificate; // what `tls` is built from
   probe stats{"http", "api"};
+  /// Attributes set with PUT /v1.0/metadata/<key>, shown under "extended"
+  /// in GET /v1.0/metadata (bounded by limits; kept in memory, as Dapr's
+  /// sidecar keeps them).
+  std::map<std::string, std::string> extended;
   bool report_scheduled = false;
   bool sweep_scheduled = false;
   bool refusing = false; // at max_connections: logged once per episode
@@ -162,6 +173,10 @@ std::string path_rest(const std::string& path, size_t n);
 /// The query parameter `name` of `req`, empty when absent.
 std::string param(const http_request& req, const std::string& name);
 
+/// The request body as JSON, bounded in depth; on failure a discarded
+/// value and, in `error`, the message to answer 400 with.
+json parse_body(http_broker* self, const http_request& req, std::string& error);
+
 /// 405 naming the methods `req.path` allows.
 void method_not_allowed(http_broker* self, const reply_to& to,
                         const http_request& req, const std::string& allow);
@@ -187,6 +202,11 @@ void state_delete(http_broker* self, const reply_to& to,
 /// POST /v1.0/publish/<hub>/<topic>.
 void publish(http_broker* self, const reply_to& to, const http_request& req,
              const std::string& hub, const std::string& topic);
+/// POST /v1.0-alpha1/publish/bulk/<hub>/<topic>: an array of entries, each
+/// published as publish() does; 204, or 500 naming the failed entries.
+void publish_bulk(http_broker* self, const reply_to& to,
+                  const http_request& req, const std::string& hub,
+                  const std::string& topic);
 /// * /v1.0/invoke/<function>/method/<method>.
 void invoke(http_broker* self, const reply_to& to, const http_request& req,
             const std::string& function, const std::string& method);
@@ -194,5 +214,8 @@ void invoke(http_broker* self, const reply_to& to, const http_request& req,
 void metrics(http_broker* self, const reply_to& to);
 /// GET /v1.0/metadata.
 void metadata(http_broker* self, const reply_to& to);
+/// PUT /v1.0/metadata/<key>: the body becomes attribute `key` (204).
+void metadata_set(http_broker* self, const reply_to& to,
+                  const http_request& req, const std::string& key);
 
 } // namespace hubflow::http

@@ -14,7 +14,8 @@
 #  define HUBFLOW_VERSION "unknown"
 #endif
 
-// /metrics and /v1.0/metadata: the stats actor's snapshot, rendered.
+// /metrics and /v1.0/metadata: the stats actor's snapshot, rendered, with
+// the attributes PUT /v1.0/metadata/<key> set.
 namespace hubflow::http {
 
 namespace {
@@ -51,16 +52,42 @@ void metadata(http_broker* self, const reply_to& to) {
   auto ctx = self->state.ctx;
   with_stats(self, to, [=](const stats_snapshot& snapshot) {
     respond(self, to, 200, "application/json",
-            http_metadata_json(snapshot, *ctx));
+            http_metadata_json(snapshot, *ctx, self->state.extended));
   });
+}
+
+void metadata_set(http_broker* self, const reply_to& to,
+                  const http_request& req, const std::string& key) {
+  auto& limits = self->state.limits;
+  auto& extended = self->state.extended;
+  auto refuse = [&](const std::string& why) {
+    respond_error(self, to, 400, "ERR_MALFORMED_REQUEST",
+                  "metadata attribute " + key + ": " + why);
+  };
+  if (key.size() > limits.max_metadata_key_bytes)
+    return refuse("the key is longer than "
+                  + std::to_string(limits.max_metadata_key_bytes) + " bytes");
+  if (req.body.size() > limits.max_metadata_value_bytes)
+    return refuse("the value is longer than "
+                  + std::to_string(limits.max_metadata_value_bytes)
+                  + " bytes");
+  if (!is_valid_utf8(req.body))
+    return refuse("the value is not valid UTF-8");
+  if (extended.count(key) == 0
+      && extended.size() >= limits.max_metadata_attributes)
+    return refuse(std::to_string(limits.max_metadata_attributes)
+                  + " attributes are set already (the most kept)");
+  extended[key] = req.body;
+  respond(self, to, 204, "", "");
 }
 
 } // namespace hubflow::http
 
 namespace hubflow {
 
-std::string http_metadata_json(const stats_snapshot& stats,
-                               const http_context& ctx) {
+std::string http_metadata_json(
+  const stats_snapshot& stats, const http_context& ctx,
+  const std::map<std::string, std::string>& extended) {
   using http::json;
   json rules = json::array(), functions = json::array(),
        endpoints = json::array(), components = json::array();
@@ -114,6 +141,7 @@ std::string http_metadata_json(const stats_snapshot& stats,
            {"runtimeVersion", HUBFLOW_VERSION},
            {"hub", ctx.hub_name},
            {"components", components},
+           {"extended", object_of(extended)},
            {"rules", rules},
            {"functions", functions},
            {"endpoints", endpoints}};

@@ -57,20 +57,6 @@ const http_state_store* find_store(http_broker* self, const reply_to& to,
   return nullptr;
 }
 
-/// A request body as JSON, bounded in depth; on failure the message to
-/// answer with 400.
-json parse_body(http_broker* self, const http_request& req,
-                std::string& error) {
-  std::string why;
-  auto doc = parse_json_bounded(req.body, self->state.limits.max_json_depth,
-                                &why);
-  if (doc.is_discarded())
-    error = why.rfind("JSON nested", 0) == 0
-              ? "failed deserializing HTTP body: " + why
-              : "failed deserializing HTTP body: not valid JSON (" + why + ")";
-  return doc;
-}
-
 /// The string member `name` of `obj` into `out`; false if it is there but
 /// not a string.
 bool string_member(const json& obj, const char* name, std::string& out) {

@@ -30,11 +30,12 @@ struct hub_inbox {
   std::vector<message> messages;
 };
 
-/// A hub sink: accepts everything except topics under "refuse/".
+/// A hub sink: accepts everything except topics under "refuse/" and the
+/// body "refuse me".
 caf::behavior fake_hub(caf::event_based_actor*, std::shared_ptr<hub_inbox> inbox) {
   return {
     [=](publish_atom, const message& msg) -> caf::result<ok_atom> {
-      if (msg.topic.rfind("refuse/", 0) == 0)
+      if (msg.topic.rfind("refuse/", 0) == 0 || msg.body.str() == "refuse me")
         return caf::make_error(caf::sec::runtime_error,
                                std::string{"not authorized to publish"});
       std::lock_guard<std::mutex> guard{inbox->mtx};
@@ -133,7 +134,7 @@ protected:
 
   curl_result post_json(const std::string& path, const std::string& body) {
     return curl("-X POST -H 'Content-Type: application/json' --data-binary "
-                + test::shell_quote(body) + " " + base_ + path);
+                + test::shell_quote(body) + " " + test::shell_quote(base_ + path));
   }
 
   static std::string error_code(const std::string& body) {
@@ -353,8 +354,10 @@ TEST_F(http_api_test, bad_requests_get_clear_4xx_answers) {
   r = curl(base_ + "/v1.0/nothing");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(error_code(r.body), "ERR_NOT_FOUND");
-  r = curl("-X PUT " + base_ + "/v1.0/state/statestore");
+  // Dapr saves with POST or PUT; other methods are 405.
+  r = curl("-X PATCH " + base_ + "/v1.0/state/statestore");
   EXPECT_EQ(r.status, 405);
+  EXPECT_NE(r.body.find("allowed: POST, PUT"), std::string::npos) << r.body;
   // Oversized body: refused from the headers (curl waits for 100-continue).
   test::temp_dir dir;
   auto big = dir.write("big.json", "[" + std::string(100 * 1024, ' ') + "]");
@@ -444,6 +447,219 @@ TEST_F(http_api_test, publish_into_the_hub) {
   EXPECT_EQ(r.status, 500);
   EXPECT_EQ(error_code(r.body), "ERR_PUBSUB_PUBLISH_MESSAGE");
   EXPECT_NE(r.body.find("not authorized"), std::string::npos) << r.body;
+}
+
+TEST_F(http_api_test, bulk_publish_into_the_hub) {
+  // The shape Dapr's JS SDK sends (entryID; metadata on every entry), with
+  // the request's metadata in the query: an entry's own metadata wins.
+  auto body = R"([
+    {"entryID": "a", "event": "plain text", "contentType": "text/plain",
+     "metadata": {}},
+    {"entryId": "b", "event": {"t": 21}, "contentType": "application/json",
+     "metadata": {"qos": "0", "retain": "false"}},
+    {"entryId": "c", "event": "AAEC/w==",
+     "contentType": "application/octet-stream"},
+    {"entryId": "d", "event": [1, 2], "metadata": {"ttlInSeconds": "30"}},
+    {"entryId": "e", "event": "no type given"}
+  ])";
+  auto r = post_json("/v1.0-alpha1/publish/bulk/hub/bulk/t"
+                     "?metadata.qos=1&metadata.retain=true",
+                     body);
+  EXPECT_EQ(r.status, 204) << r.body;
+  EXPECT_EQ(r.body, "");
+  {
+    std::lock_guard<std::mutex> guard{inbox_->mtx};
+    ASSERT_EQ(inbox_->messages.size(), 5u);
+    auto& m = inbox_->messages;
+    for (auto& msg : m) {
+      EXPECT_EQ(msg.topic, "bulk/t");
+      EXPECT_EQ(msg.origin, "http");
+    }
+    // In the order of the entries.
+    EXPECT_EQ(m[0].body.str(), "plain text");
+    EXPECT_EQ(m[0].properties.content_type, "text/plain");
+    EXPECT_EQ(m[0].qos, 1);
+    EXPECT_TRUE(m[0].retain);
+    EXPECT_EQ(m[1].body.str(), R"({"t":21})");
+    EXPECT_EQ(m[1].qos, 0);
+    EXPECT_FALSE(m[1].retain);
+    EXPECT_EQ(m[2].body.str(), std::string("\x00\x01\x02\xff", 4));
+    EXPECT_EQ(m[2].qos, 1);
+    EXPECT_EQ(m[3].body.str(), "[1,2]");
+    EXPECT_EQ(m[3].properties.content_type, "application/json");
+    EXPECT_TRUE(m[3].properties.has_message_expiry);
+    EXPECT_EQ(m[3].properties.message_expiry, 30u);
+    EXPECT_EQ(m[4].properties.content_type, "text/plain");
+    inbox_->messages.clear();
+  }
+  // PUT as Dapr allows; an empty array publishes nothing.
+  r = curl("-X PUT -H 'Content-Type: application/json' -d '[]' " + base_
+           + "/v1.0-alpha1/publish/bulk/hub/bulk/t");
+  EXPECT_EQ(r.status, 204) << r.body;
+  // Entries the hub refuses: 500 with Dapr's failedEntries, the others are
+  // published.
+  r = post_json("/v1.0-alpha1/publish/bulk/hub/bulk/t", R"([
+    {"entryId": "ok-1", "event": "fine"},
+    {"entryId": "bad-1", "event": "refuse me"},
+    {"entryId": "ok-2", "event": "fine too"},
+    {"entryId": "bad-2", "event": "refuse me"}])");
+  EXPECT_EQ(r.status, 500) << r.body;
+  auto doc = json::parse(r.body);
+  EXPECT_EQ(doc["errorCode"], "ERR_PUBSUB_PUBLISH_MESSAGE");
+  ASSERT_EQ(doc["failedEntries"].size(), 2u) << r.body;
+  EXPECT_EQ(doc["failedEntries"][0]["entryId"], "bad-1");
+  EXPECT_EQ(doc["failedEntries"][0]["entryID"], "bad-1"); // the JS SDK's
+  EXPECT_NE(doc["failedEntries"][0]["error"].get<std::string>().find(
+              "not authorized"),
+            std::string::npos);
+  EXPECT_EQ(doc["failedEntries"][1]["entryId"], "bad-2");
+  {
+    std::lock_guard<std::mutex> guard{inbox_->mtx};
+    ASSERT_EQ(inbox_->messages.size(), 2u);
+    EXPECT_EQ(inbox_->messages[0].body.str(), "fine");
+    EXPECT_EQ(inbox_->messages[1].body.str(), "fine too");
+  }
+}
+
+TEST_F(http_api_test, bad_bulk_publishes_are_refused_whole) {
+  auto bulk = [&](const std::string& body, const std::string& query = "") {
+    return post_json("/v1.0-alpha1/publish/bulk/hub/b" + query, body);
+  };
+  struct refusal {
+    std::string body;
+    std::string says;
+  };
+  std::string many = "[";
+  for (int i = 0; i < 1001; ++i)
+    many += std::string(i ? "," : "") + R"({"entryId":")" + std::to_string(i)
+            + R"(","event":1})";
+  many += "]";
+  std::vector<refusal> refusals = {
+    {R"({"entryId":"a","event":1})", "must be a JSON array"},
+    {R"([{"event":"x"}])", "entry 0: entryId must be a non-empty string"},
+    {R"([{"entryId":"","event":"x"}])", "entryId must be a non-empty string"},
+    {R"([{"entryId":"a","event":"x"},{"entryId":"a","event":"y"}])",
+     "entry 1: entryId 'a' is duplicated"},
+    {R"([{"entryId":"a","event":{"x":1},"contentType":"text/plain"}])",
+     "a text/plain event must be a string"},
+    {R"([{"entryId":"a","event":"not base64!",
+          "contentType":"application/octet-stream"}])",
+     "must be a base64 string"},
+    {R"([{"entryId":"a","event":"x","contentType":"image/png"}])",
+     "does not say how the event becomes bytes"},
+    {R"([{"entryId":"a","event":"x","metadata":{"qos":"3"}}])",
+     "entry 0: qos must be 0, 1 or 2, not '3'"},
+    {R"([{"entryId":"a","event":"x","metadata":{"qos":1}}])",
+     "metadata.qos must be a string"},
+    {"[1,", "not valid JSON"},
+    {many, "1001 entries; at most 1000 per request"},
+  };
+  for (auto& x : refusals) {
+    auto r = bulk(x.body);
+    EXPECT_EQ(r.status, 400) << x.body;
+    EXPECT_EQ(error_code(r.body), "ERR_PUBSUB_EVENTS_SER") << r.body;
+    EXPECT_NE(r.body.find(x.says), std::string::npos) << r.body;
+  }
+  auto r = bulk(R"([{"entryId":"a","event":"x"}])", "?metadata.retain=maybe");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("retain must be true or false"), std::string::npos);
+  r = post_json("/v1.0-alpha1/publish/bulk/other/b", "[]");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(error_code(r.body), "ERR_PUBSUB_NOT_FOUND");
+  r = post_json("/v1.0-alpha1/publish/bulk/hub/a/%23", "[]");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("wildcard"), std::string::npos);
+  r = curl(base_ + "/v1.0-alpha1/publish/bulk/hub/b");
+  EXPECT_EQ(r.status, 405);
+  // Nothing of a refused request reached the hub.
+  std::lock_guard<std::mutex> guard{inbox_->mtx};
+  EXPECT_TRUE(inbox_->messages.empty());
+}
+
+TEST_F(http_api_test, metadata_attributes_show_under_extended) {
+  auto put = [&](const std::string& key, const std::string& value) {
+    return curl("-X PUT -H 'Content-Type: text/plain' --data-binary "
+                + test::shell_quote(value) + " " + base_ + "/v1.0/metadata/"
+                + key);
+  };
+  EXPECT_EQ(put("line", "packing-3").status, 204);
+  EXPECT_EQ(put("owner", "plant ops").status, 204);
+  EXPECT_EQ(put("line", "packing-4").status, 204); // replaced
+  auto r = curl(base_ + "/v1.0/metadata");
+  ASSERT_EQ(r.status, 200);
+  auto doc = json::parse(r.body);
+  EXPECT_EQ(doc["extended"], json({{"line", "packing-4"}, {"owner", "plant ops"}}))
+    << r.body;
+  // Bounded: value size, key size, number of attributes.
+  r = put("big", std::string(4097, 'x'));
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("longer than 4096 bytes"), std::string::npos);
+  EXPECT_EQ(put(std::string(257, 'k'), "v").status, 400);
+  for (int i = 0; i < 62; ++i)
+    ASSERT_EQ(put("k" + std::to_string(i), "v").status, 204) << i;
+  r = put("one-too-many", "v");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("64 attributes are set already"), std::string::npos);
+  EXPECT_EQ(put("line", "packing-5").status, 204); // a set one still changes
+  r = curl(base_ + "/v1.0/metadata/line");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_NE(r.body.find("allowed: PUT"), std::string::npos);
+}
+
+TEST_F(http_api_test, dapr_areas_hubflow_lacks_answer_501) {
+  struct area {
+    std::string method, path, named;
+  };
+  std::vector<area> areas = {
+    {"POST", "/v1.0/bindings/kafka", "bindings API (/v1.0/bindings/...)"},
+    {"PUT", "/v1.0/bindings/kafka", "bindings API"},
+    {"GET", "/v1.0/actors/cart/1/state/items", "actors API"},
+    {"PUT", "/v1.0/actors/cart/1/method/add", "actors API"},
+    {"GET", "/v1.0/secrets/vault/db", "secrets API"},
+    {"GET", "/v1.0/secrets/vault/bulk", "secrets API"},
+    {"GET", "/v1.0/configuration/cfg?key=a", "configuration API"},
+    {"GET", "/v1.0-alpha1/configuration/cfg/subscribe", "configuration API"},
+    {"POST", "/v1.0-alpha1/lock/redislock", "distributed lock API"},
+    {"POST", "/v1.0/unlock/redislock", "distributed lock API"},
+    {"POST", "/v1.0-beta1/workflows/dapr/order/start", "workflow API"},
+    {"GET", "/v1.0-alpha1/workflows/dapr/abc", "workflow API"},
+    {"PUT", "/v1.0-alpha1/crypto/keys/encrypt", "cryptography API"},
+    {"POST", "/v1.0-alpha1/jobs/nightly", "jobs API"},
+    {"POST", "/v1.0-alpha1/conversation/llm/converse", "conversation API"},
+    {"POST", "/v1.0/subscribe", "subscription API"},
+    {"POST", "/v1.0-alpha1/state/statestore/query", "state query API"},
+    {"POST", "/v1.0/shutdown", "shutdown API"},
+  };
+  for (auto& a : areas) {
+    auto r = curl("-X " + a.method + " '" + base_ + a.path + "'");
+    EXPECT_EQ(r.status, 501) << a.method << " " << a.path << ": " << r.body;
+    EXPECT_EQ(error_code(r.body), "ERR_API_UNIMPLEMENTED") << r.body;
+    EXPECT_NE(r.body.find("Dapr's " + a.named), std::string::npos) << r.body;
+    EXPECT_NE(r.body.find("is not offered by hubflow"), std::string::npos);
+  }
+  // Paths Dapr does not know either stay 404; a key is GET and DELETE only,
+  // as in Dapr.
+  for (auto path : {"/v1.0/nothing", "/v1.0-alpha1/state/statestore/k",
+                    "/v2.0/bindings/x", "/v1.0-alpha1/publish/hub/t"}) {
+    auto r = curl("-X POST " + base_ + path);
+    EXPECT_EQ(r.status, 404) << path << ": " << r.body;
+  }
+  auto r = curl("-X POST -d x " + base_ + "/v1.0/state/statestore/some-key");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_NE(r.body.find("allowed: GET, DELETE"), std::string::npos);
+  // What Dapr takes with PUT as well as POST.
+  r = curl("-X PUT -H 'Content-Type: application/json' -d "
+           "'[{\"key\":\"put\",\"value\":1}]' "
+           + base_ + "/v1.0/state/statestore");
+  EXPECT_EQ(r.status, 204) << r.body;
+  r = curl("-X PUT -d '{\"keys\":[\"put\"]}' " + base_
+           + "/v1.0/state/statestore/bulk");
+  EXPECT_EQ(r.status, 200) << r.body;
+  r = curl("-X PUT -d '{\"operations\":[]}' " + base_
+           + "/v1.0/state/statestore/transaction");
+  EXPECT_EQ(r.status, 204) << r.body;
+  r = curl("-X PUT -d x " + base_ + "/v1.0/publish/hub/put/t");
+  EXPECT_EQ(r.status, 204) << r.body;
 }
 
 TEST_F(http_api_test, invoke_functions) {

@@ -1,0 +1,21 @@
+// Base64 (RFC 4648, standard alphabet, '=' padding) for text in JSON:
+// Dapr's bulk publish carries application/octet-stream events as base64.
+// (hub/auth.cpp still has its own copy for mosquitto_passwd hashes; it
+// should move here.)
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace hubflow {
+
+/// `data` as base64 with padding.
+std::string base64_encode(std::string_view data);
+
+/// The bytes `text` encodes; padding is optional, nothing else is skipped
+/// (no whitespace, no URL-safe alphabet). nullopt when `text` is not
+/// base64.
+std::optional<std::string> base64_decode(std::string_view text);
+
+} // namespace hubflow
