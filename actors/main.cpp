@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include <unistd.h>
@@ -15,10 +17,12 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <yaml-cpp/yaml.h>
 
 #include "broker/broker.hpp"
 #include "core/baetyl_import.hpp"
 #include "core/config.hpp"
+#include "core/probe.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/endpoint.hpp"
 #include "functions/runtime.hpp"
@@ -225,10 +229,165 @@ void apply_overrides(config& cfg, const options& opts) {
 }
 
 
-/// Waits for SIGINT or SIGTERM and returns it; SIGHUP on the way makes
-/// the embedded hub and the HTTP API re-read their TLS certificates
-/// (clients stay connected).
-int wait_for_signal(caf::actor_system& sys) {
+/// What the broker runs, as the command line names it.
+struct loaded_config {
+  config cfg;
+  std::optional<baetyl_import> baetyl; // --baetyl
+  /// The YAML it was read from, to tell on SIGHUP what changed.
+  std::string text;
+};
+
+/// Reads the config the command line names (--config, --baetyl or the
+/// embedded default), applies the command line's overrides and reads
+/// Mosquitto's password and acl files (their errors stop --check and the
+/// start alike). Throws config_error.
+loaded_config load_config(const options& opts) {
+  loaded_config out;
+  if (!opts.baetyl_dir.empty()) {
+    out.baetyl = import_baetyl(opts.baetyl_dir);
+    out.text = out.baetyl->yaml;
+    // Named in '<>' like the embedded default: its paths are absolute.
+    out.cfg = load_config_text(out.text,
+                               "<" + out.baetyl->application
+                                 + " as hubflow config>",
+                               endpoint_registry());
+    out.cfg.warnings.insert(out.cfg.warnings.begin(),
+                            out.baetyl->warnings.begin(),
+                            out.baetyl->warnings.end());
+  } else if (opts.config_file.empty()) {
+    out.text = default_config_text();
+    out.cfg = default_config();
+  } else {
+    std::ifstream in{opts.config_file, std::ios::binary};
+    if (!in)
+      throw config_error({opts.config_file, 0, 0}, "",
+                         "cannot open the config file");
+    out.text.assign(std::istreambuf_iterator<char>{in}, {});
+    out.cfg = load_config_text(out.text, opts.config_file, endpoint_registry());
+  }
+  apply_overrides(out.cfg, opts);
+  out.cfg.hub.files = read_mosquitto_files(out.cfg.hub);
+  return out;
+}
+
+/// The `hub` keys a reload applies while clients stay connected.
+constexpr const char* reloadable_hub_keys[] = {
+  "principals", "password_file", "acl_file", "anonymous",
+  "anonymous_permissions"};
+
+/// The config keys whose YAML differs between two texts: top-level keys,
+/// and `hub.<key>` inside the hub block.
+std::vector<std::string> changed_keys(const std::string& before,
+                                      const std::string& after) {
+  auto a = YAML::Load(before);
+  auto b = YAML::Load(after);
+  auto differ = [](const YAML::Node& x, const YAML::Node& y) {
+    return YAML::Dump(x) != YAML::Dump(y);
+  };
+  auto keys_of = [](const YAML::Node& x, const YAML::Node& y) {
+    std::set<std::string> keys;
+    for (auto& n : {x, y})
+      if (n.IsMap())
+        for (auto kv : n)
+          keys.insert(kv.first.as<std::string>());
+    return keys;
+  };
+  std::vector<std::string> changed;
+  for (auto& key : keys_of(a, b)) {
+    if (key != "hub") {
+      if (differ(a[key], b[key]))
+        changed.push_back(key);
+      continue;
+    }
+    for (auto& sub : keys_of(a["hub"], b["hub"]))
+      if (differ(a["hub"][sub], b["hub"][sub]))
+        changed.push_back("hub." + sub);
+  }
+  return changed;
+}
+
+/// SIGHUP: reads the config again and checks it whole. A config that does
+/// not load is refused, its errors logged, and the running one stays. Of a
+/// good one, the hub's principals, password and acl files (always re-read)
+/// and anonymous settings apply at once and the certificate files are
+/// re-read; any other change is logged as needing a restart and not
+/// applied. Counted as component kind "config" (reloads,
+/// reload_failures; label last_reload).
+void reload(caf::actor_system& sys, const options& opts,
+            loaded_config& running, probe& stats) {
+  loaded_config next;
+  try {
+    next = load_config(opts);
+    build_runtimes(next.cfg, make_runtime_options(opts));
+  } catch (const config_error& e) {
+    for (auto& line : e.messages())
+      spdlog::error("reload: {}", line);
+    spdlog::error("reload refused ({} error{}): the running config stays",
+                  e.messages().size(), e.messages().size() == 1 ? "" : "s");
+    stats.add("reload_failures");
+    stats.label("last_reload", e.messages().front());
+    return;
+  }
+  std::vector<std::string> not_applied;
+  for (auto& key : changed_keys(running.text, next.text)) {
+    bool auth = false;
+    for (auto k : reloadable_hub_keys)
+      auth = auth || key == std::string{"hub."} + k;
+    if (!auth)
+      not_applied.push_back(key);
+  }
+  for (auto& key : not_applied)
+    spdlog::warn("reload: {} changed: it takes effect at the next start",
+                 key);
+  if (auto hub = sys.registry().get(hub_registry_name)) {
+    // The hub's new principals, with the files as they are now.
+    auto auth = std::make_shared<hub_config>(running.cfg.hub);
+    auth->principals = next.cfg.hub.principals;
+    auth->password_file = next.cfg.hub.password_file;
+    auth->acl_file = next.cfg.hub.acl_file;
+    auth->files = next.cfg.hub.files;
+    auth->allow_anonymous = next.cfg.hub.allow_anonymous;
+    auth->anonymous_loopback_only = next.cfg.hub.anonymous_loopback_only;
+    auth->anonymous_permissions = next.cfg.hub.anonymous_permissions;
+    running.cfg.hub = *auth;
+    caf::anon_send(caf::actor_cast<caf::actor>(hub), reload_atom::value,
+                   std::shared_ptr<const hub_config>{std::move(auth)});
+  }
+  if (auto http = sys.registry().get(http_registry_name))
+    caf::anon_send(caf::actor_cast<caf::actor>(http), reload_atom::value);
+  // What was not applied stays as it runs, so the next reload names it
+  // again.
+  auto text = YAML::Load(running.text);
+  auto fresh = YAML::Load(next.text);
+  for (auto k : reloadable_hub_keys) {
+    if (fresh["hub"] && fresh["hub"][k])
+      text["hub"][k] = fresh["hub"][k];
+    else if (text["hub"] && text["hub"][k])
+      text["hub"].remove(k);
+  }
+  running.text = YAML::Dump(text);
+  std::string summary = "applied: hub principals, password and acl files "
+                        "and anonymous settings (files re-read), "
+                        "certificates re-read";
+  if (!not_applied.empty()) {
+    summary += "; at the next start: ";
+    for (std::size_t i = 0; i < not_applied.size(); ++i)
+      summary += (i ? ", " : "") + not_applied[i];
+  }
+  spdlog::info("reload: {}", summary);
+  stats.add("reloads");
+  stats.label("last_reload", summary);
+}
+
+/// Waits for SIGINT or SIGTERM and returns it; SIGHUP on the way reloads
+/// (see reload()).
+int wait_for_signal(caf::actor_system& sys, const options& opts,
+                    loaded_config& running) {
+  probe stats{"config", "hubflow"};
+  // hubflowctl reload signals this pid.
+  stats.label("pid", std::to_string(::getpid()));
+  caf::scoped_actor self{sys};
+  stats.report_now(self.ptr());
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
@@ -239,12 +398,9 @@ int wait_for_signal(caf::actor_system& sys) {
     sigwait(&signals, &received);
     if (received != SIGHUP)
       return received;
-    spdlog::info("received SIGHUP: the hub and the HTTP API re-read their "
-                 "certificates");
-    for (auto name : {hub_registry_name, http_registry_name})
-      if (auto target = sys.registry().get(name))
-        caf::anon_send(caf::actor_cast<caf::actor>(target),
-                       reload_atom::value);
+    spdlog::info("received SIGHUP: reloading the config");
+    reload(sys, opts, running, stats);
+    stats.report_now(self.ptr());
   }
 }
 
@@ -265,28 +421,13 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
 
-  config cfg;
+  loaded_config running;
+  auto& cfg = running.cfg;
+  auto& baetyl = running.baetyl;
   runtime_map runtimes;
-  std::optional<baetyl_import> baetyl;
   auto rt_opts = make_runtime_options(*opts);
   try {
-    if (!opts->baetyl_dir.empty()) {
-      baetyl = import_baetyl(opts->baetyl_dir);
-      // Named in '<>' like the embedded default: its paths are absolute.
-      cfg = load_config_text(baetyl->yaml,
-                             "<" + baetyl->application + " as hubflow config>",
-                             endpoint_registry());
-      cfg.warnings.insert(cfg.warnings.begin(), baetyl->warnings.begin(),
-                          baetyl->warnings.end());
-    } else {
-      cfg = opts->config_file.empty()
-              ? default_config()
-              : load_config_file(opts->config_file, endpoint_registry());
-    }
-    apply_overrides(cfg, *opts);
-    // Mosquitto's password and acl files are part of the config: their
-    // errors stop --check and the start alike.
-    cfg.hub.files = read_mosquitto_files(cfg.hub);
+    running = load_config(*opts);
     setup_logging(cfg.logger, opts->log_level);
     runtimes = build_runtimes(cfg, rt_opts);
   } catch (const config_error& e) {
@@ -340,7 +481,7 @@ int main(int argc, char** argv) {
     std::fflush(nullptr);
     std::_Exit(exit_startup);
   }
-  auto signal = wait_for_signal(sys);
+  auto signal = wait_for_signal(sys, *opts, running);
   spdlog::info("received {}, shutting down", strsignal(signal));
   stop_broker(b);
   // Instances blocked in a handler cannot be interrupted; give the actors a

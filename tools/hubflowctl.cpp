@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <iostream>
 #include <string>
@@ -48,6 +49,13 @@ Usage:
       The stats port wants the token the broker wrote at startup to a file
       only its user can read: run hubflowctl as that user, or name the file
       (the broker's stats.token_file) with --token-file.
+  hubflowctl reload [--stats-host HOST] [--stats-port PORT]
+                    [--token-file FILE]
+      Make the broker read its config again (what SIGHUP does; run as the
+      broker's user or root) and print the outcome: what was applied (the
+      hub's principals, password and acl files, anonymous settings, the
+      certificates) and what takes effect at the next start. A config that
+      does not load is refused, and the running one stays (exit 1).
   hubflowctl passwd [--password-file FILE]
       Print a password hash for hub.principals (the format mosquitto_passwd
       writes). Reads the password from FILE, or from standard input.
@@ -73,6 +81,7 @@ Usage:
 Examples:
   hubflowctl stats
   hubflowctl stats --json | jq '.components[] | select(.kind=="function")'
+  hubflowctl reload
   echo -n 's3cret' | hubflowctl passwd
   hubflowctl store /var/lib/hubflow
   hubflowctl import-baetyl /usr/local > hubflow.yaml
@@ -119,15 +128,25 @@ int connect_to(const std::string& host, std::uint16_t port,
   return fd;
 }
 
-int stats(const std::string& host, std::uint16_t port,
-          const std::string& token_file, bool as_json) {
+/// Where the stats port is and how to prove who we are.
+struct stats_endpoint {
+  std::string host;
+  std::uint16_t port = 0;
+  std::string token_file;
+};
+
+/// Asks the broker for its snapshot: the JSON as sent (`answer`) and
+/// parsed; false after saying on stderr why there is none.
+bool query_stats(const stats_endpoint& at, std::string& answer,
+                 stats_snapshot& snapshot) {
+  auto& [host, port, token_file] = at;
   std::string error;
   int fd = connect_to(host, port, error);
   if (fd < 0) {
     std::cerr << "hubflowctl: no hubflow answers on " << host << ":" << port
               << " (" << error << "); is it running, and is stats.port "
               << port << "?\n";
-    return exit_failed;
+    return false;
   }
   auto path = token_file.empty() ? default_stats_token_path(port) : token_file;
   std::string token;
@@ -137,10 +156,10 @@ int stats(const std::string& host, std::uint16_t port,
               << "hubflowctl: the stats port wants the token hubflow wrote "
                  "at startup; run hubflowctl as the broker's user, or pass "
                  "--token-file with the broker's stats.token_file\n";
-    return exit_failed;
+    return false;
   }
   auto request = "HUBFLOW-STATS 1 " + token + "\n";
-  std::string answer;
+  answer.clear();
   bool sent = ::send(fd, request.data(), request.size(), MSG_NOSIGNAL)
               == static_cast<ssize_t>(request.size());
   char buf[65536];
@@ -159,7 +178,7 @@ int stats(const std::string& host, std::uint16_t port,
                   : answer.size() > max_answer ? "the answer is too large"
                                               : "incomplete answer")
               << "\n";
-    return exit_failed;
+    return false;
   }
   answer.pop_back();
   if (answer.rfind("ERR ", 0) == 0) {
@@ -169,18 +188,91 @@ int stats(const std::string& host, std::uint16_t port,
       std::cerr << " (" << path << " is not the token of the broker on port "
                 << port << ")";
     std::cerr << "\n";
-    return exit_failed;
+    return false;
   }
-  stats_snapshot snapshot;
   if (!stats_from_json(answer, snapshot, error)) {
     std::cerr << "hubflowctl: the answer of " << host << ":" << port
               << " is " << error << "\n";
-    return exit_failed;
+    return false;
   }
+  return true;
+}
+
+int stats(const stats_endpoint& at, bool as_json) {
+  std::string answer;
+  stats_snapshot snapshot;
+  if (!query_stats(at, answer, snapshot))
+    return exit_failed;
   // The JSON goes out as the broker sent it: fields a newer broker adds
   // reach scripts even when this hubflowctl does not know them.
   std::cout << (as_json ? answer + "\n" : render_stats_table(snapshot));
   return exit_ok;
+}
+
+/// The broker's own component (kind "config"): its pid and reload counts.
+const component_stats* config_component(const stats_snapshot& s) {
+  for (auto& c : s.components)
+    if (c.kind == "config")
+      return &c;
+  return nullptr;
+}
+
+std::int64_t counter_of(const component_stats& c, const std::string& name) {
+  for (auto& [k, v] : c.counters)
+    if (k == name)
+      return v;
+  return 0;
+}
+
+std::string label_of(const component_stats& c, const std::string& name) {
+  for (auto& [k, v] : c.labels)
+    if (k == name)
+      return v;
+  return {};
+}
+
+/// Sends the broker SIGHUP (so only its user or root may) and waits for
+/// the outcome the broker reports: 0 when the config was applied, 1 when
+/// it was refused or nothing answered.
+int reload(const stats_endpoint& at) {
+  std::string answer;
+  stats_snapshot before;
+  if (!query_stats(at, answer, before))
+    return exit_failed;
+  auto config = config_component(before);
+  auto pid = config ? std::atoi(label_of(*config, "pid").c_str()) : 0;
+  if (pid <= 0) {
+    std::cerr << "hubflowctl: the broker on port " << at.port
+              << " does not report its pid (an older hubflow?)\n";
+    return exit_failed;
+  }
+  auto count = [](const component_stats& c) {
+    return counter_of(c, "reloads") + counter_of(c, "reload_failures");
+  };
+  auto seen = count(*config);
+  auto failures = counter_of(*config, "reload_failures");
+  if (::kill(pid, SIGHUP) != 0) {
+    std::cerr << "hubflowctl: cannot signal hubflow (pid " << pid
+              << "): " << std::strerror(errno) << "\n";
+    return exit_failed;
+  }
+  for (int i = 0; i < 100; ++i) {
+    ::usleep(100 * 1000);
+    stats_snapshot now;
+    if (!query_stats(at, answer, now))
+      return exit_failed;
+    auto c = config_component(now);
+    if (!c || count(*c) == seen)
+      continue;
+    bool refused = counter_of(*c, "reload_failures") > failures;
+    std::cout << "reload " << (refused ? "refused" : "done") << ": "
+              << label_of(*c, "last_reload") << "\n";
+    return refused ? exit_failed : exit_ok;
+  }
+  std::cerr << "hubflowctl: hubflow (pid " << pid
+            << ") got SIGHUP but reported no reload within 10 s; see its "
+               "log\n";
+  return exit_failed;
 }
 
 int passwd(const std::string& password_file) {
@@ -288,12 +380,12 @@ int main(int argc, char** argv) {
     ("help,h", "print this help and exit")
     ("json", po::bool_switch(&as_json), "stats, store: print JSON")
     ("stats-host", po::value(&host)->value_name("HOST"),
-     "stats: the broker's stats.host (default 127.0.0.1)")
+     "stats, reload: the broker's stats.host (default 127.0.0.1)")
     ("stats-port", po::value(&port)->value_name("PORT"),
-     "stats: the broker's stats.port (default 9883)")
+     "stats, reload: the broker's stats.port (default 9883)")
     ("token-file", po::value(&token_file)->value_name("FILE"),
-     "stats: the stats port's token (default: the path the broker uses for "
-     "--stats-port, see docs/hubflowctl.md)")
+     "stats, reload: the stats port's token (default: the path the broker "
+     "uses for --stats-port, see docs/hubflowctl.md)")
     ("password-file", po::value(&password_file)->value_name("FILE"),
      "passwd: read the password from FILE");
   po::options_description hidden;
@@ -320,7 +412,9 @@ int main(int argc, char** argv) {
     return exit_ok;
   }
   if (command == "stats")
-    return stats(host, port, token_file, as_json);
+    return stats({host, port, token_file}, as_json);
+  if (command == "reload")
+    return reload({host, port, token_file});
   if (command == "passwd")
     return passwd(password_file);
   if (command == "store") {

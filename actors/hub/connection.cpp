@@ -228,6 +228,24 @@ void connection::on_kick() {
   self_->quit();
 }
 
+void connection::on_revoked() {
+  if (phase_ == phase::closing)
+    return;
+  spdlog::info("hub: closing the connection of '{}' from {}: a reload took "
+               "its permission to connect away",
+               client_id_, peer_);
+  if (phase_ == phase::connected && version_ == mqtt::v5)
+    write(mqtt::disconnect_packet{mqtt::packet_type::disconnect,
+                                  mqtt::rc::not_authorized, {}});
+  finish(true);
+  flush_out();
+  // Its principal is about to go; nothing is checked against it any more.
+  principal_ = nullptr;
+  // This runs in the hub's control actor: ask our broker to close (as a
+  // takeover does).
+  caf::anon_send(caf::actor_cast<caf::actor>(self_), kick_atom::value);
+}
+
 void connection::layer_ended(const layer& l, bool was_established) {
   if (!was_established)
     ++listener_.counters.handshake_failures;

@@ -71,6 +71,12 @@ public:
   void on_tick();
   /// The session was taken over (or the hub shuts down): close now.
   void on_kick();
+  /// A reload took the client's principal away (or no longer admits
+  /// anonymous clients): MQTT 5 clients get DISCONNECT 0x87, the session
+  /// goes offline (its will is published) and the connection's broker is
+  /// told to close, as on a takeover. Called by the hub's control actor
+  /// before the old principals are freed.
+  void on_revoked();
   /// A rule subscriber answered the delivery sent with `ticket`: ok when
   /// `err` is none. A permanent error (core/sink_error.hpp: the rule
   /// reported the message as an error) still acknowledges it, with the
@@ -96,6 +102,22 @@ public:
 
   mqtt::byte_buffer& out() noexcept {
     return out_;
+  }
+  /// Who the client is (nullptr: anonymous, or not connected yet).
+  const principal_config* principal() const noexcept {
+    return principal_;
+  }
+  /// The same principal under a reloaded authenticator (hub_core::
+  /// replace_auth).
+  void rebind(const principal_config* p) noexcept {
+    principal_ = p;
+  }
+  /// CONNECT was accepted (so the client passed authentication).
+  bool has_session() const noexcept {
+    return session_ != nullptr;
+  }
+  bool from_loopback() const noexcept {
+    return loopback_;
   }
   std::uint8_t version() const noexcept {
     return version_;

@@ -305,7 +305,15 @@ caf::behavior hub_broker(caf::io::broker* self,
     publish_for(self, *core, *waiting, *stored, msg, std::move(answer));
   };
   return sink_handlers(self, publish).or_else(
-    [core](reload_atom) { reload_certificates(*core); },
+    // SIGHUP (main.cpp): new certificates, principals and permissions;
+    // the clients stay connected.
+    [core](reload_atom, const std::shared_ptr<const hub_config>& next) {
+      reload_certificates(*core);
+      if (auto closed = core->replace_auth(*next))
+        spdlog::info("hub: the reload disconnected {} client{} whose "
+                     "permission to connect it took away",
+                     closed, closed == 1 ? "" : "s");
+    },
     [self, accepting, waiting_listeners](accept_atom) {
       if (!*accepting && !waiting_listeners->empty())
         *accepting = std::make_unique<acceptor>(

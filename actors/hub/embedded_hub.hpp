@@ -33,8 +33,10 @@
 //       subscribed so far
 //   (accept_atom) starts accepting connections when it was started with
 //       `accept_now` false (listening already: clients wait in the backlog)
-//   (reload_atom) re-reads the TLS listeners' certificate files
-//       (core/type_ids.hpp)
+//   (reload_atom, std::shared_ptr<const hub_config>) re-reads the TLS
+//       listeners' certificate files and applies the principals, password
+//       and acl files and anonymous settings of the config (hub_core::
+//       replace_auth); main.cpp sends it on SIGHUP
 // Sending it an exit message closes the listeners and every connection.
 // When it dies otherwise (killed, or a handler threw), the connections go
 // on; a replacement started by the `hub_restarter` takes over the same
@@ -53,7 +55,12 @@
 #include <caf/actor_system.hpp>
 #include <caf/atom.hpp>
 
+#include <caf/allowed_unsafe_message_type.hpp>
+
 #include "core/config.hpp"
+
+// The reload's config goes to the hub within the process only.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::shared_ptr<const hubflow::hub_config>)
 
 namespace hubflow {
 

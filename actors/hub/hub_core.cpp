@@ -67,7 +67,7 @@ std::uint16_t session_state::allocate_packet_id() {
 hub_core::hub_core(const hub_config& cfg)
   : cfg_(cfg),
     topic_bounds_{cfg.limits.max_topic_levels, cfg.limits.max_topic_length},
-    auth_(cfg_) {
+    auth_(std::make_unique<authenticator>(cfg_)) {
   for (auto& r : cfg_.subscriptions)
     remaps_.push_back(
       remap{r.source_topic, r.source_qos, r.target_topic, r.target_qos});
@@ -101,7 +101,7 @@ void hub_core::restore(std::shared_ptr<store::hub_store> store) {
   std::size_t messages = 0;
   for (auto& r : contents.sessions) {
     const principal_config* owner = nullptr;
-    if (!r.anonymous && !(owner = auth_.principal_named(r.owner))) {
+    if (!r.anonymous && !(owner = auth_->principal_named(r.owner))) {
       // Only its owner may resume a session, and that principal is gone.
       spdlog::warn("store: session '{}' of principal '{}' dropped: no such "
                    "principal any more",
@@ -372,7 +372,7 @@ void hub_core::send_retained(session_state& s, std::string_view filter,
   for (auto& m : found) {
     // As on every delivery: a filter may reach topics its owner may not
     // read (an acl file grants `#` and denies a part).
-    if (!auth_.may_receive({s.owner, s.client_id}, m.topic)) {
+    if (!auth_->may_receive({s.owner, s.client_id}, m.topic)) {
       ++counters.denied_receive;
       continue;
     }
@@ -500,7 +500,7 @@ void hub_core::route_one(const message& msg, mqtt::subscriber_id from,
       continue;
     // Read permission holds for every delivery, not only when the
     // subscription was made (a filter may reach topics it may not read).
-    if (!auth_.may_receive({s->second->owner, s->second->client_id},
+    if (!auth_->may_receive({s->second->owner, s->second->client_id},
                            msg.topic)) {
       ++counters.denied_receive;
       continue;
@@ -650,7 +650,7 @@ void hub_core::send_to_rules(caf::io::broker* requester,
 
 void hub_core::publish_internal(const message& msg, client_identity who,
                                 caf::io::broker* requester) {
-  if (!auth_.may_publish(who, msg.topic)) {
+  if (!auth_->may_publish(who, msg.topic)) {
     ++counters.denied_publish;
     spdlog::warn("hub: will of '{}' on '{}' not published: not permitted",
                  msg.origin, msg.topic);
@@ -663,6 +663,51 @@ void hub_core::publish_internal(const message& msg, client_identity who,
 }
 
 // -- wills and expiry ---------------------------------------------------------
+
+std::size_t hub_core::replace_auth(const hub_config& next) {
+  auto fresh = std::make_unique<authenticator>(next);
+  // The principal `p` is under the new authenticator; `gone` when it has
+  // none of that name (anonymous stays anonymous).
+  auto rebind = [&](const principal_config* p, bool& gone) {
+    gone = false;
+    if (!p)
+      return p;
+    auto q = fresh->principal_named(p->username);
+    gone = q == nullptr;
+    return q;
+  };
+  bool gone = false;
+  std::vector<connection*> revoked;
+  for (auto* c : live) {
+    rebind(c->principal(), gone);
+    bool anonymous_refused = !c->principal() && c->has_session()
+                             && !fresh->anonymous_allowed(c->from_loopback());
+    if (gone || anonymous_refused)
+      revoked.push_back(c);
+  }
+  // Under the permissions they had (a will goes out as its client could
+  // send it); their sessions go offline.
+  for (auto* c : revoked)
+    c->on_revoked();
+  for (auto* c : live)
+    c->rebind(rebind(c->principal(), gone));
+  std::vector<std::string> orphaned;
+  for (auto& [id, s] : sessions_) {
+    s->owner = rebind(s->owner, gone);
+    if (gone)
+      orphaned.push_back(id);
+  }
+  std::erase_if(wills_, [&](delayed_will& w) {
+    w.principal = rebind(w.principal, gone);
+    return gone;
+  });
+  auth_ = std::move(fresh);
+  for (auto& id : orphaned)
+    if (auto s = find_session(id))
+      end_session(*s);
+  flush_dirty();
+  return revoked.size();
+}
 
 void hub_core::schedule_will(delayed_will w) {
   cancel_will(w.client_id);

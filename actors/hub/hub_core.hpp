@@ -151,8 +151,18 @@ public:
     return cfg_;
   }
   const authenticator& auth() const noexcept {
-    return auth_;
+    return *auth_;
   }
+  /// A reload (SIGHUP): the principals, password and acl files and the
+  /// anonymous settings of `next` apply from now on (the rest of `next` is
+  /// not looked at). Connections, sessions and delayed wills are bound to
+  /// the new principals by username, so clients stay connected and their
+  /// permissions are the new ones (checked on every publish and delivery).
+  /// A client whose principal is gone, or an anonymous one when anonymous
+  /// clients are no longer admitted, is disconnected (MQTT 5: 0x87 not
+  /// authorized); sessions whose principal is gone end. Returns how many
+  /// connections were closed.
+  std::size_t replace_auth(const hub_config& next);
   const hub_limits& limits() const noexcept {
     return cfg_.limits;
   }
@@ -377,7 +387,7 @@ private:
   std::shared_ptr<store_listener> store_listener_ =
     std::make_shared<store_listener>();
   topic_limits topic_bounds_;
-  authenticator auth_;
+  std::unique_ptr<authenticator> auth_; // replaced by replace_auth()
   std::vector<remap> remaps_;
   mqtt::topic_tree tree_;
   mqtt::retained_store retained_;

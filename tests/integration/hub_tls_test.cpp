@@ -326,7 +326,11 @@ TEST(hub_tls_reload, sighup_rereads_certificates_and_keeps_clients) {
   dir.write("live.key", "not a key\n");
   ::kill(hub.proc().pid(), SIGHUP);
   ASSERT_TRUE(wait_until([&] {
-    return hub.proc().output().find("keeps its certificate") != std::string::npos;
+    // The reload checks the config first, as --check does: refused.
+    return hub.proc().output().find("hub.certificate.key: " + dir.path()
+                                    + "/live.key: not a PEM private key")
+             != std::string::npos
+           && hub.proc().output().find("reload refused") != std::string::npos;
   })) << hub.proc().output();
   EXPECT_EQ(pub(pki.other_ca(), "still").exit_code, 0);
 }
