@@ -1,7 +1,7 @@
-// Base64 (RFC 4648, standard alphabet, '=' padding) for text in JSON:
-// Dapr's bulk publish carries application/octet-stream events as base64.
-// (hub/auth.cpp still has its own copy for mosquitto_passwd hashes; it
-// should move here.)
+// Base64 (RFC 4648, standard alphabet, '=' padding): Dapr's bulk publish
+// carries application/octet-stream events as base64, mosquitto_passwd
+// hashes their salt and digest. (OpenSSL's BIO framing adds newlines and
+// EVP_DecodeBlock miscounts padding, hence code of our own.)
 #pragma once
 
 #include <optional>

@@ -1,4 +1,6 @@
 #include "hub/auth.hpp"
+
+#include "core/base64.hpp"
 #include "hub/topic_tree.hpp"
 
 #include <algorithm>
@@ -25,50 +27,8 @@ constexpr std::size_t salt_bytes = 12;
 constexpr int default_iterations = 101;
 constexpr std::size_t sha512_bytes = 64;
 
-// ---- base64 (standard alphabet, '=' padding; OpenSSL's BIO framing adds
-// newlines and EVP_DecodeBlock miscounts padding, so a few lines of our own)
-
-constexpr std::string_view b64_alphabet =
-  "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64_encode(const unsigned char* data, std::size_t size) {
-  std::string out;
-  out.reserve((size + 2) / 3 * 4);
-  for (std::size_t i = 0; i < size; i += 3) {
-    std::uint32_t chunk = std::uint32_t{data[i]} << 16;
-    if (i + 1 < size)
-      chunk |= std::uint32_t{data[i + 1]} << 8;
-    if (i + 2 < size)
-      chunk |= data[i + 2];
-    out += b64_alphabet[(chunk >> 18) & 63];
-    out += b64_alphabet[(chunk >> 12) & 63];
-    out += i + 1 < size ? b64_alphabet[(chunk >> 6) & 63] : '=';
-    out += i + 2 < size ? b64_alphabet[chunk & 63] : '=';
-  }
-  return out;
-}
-
-std::optional<std::vector<unsigned char>> base64_decode(std::string_view text) {
-  while (!text.empty() && text.back() == '=')
-    text.remove_suffix(1);
-  if (text.size() % 4 == 1)
-    return std::nullopt;
-  std::vector<unsigned char> out;
-  out.reserve(text.size() * 3 / 4);
-  std::uint32_t bits = 0;
-  int bit_count = 0;
-  for (char c : text) {
-    auto index = b64_alphabet.find(c);
-    if (index == std::string_view::npos)
-      return std::nullopt;
-    bits = (bits << 6) | static_cast<std::uint32_t>(index);
-    bit_count += 6;
-    if (bit_count >= 8) {
-      bit_count -= 8;
-      out.push_back(static_cast<unsigned char>((bits >> bit_count) & 0xff));
-    }
-  }
-  return out;
+std::string_view as_text(const unsigned char* data, std::size_t size) {
+  return {reinterpret_cast<const char*>(data), size};
 }
 
 // ---- the two mosquitto_passwd formats
@@ -118,8 +78,8 @@ std::optional<parsed_hash> parse_hash(std::string_view stored) {
   auto digest = base64_decode(digest_text);
   if (!salt || salt->empty() || !digest || digest->size() != sha512_bytes)
     return std::nullopt;
-  result.salt = std::move(*salt);
-  result.digest = std::move(*digest);
+  result.salt.assign(salt->begin(), salt->end());
+  result.digest.assign(digest->begin(), digest->end());
   return result;
 }
 
@@ -462,8 +422,8 @@ std::string make_password_hash(std::string_view password) {
     throw std::runtime_error("no random bytes for a password salt");
   auto digest = pbkdf2_sha512(password, salt, default_iterations);
   return "$7$" + std::to_string(default_iterations) + "$"
-         + base64_encode(salt.data(), salt.size()) + "$"
-         + base64_encode(digest.data(), digest.size());
+         + base64_encode(as_text(salt.data(), salt.size())) + "$"
+         + base64_encode(as_text(digest.data(), digest.size()));
 }
 
 bool valid_password_hash(std::string_view stored) {
