@@ -40,8 +40,9 @@ std::string request_option(const http_request& req, const std::string& name) {
   return value;
 }
 
-/// Sets on `msg` what the options say: QoS, retain, and ttlInSeconds as the
-/// MQTT 5 message expiry. Returns what is wrong, or nothing.
+/// Sets on `msg` what the options say: QoS, retain, ttlInSeconds as the
+/// MQTT 5 message expiry, responseTopic and correlationData as MQTT 5's
+/// request/response properties. Returns what is wrong, or nothing.
 std::string apply_options(const option_lookup& option, message& msg) {
   auto qos = option("qos");
   if (!qos.empty()) {
@@ -63,6 +64,18 @@ std::string apply_options(const option_lookup& option, message& msg) {
              + "'";
     msg.properties.message_expiry = seconds;
     msg.properties.has_message_expiry = true;
+  }
+  if (auto topic = option("responseTopic"); !topic.empty()) {
+    // MQTT 5 3.3.2.3.5: a topic name, so no wildcards.
+    if (topic.find_first_of("+#") != std::string::npos)
+      return "metadata.responseTopic is a topic name, without wildcards: '"
+             + topic + "'";
+    msg.properties.response_topic = topic;
+  }
+  if (auto data = option("correlationData"); !data.empty()) {
+    if (data.size() > 65535)
+      return "metadata.correlationData is longer than MQTT's 65535 bytes";
+    msg.properties.correlation_data = data;
   }
   return {};
 }

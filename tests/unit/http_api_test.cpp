@@ -435,6 +435,23 @@ TEST_F(http_api_test, publish_into_the_hub) {
     EXPECT_EQ(inbox_->messages[1].topic, "a/b/c");
     EXPECT_EQ(inbox_->messages[1].qos, 2);
   }
+  // MQTT 5's request/response properties from Dapr metadata.
+  r = curl("-X POST -d q '" + base_
+           + "/v1.0/publish/hub/req/t?metadata.responseTopic=rsp/client-7"
+             "&metadata.correlationData=call-42'");
+  EXPECT_EQ(r.status, 204) << r.body;
+  {
+    std::lock_guard<std::mutex> guard{inbox_->mtx};
+    ASSERT_EQ(inbox_->messages.size(), 4u);
+    EXPECT_EQ(inbox_->messages[3].properties.response_topic, "rsp/client-7");
+    EXPECT_EQ(inbox_->messages[3].properties.correlation_data, "call-42");
+  }
+  r = curl("-X POST -d q '" + base_
+           + "/v1.0/publish/hub/req/t?metadata.responseTopic=rsp/%23'");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_NE(r.body.find("metadata.responseTopic is a topic name"),
+            std::string::npos)
+    << r.body;
   r = curl("-X POST -d x " + base_ + "/v1.0/publish/other/t");
   EXPECT_EQ(r.status, 404);
   EXPECT_EQ(error_code(r.body), "ERR_PUBSUB_NOT_FOUND");
