@@ -70,54 +70,9 @@ certfile $work/server.crt
 keyfile $work/server.key"
   hubflow_tls="  certificate: {cert: $work/server.crt, key: $work/server.key}"
 fi
-started=() # pids of the brokers this script started, and nothing else
+script=compare.sh
+source "$(dirname "$0")/lib.sh"
 declare -A broker_down=() # label -> 1 once it stopped serving
-
-cleanup() {
-  local pid
-  for pid in "${started[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${started[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  [[ -n ${RESULTS:-} && -f $results ]] && cp "$results" "$RESULTS"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port pid log: true once something accepts on the port
-  local port=$1 pid=$2 log=$3 i
-  for ((i = 0; i < 100; i++)); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "compare.sh: broker (pid $pid) exited; its log:" >&2
-      tail -20 "$log" >&2
-      return 1
-    fi
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "compare.sh: nothing listens on 127.0.0.1:$port after 10 s; log:" >&2
-  tail -20 "$log" >&2
-  return 1
-}
-
-# utime + stime of a process (all its threads), in clock ticks. The command
-# name in field 2 may hold spaces, so count fields after its ')'.
-cpu_ticks() {
-  local stat
-  stat=$(<"/proc/$1/stat")
-  stat=${stat##*) }
-  set -- $stat
-  echo $((${12} + ${13}))
-}
 
 start_mosquitto() { # name port -> pid in $broker_pid
   local name=$1 port=$2

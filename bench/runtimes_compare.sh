@@ -64,22 +64,8 @@ instance_min=${BASH_REMATCH[1]} instance_max=${BASH_REMATCH[2]}
 
 work=$(mktemp -d /tmp/hubflow-runtimes.XXXXXX)
 results=$work/results.jsonl
-hubflow_pid='' # the one process this script starts (it owns the workers)
-
-cleanup() {
-  if [[ -n $hubflow_pid ]]; then
-    kill "$hubflow_pid" 2>/dev/null || true
-    wait "$hubflow_pid" 2>/dev/null || true
-  fi
-  [[ -n ${RESULTS:-} && -f $results ]] && cp "$results" "$RESULTS"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+script=runtimes_compare.sh
+source "$(dirname "$0")/lib.sh"
 
 port=$(free_port)
 stats_port=$(free_port)
@@ -142,25 +128,11 @@ EOF
 "$bin/hubflow" --config "$work/hubflow.yaml" --check >/dev/null ||
   { "$bin/hubflow" --config "$work/hubflow.yaml" --check >&2; exit 2; }
 "$bin/hubflow" --config "$work/hubflow.yaml" >"$work/hubflow.log" 2>&1 &
-hubflow_pid=$!
+hubflow_pid=$! # the one server this script starts (it owns the workers)
+started+=("$hubflow_pid")
 
-wait_port() { # true once hubflow accepts on the port
-  local i
-  for ((i = 0; i < 100; i++)); do
-    if ! kill -0 "$hubflow_pid" 2>/dev/null; then
-      echo "runtimes_compare.sh: hubflow (pid $hubflow_pid) exited; its log:" >&2
-      tail -20 "$work/hubflow.log" >&2
-      return 1
-    fi
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "runtimes_compare.sh: nothing listens on 127.0.0.1:$1 after 10 s; log:" >&2
-  tail -20 "$work/hubflow.log" >&2
-  return 1
-}
-wait_port "$port"
-wait_port "$stats_port"
+wait_port "$port" "$hubflow_pid" "$work/hubflow.log"
+wait_port "$stats_port" "$hubflow_pid" "$work/hubflow.log"
 
 # ---- stats and CPU
 
@@ -195,19 +167,6 @@ sys.exit(0 if min(rule.get("in", 0), rule.get("out", 0), function.get("outputs",
     sleep 0.1
   done
   echo "$snapshot"
-}
-
-# utime + stime (all threads) of each pid, summed, in clock ticks; a pid
-# that is gone counts 0. The command name in field 2 may hold spaces.
-cpu_ticks() {
-  local total=0 pid stat
-  for pid in "$@"; do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    stat=${stat##*) }
-    set -- $stat
-    total=$((total + ${12} + ${13}))
-  done
-  echo "$total"
 }
 
 # pids of hubflow and of the runtime's workers (python, node, wasm) in a

@@ -59,50 +59,9 @@ command -v mosquitto >/dev/null ||
 work=$(mktemp -d /tmp/hubflow-ws-compare.XXXXXX)
 results=$work/results.jsonl
 : >"$results"
-started=() # pids of the brokers this script started, and nothing else
+script=ws_compare.sh
+source "$(dirname "$0")/lib.sh"
 declare -A target_pid=() target_port=() target_log=() target_args=() target_na=()
-
-cleanup() {
-  local pid
-  for pid in "${started[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${started[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  [[ -n ${RESULTS:-} && -f $results ]] && cp "$results" "$RESULTS"
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() {
-  "$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-wait_port() { # port pid log: true once something accepts on the port
-  local port=$1 pid=$2 log=$3 i
-  for ((i = 0; i < 100; i++)); do
-    kill -0 "$pid" 2>/dev/null || return 1
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  echo "ws_compare.sh: nothing listens on 127.0.0.1:$port after 10 s; log:" >&2
-  tail -20 "$log" >&2
-  return 1
-}
-
-# utime + stime of a process (all its threads), in clock ticks. The command
-# name in field 2 may hold spaces, so count fields after its ')'.
-cpu_ticks() {
-  local stat
-  stat=$(<"/proc/$1/stat")
-  stat=${stat##*) }
-  set -- $stat
-  echo $((${12} + ${13}))
-}
 
 start_mosquitto() { # name port protocol -> pid in $broker_pid, or false
   local name=$1 port=$2 protocol=$3
