@@ -306,19 +306,55 @@ std::vector<std::string> changed_keys(const std::string& before,
   return changed;
 }
 
+/// The `rules`, `functions` and `endpoints` entries that differ between
+/// two texts, by name (a rule without one is named as the loader names it:
+/// its clientid, else rule-<n>).
+flow_changes changed_flows(const std::string& before,
+                           const std::string& after) {
+  auto by_name = [](const YAML::Node& list, bool rules) {
+    std::map<std::string, std::string> out;
+    for (std::size_t i = 0; list.IsSequence() && i < list.size(); ++i) {
+      auto& entry = list[i];
+      auto name = entry["name"].as<std::string>("");
+      if (name.empty() && rules)
+        name = entry["clientid"].as<std::string>(
+          "rule-" + std::to_string(i + 1));
+      out[name] = YAML::Dump(entry);
+    }
+    return out;
+  };
+  auto diff = [&](const char* key, bool rules) {
+    auto a = by_name(YAML::Load(before)[key], rules);
+    auto b = by_name(YAML::Load(after)[key], rules);
+    std::set<std::string> names;
+    for (auto& [name, text] : a)
+      if (!b.count(name) || b[name] != text)
+        names.insert(name);
+    for (auto& [name, text] : b)
+      if (!a.count(name))
+        names.insert(name);
+    return names;
+  };
+  return {diff("rules", true), diff("functions", false),
+          diff("endpoints", false)};
+}
+
 /// SIGHUP: reads the config again and checks it whole. A config that does
 /// not load is refused, its errors logged, and the running one stays. Of a
 /// good one, the hub's principals, password and acl files (always re-read)
-/// and anonymous settings apply at once and the certificate files are
-/// re-read; any other change is logged as needing a restart and not
-/// applied. Counted as component kind "config" (reloads,
+/// and anonymous settings apply at once, the certificate files are
+/// re-read, and added, removed and changed rules, functions and endpoints
+/// take over from the old ones (broker.hpp's reload_flows); any other
+/// change is logged as needing a restart and not applied. Counted as component kind "config" (reloads,
 /// reload_failures; label last_reload).
 void reload(caf::actor_system& sys, const options& opts,
-            loaded_config& running, probe& stats) {
+            loaded_config& running, broker& b, runtime_map& runtimes,
+            probe& stats) {
   loaded_config next;
+  runtime_map next_runtimes;
   try {
     next = load_config(opts);
-    build_runtimes(next.cfg, make_runtime_options(opts));
+    next_runtimes = build_runtimes(next.cfg, make_runtime_options(opts));
   } catch (const config_error& e) {
     for (auto& line : e.messages())
       spdlog::error("reload: {}", line);
@@ -328,12 +364,23 @@ void reload(caf::actor_system& sys, const options& opts,
     stats.label("last_reload", e.messages().front());
     return;
   }
+  // Rules, functions and endpoints first: a failure leaves them to the
+  // next start, and says so.
+  auto flows = changed_flows(running.text, next.text);
+  for (auto& name : flows.functions)
+    if (next_runtimes.count(name))
+      runtimes[name] = next_runtimes.at(name);
+  auto flow_error = reload_flows(sys, b, next.cfg, runtimes, flows);
+  if (!flow_error.empty())
+    spdlog::error("reload: {}", flow_error);
   std::vector<std::string> not_applied;
   for (auto& key : changed_keys(running.text, next.text)) {
     bool auth = false;
     for (auto k : reloadable_hub_keys)
       auth = auth || key == std::string{"hub."} + k;
-    if (!auth)
+    bool flow = key == "functions" || key == "endpoints"
+                || (key == "rules" && flow_error.empty());
+    if (!auth && !flow)
       not_applied.push_back(key);
   }
   for (auto& key : not_applied)
@@ -359,6 +406,17 @@ void reload(caf::actor_system& sys, const options& opts,
   // again.
   auto text = YAML::Load(running.text);
   auto fresh = YAML::Load(next.text);
+  for (auto k : {"rules", "functions", "endpoints"}) {
+    if (k == std::string{"rules"} && !flow_error.empty())
+      continue;
+    if (fresh[k])
+      text[k] = fresh[k];
+    else
+      text.remove(k);
+  }
+  running.cfg.rules = next.cfg.rules;
+  running.cfg.functions = next.cfg.functions;
+  running.cfg.endpoints = next.cfg.endpoints;
   for (auto k : reloadable_hub_keys) {
     if (fresh["hub"] && fresh["hub"][k])
       text["hub"][k] = fresh["hub"][k];
@@ -369,6 +427,14 @@ void reload(caf::actor_system& sys, const options& opts,
   std::string summary = "applied: hub principals, password and acl files "
                         "and anonymous settings (files re-read), "
                         "certificates re-read";
+  auto count = [&](const std::set<std::string>& names, const char* what) {
+    if (!names.empty())
+      summary += ", " + std::to_string(names.size()) + " " + what;
+  };
+  count(flows.endpoints, "endpoints");
+  count(flows.functions, "functions");
+  if (flow_error.empty())
+    count(flows.rules, "rules");
   if (!not_applied.empty()) {
     summary += "; at the next start: ";
     for (std::size_t i = 0; i < not_applied.size(); ++i)
@@ -382,7 +448,8 @@ void reload(caf::actor_system& sys, const options& opts,
 /// Waits for SIGINT or SIGTERM and returns it; SIGHUP on the way reloads
 /// (see reload()).
 int wait_for_signal(caf::actor_system& sys, const options& opts,
-                    loaded_config& running) {
+                    loaded_config& running, broker& b,
+                    runtime_map& runtimes) {
   probe stats{"config", "hubflow"};
   // hubflowctl reload signals this pid.
   stats.label("pid", std::to_string(::getpid()));
@@ -399,7 +466,7 @@ int wait_for_signal(caf::actor_system& sys, const options& opts,
     if (received != SIGHUP)
       return received;
     spdlog::info("received SIGHUP: reloading the config");
-    reload(sys, opts, running, stats);
+    reload(sys, opts, running, b, runtimes, stats);
     stats.report_now(self.ptr());
   }
 }
@@ -481,7 +548,7 @@ int main(int argc, char** argv) {
     std::fflush(nullptr);
     std::_Exit(exit_startup);
   }
-  auto signal = wait_for_signal(sys, *opts, running);
+  auto signal = wait_for_signal(sys, *opts, running, b, runtimes);
   spdlog::info("received {}, shutting down", strsignal(signal));
   stop_broker(b);
   // Instances blocked in a handler cannot be interrupted; give the actors a

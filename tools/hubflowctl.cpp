@@ -54,7 +54,8 @@ Usage:
       Make the broker read its config again (what SIGHUP does; run as the
       broker's user or root) and print the outcome: what was applied (the
       hub's principals, password and acl files, anonymous settings, the
-      certificates) and what takes effect at the next start. A config that
+      certificates, rules, functions and endpoints) and what takes effect
+      at the next start. A config that
       does not load is refused, and the running one stays (exit 1).
   hubflowctl passwd [--password-file FILE]
       Print a password hash for hub.principals (the format mosquitto_passwd

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -188,12 +190,13 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
     wiring.destination_is_endpoint = !rule.to.endpoint.empty();
     if (!rule.function.empty())
       wiring.function = b.functions.at(rule.function);
-    b.rules.push_back(spawn_rule(sys, rule, wiring));
+    b.rules.emplace(rule.name, spawn_rule(sys, rule, wiring));
   }
   if (b.hub)
     accept_once_rules_subscribed(sys, b.hub, cfg);
   keeper_options supervision;
-  supervision.dependents = b.rules;
+  for (auto& [name, rule] : b.rules)
+    supervision.dependents.push_back(rule);
   if (cfg.http.enabled) {
     // Shared with the restart function, and kept current by on_replaced
     // (both run in the keeper's thread only).
@@ -235,12 +238,154 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
   return {};
 }
 
+namespace {
+
+/// The keeper's child `name` as it runs now (a restart may have replaced
+/// the one start_broker spawned); invalid when the keeper has none.
+caf::actor current(caf::scoped_actor& self, const broker& b,
+                   const std::string& name) {
+  caf::actor found;
+  self->request(b.keeper, std::chrono::seconds(5), get_atom::value, name)
+    .receive([&](caf::actor& a) { found = std::move(a); },
+             [](caf::error&) {});
+  return found;
+}
+
+/// Stops `old` once it had rule_drain_timeout to answer what it was given.
+void stop_later(caf::actor_system& sys, caf::actor old) {
+  sys.spawn([old](caf::event_based_actor* self) {
+    self->delayed_send(self, rule_drain_timeout, tick_atom::value);
+    return caf::behavior{[=](tick_atom) {
+      self->send_exit(old, caf::exit_reason::user_shutdown);
+      self->quit();
+    }};
+  });
+}
+
+/// A changed, added or removed keeper child (an endpoint or a function):
+/// `spawn` starts it from its new entry, nullptr when it was removed.
+void replace_child(caf::actor_system& sys, caf::scoped_actor& self,
+                   broker& b, const std::string& child, bool existed,
+                   std::function<caf::actor(std::string&)> spawn) {
+  caf::actor old;
+  if (!spawn) {
+    self->request(b.keeper, std::chrono::seconds(5), keeper_retire_atom::value,
+                  child)
+      .receive([&](caf::actor& a) { old = std::move(a); }, [](caf::error&) {});
+  } else {
+    std::string error;
+    auto fresh = spawn(error);
+    keeper_child kc{child, fresh, spawn, false};
+    if (existed)
+      self->request(b.keeper, std::chrono::seconds(5),
+                    keeper_replace_atom::value, std::move(kc))
+        .receive([&](caf::actor& a) { old = std::move(a); },
+                 [](caf::error&) {});
+    else
+      self->send(b.keeper, keeper_adopt_atom::value, std::move(kc));
+  }
+  if (old)
+    stop_later(sys, std::move(old));
+}
+
+} // namespace
+
+std::string reload_flows(caf::actor_system& sys, broker& b, const config& next,
+                         runtime_map& runtimes, const flow_changes& changed) {
+  if (!changed.rules.empty() && !next.hub.embedded)
+    return "rules: with an external hub (hub.address) they change at the "
+           "next start";
+  caf::scoped_actor self{sys};
+  auto had = [](const auto& map, const std::string& name) {
+    return map.count(name) > 0;
+  };
+  for (auto& name : changed.endpoints) {
+    auto ep = next.find_endpoint(name);
+    std::function<caf::actor(std::string&)> spawn;
+    if (ep)
+      spawn = [&sys, ep = *ep](std::string&) {
+        return endpoint_registry().at(ep.type).spawn(sys, ep);
+      };
+    replace_child(sys, self, b, "endpoint:" + name, had(b.endpoints, name),
+                  spawn);
+    if (ep)
+      b.endpoints[name] = current(self, b, "endpoint:" + name);
+    else
+      b.endpoints.erase(name);
+  }
+  for (auto& name : changed.functions) {
+    auto fn = next.find_function(name);
+    std::function<caf::actor(std::string&)> spawn;
+    if (fn)
+      spawn = [&sys, fn = *fn, rt = runtimes.at(name)](std::string&) {
+        return spawn_function_supervisor(sys, fn, rt);
+      };
+    replace_child(sys, self, b, "function:" + name, had(b.functions, name),
+                  spawn);
+    if (fn)
+      b.functions[name] = current(self, b, "function:" + name);
+    else
+      b.functions.erase(name);
+  }
+  if (changed.rules.empty())
+    return {};
+  auto hub = current(self, b, "hub");
+  std::vector<caf::actor> added, removed;
+  std::uint64_t subscribing = 0;
+  for (auto& name : changed.rules) {
+    auto rule = std::find_if(next.rules.begin(), next.rules.end(),
+                             [&](auto& r) { return r.name == name; });
+    if (rule == next.rules.end())
+      continue;
+    rule_wiring wiring;
+    wiring.source = rule->from.endpoint.empty()
+                      ? hub
+                      : current(self, b, "endpoint:" + rule->from.endpoint);
+    wiring.destination = rule->to.endpoint.empty()
+                           ? hub
+                           : current(self, b, "endpoint:" + rule->to.endpoint);
+    wiring.destination_is_endpoint = !rule->to.endpoint.empty();
+    if (!rule->function.empty())
+      wiring.function = current(self, b, "function:" + rule->function);
+    subscribing += rule->from.endpoint.empty() ? 1 : 0;
+    added.push_back(spawn_rule(sys, *rule, wiring));
+  }
+  // The new rules subscribe before the ones they replace let go.
+  std::uint64_t before = 0;
+  self->request(hub, std::chrono::seconds(1), get_atom::value,
+                std::string{"rule_subscribers"})
+    .receive([&](std::uint64_t n) { before = n; }, [](caf::error&) {});
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  for (std::uint64_t now = 0; std::chrono::steady_clock::now() < deadline;) {
+    self->request(hub, std::chrono::seconds(1), get_atom::value,
+                  std::string{"rule_subscribers"})
+      .receive([&](std::uint64_t n) { now = n; }, [](caf::error&) {});
+    if (now >= before + subscribing)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  std::size_t i = 0;
+  for (auto& name : changed.rules) {
+    if (auto old = b.rules.find(name); old != b.rules.end()) {
+      self->send(old->second, rule_drain_atom::value);
+      removed.push_back(old->second);
+      b.rules.erase(old);
+    }
+    auto rule = std::find_if(next.rules.begin(), next.rules.end(),
+                             [&](auto& r) { return r.name == name; });
+    if (rule != next.rules.end())
+      b.rules.emplace(name, added[i++]);
+  }
+  self->send(b.keeper, keeper_dependents_atom::value, added, removed);
+  return {};
+}
+
 void stop_broker(broker& b) {
   auto exit = [](const caf::actor& a) {
     if (a)
       caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
   };
-  for (auto& r : b.rules)
+  for (auto& [name, r] : b.rules)
     exit(r);
   for (auto& l : b.hub_links)
     exit(l);

@@ -8,6 +8,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,8 @@ struct broker {
   std::uint16_t http_port = 0;
   std::map<std::string, caf::actor> endpoints;
   std::map<std::string, caf::actor> functions;
-  std::vector<caf::actor> rules;
+  /// The running rules, by name (a reload replaces some).
+  std::map<std::string, caf::actor> rules;
   std::vector<caf::actor> hub_links;
   /// Supervises stats, the stats port, the hub, endpoints, function
   /// supervisors and the HTTP API once all started; it stops them at
@@ -56,6 +58,26 @@ runtime_map build_runtimes(const config& cfg, const runtime_options& opts);
 /// loaded caf::io::middleman and hubflow's message types.
 std::string start_broker(caf::actor_system& sys, const config& cfg,
                          runtime_map& runtimes, broker& b);
+
+/// What a reload changes in the flows, by name: entries of `rules`,
+/// `functions` and `endpoints` added, removed or written differently.
+struct flow_changes {
+  std::set<std::string> rules;
+  std::set<std::string> functions;
+  std::set<std::string> endpoints;
+};
+
+/// Applies `changed` from `next` while everything runs (a reload; called
+/// from main's thread). A changed endpoint or function starts from its new
+/// entry and takes over under the keeper: rules and the HTTP API are
+/// pointed at it, the old one answers what it was given and is stopped
+/// rule_drain_timeout later. An added one starts, a removed one stops the
+/// same way. A changed or added rule starts (and subscribes) before the
+/// rule it replaces drains (rules/rule.hpp), so no message finds no rule.
+/// With an external hub, rules do not change (an error says so). Returns
+/// what could not be applied, empty when all was.
+std::string reload_flows(caf::actor_system& sys, broker& b, const config& next,
+                         runtime_map& runtimes, const flow_changes& changed);
 
 /// Stops everything start_broker started (rules first, stats last) and
 /// removes the stats token file; returns at once.

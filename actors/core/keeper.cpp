@@ -1,5 +1,6 @@
 #include "core/keeper.hpp"
 
+#include <algorithm>
 #include <memory>
 #include <utility>
 
@@ -18,6 +19,8 @@ using steady = std::chrono::steady_clock;
 
 struct kept {
   keeper_child child;
+  /// A reload took it away: its exit is no longer a reason to restart.
+  bool retired = false;
   probe stats;
   std::chrono::milliseconds backoff{0};
   steady::time_point started = steady::now();
@@ -62,7 +65,7 @@ void child_down(keeper_actor* self, std::size_t index,
                 const caf::error& reason) {
   auto& st = self->state;
   auto& k = *st.children[index];
-  if (st.stopping || reason == caf::exit_reason::user_shutdown)
+  if (st.stopping || k.retired || reason == caf::exit_reason::user_shutdown)
     return;
   auto why = reason ? self->system().render(reason) : std::string{"normal"};
   k.stats.add("exits");
@@ -90,7 +93,7 @@ void tell_replaced(keeper_actor* self, const caf::actor& old,
 
 void try_restart(keeper_actor* self, std::size_t index) {
   auto& k = *self->state.children[index];
-  if (self->state.stopping)
+  if (self->state.stopping || k.retired)
     return;
   std::string error;
   caf::actor replacement;
@@ -118,6 +121,27 @@ void try_restart(keeper_actor* self, std::size_t index) {
     report(self, *other);
 }
 
+/// The kept child named `name` (not retired), or nullptr.
+kept* find_child(keeper_actor* self, const std::string& name) {
+  for (auto& k : self->state.children)
+    if (!k->retired && k->child.name == name)
+      return k.get();
+  return nullptr;
+}
+
+caf::error no_child(const std::string& name) {
+  return caf::make_error(caf::sec::invalid_argument,
+                         "the keeper has no child '" + name + "'");
+}
+
+/// Supervises `child` from now on (a reload added it).
+void adopt(keeper_actor* self, keeper_child child) {
+  auto& st = self->state;
+  self->monitor(child.actor);
+  st.children.push_back(std::make_unique<kept>(std::move(child)));
+  report(self, *st.children.back());
+}
+
 caf::behavior keeper(keeper_actor* self, std::vector<keeper_child> children,
                      keeper_options options) {
   auto& st = self->state;
@@ -129,7 +153,7 @@ caf::behavior keeper(keeper_actor* self, std::vector<keeper_child> children,
   self->set_down_handler([=](caf::down_msg& dm) {
     auto& kids = self->state.children;
     for (std::size_t i = 0; i < kids.size(); ++i)
-      if (kids[i]->child.actor.address() == dm.source) {
+      if (!kids[i]->retired && kids[i]->child.actor.address() == dm.source) {
         child_down(self, i, dm.reason);
         return;
       }
@@ -146,11 +170,41 @@ caf::behavior keeper(keeper_actor* self, std::vector<keeper_child> children,
     report(self, *k);
   return {
     [=](get_atom, const std::string& name) -> caf::result<caf::actor> {
-      for (auto& k : self->state.children)
-        if (k->child.name == name)
-          return k->child.actor;
-      return caf::make_error(caf::sec::invalid_argument,
-                             "the keeper has no child '" + name + "'");
+      if (auto k = find_child(self, name))
+        return k->child.actor;
+      return no_child(name);
+    },
+    [=](keeper_adopt_atom, keeper_child& child) { adopt(self, std::move(child)); },
+    [=](keeper_replace_atom, keeper_child& child) -> caf::result<caf::actor> {
+      auto k = find_child(self, child.name);
+      if (!k)
+        return no_child(child.name);
+      // The old one's down message must not restart anything: a new entry
+      // takes over, the old one stays retired (restart messages carry
+      // indices).
+      k->retired = true;
+      auto old = k->child.actor;
+      auto name = child.name;
+      auto replacement = child.actor;
+      adopt(self, std::move(child));
+      spdlog::info("{} replaced (reload)", name);
+      tell_replaced(self, old, replacement);
+      return old;
+    },
+    [=](keeper_retire_atom, const std::string& name) -> caf::result<caf::actor> {
+      auto k = find_child(self, name);
+      if (!k)
+        return no_child(name);
+      k->retired = true;
+      return k->child.actor;
+    },
+    [=](keeper_dependents_atom, const std::vector<caf::actor>& added,
+        const std::vector<caf::actor>& removed) {
+      auto& deps = self->state.options.dependents;
+      std::erase_if(deps, [&](const caf::actor& a) {
+        return std::find(removed.begin(), removed.end(), a) != removed.end();
+      });
+      deps.insert(deps.end(), added.begin(), added.end());
     },
     [=](restart_atom, std::uint64_t index) {
       if (index < self->state.children.size())

@@ -16,6 +16,17 @@
 // (replacements started), restart_failures (attempts that could not start
 // one), exits (stops outside shutdown); label last_exit (why it stopped).
 //
+// A reload changes what is kept (main.cpp, broker/broker.hpp):
+//   (keeper_adopt_atom, keeper_child) supervises one more child;
+//   (keeper_replace_atom, keeper_child) -> caf::actor: the child of that
+//       name is now `child.actor` (restarted with `child.restart`), and
+//       everyone is told as after a restart; answers the actor it replaced,
+//       which the keeper no longer watches (the caller stops it);
+//   (keeper_retire_atom, std::string name) -> caf::actor: the child is no
+//       longer supervised; answers it (the caller stops it);
+//   (keeper_dependents_atom, std::vector<caf::actor> added,
+//       std::vector<caf::actor> removed) changes who gets rewire messages.
+//
 // Shutdown: an exit message to the keeper (main's user_shutdown) stops the
 // children, last adopted first, and nothing is restarted after that; a
 // child that stops with exit_reason::user_shutdown is never restarted.
@@ -28,6 +39,8 @@
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
+#include <caf/atom.hpp>
 #include <caf/error.hpp>
 
 namespace hubflow {
@@ -44,6 +57,11 @@ struct keeper_child {
   /// Whether the child is told when another child is replaced.
   bool follows_replacements = false;
 };
+
+using keeper_adopt_atom = caf::atom_constant<caf::atom("kp_adopt")>;
+using keeper_replace_atom = caf::atom_constant<caf::atom("kp_replace")>;
+using keeper_retire_atom = caf::atom_constant<caf::atom("kp_retire")>;
+using keeper_dependents_atom = caf::atom_constant<caf::atom("kp_deps")>;
 
 struct keeper_options {
   std::chrono::milliseconds backoff_initial{100};
@@ -67,3 +85,6 @@ caf::actor spawn_keeper(caf::actor_system& sys,
                         keeper_options options = {});
 
 } // namespace hubflow
+
+// A child goes to the keeper within the process only (it holds a function).
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubflow::keeper_child)

@@ -55,11 +55,16 @@ struct rule_state {
   bool function_gone = false;
   bool destination_gone = false;
   std::deque<job> parked;
+  /// Draining (rule_drain_atom): stops once nothing is left, or then.
+  std::optional<message::clock::time_point> drain_deadline;
 };
 
 using rule_actor = caf::stateful_actor<rule_state>;
 
 constexpr std::chrono::milliseconds retry_base_delay{100};
+
+/// A draining rule's own check whether it is done (rule_drain_atom).
+using drained_atom = caf::atom_constant<caf::atom("rule_done")>;
 
 /// Invocations one rule keeps at its function at most; the rest wait in
 /// the rule's backlog. Without this window a burst overflowed the function's
@@ -539,8 +544,38 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
       for (auto& j : parked)
         advance(self, std::move(j));
     },
+    [=](rule_drain_atom) {
+      auto& st = self->state;
+      if (st.drain_deadline)
+        return;
+      st.drain_deadline = message::clock::now() + rule_drain_timeout;
+      self->send(st.wiring.source, unsubscribe_atom::value, st.cfg.from.topic,
+                 caf::actor{self});
+      spdlog::info("rule {}: draining ({} messages in flight)", st.cfg.name,
+                   st.jobs.size() + st.backlog.size() + st.parked.size());
+      // What the source sent before it took the unsubscribe is in the
+      // mailbox before this check.
+      self->send(self, drained_atom::value);
+    },
+    [=](drained_atom) {
+      auto& st = self->state;
+      auto left = st.jobs.size() + st.backlog.size() + st.parked.size();
+      bool late = message::clock::now() >= *st.drain_deadline;
+      if (left > 0 && !late) {
+        self->delayed_send(self, std::chrono::milliseconds(50),
+                           drained_atom::value);
+        return;
+      }
+      if (late)
+        spdlog::warn("rule {}: stopped after draining for {} s with {} "
+                     "messages unanswered",
+                     st.cfg.name, rule_drain_timeout.count(), left);
+      self->quit();
+    },
     [=](tick_atom) {
       auto& st = self->state;
+      if (st.drain_deadline)
+        return; // its replacement reports under the same name
       st.stats->set("in_flight", static_cast<std::int64_t>(st.jobs.size()));
       st.stats->set("backlog", static_cast<std::int64_t>(st.backlog.size()));
       st.stats->set("parked", static_cast<std::int64_t>(st.parked.size()));

@@ -3,7 +3,10 @@
 // endpoint). One actor per rule, with its own counters.
 #pragma once
 
+#include <chrono>
+
 #include <caf/actor.hpp>
+#include <caf/atom.hpp>
 #include <caf/actor_system.hpp>
 
 #include "core/config.hpp"
@@ -18,6 +21,14 @@ struct rule_wiring {
   caf::actor function;     // a function supervisor, or invalid
   bool destination_is_endpoint = false;
 };
+
+/// (rule_drain_atom): a reload replaces or removes the rule. It
+/// unsubscribes from its source, handles what it already has (messages in
+/// its mailbox, at its function or destination) and stops once nothing is
+/// left, or after rule_drain_timeout with what remains unanswered (its
+/// sources then redeliver or time out as for a rule that died).
+using rule_drain_atom = caf::atom_constant<caf::atom("rule_drain")>;
+inline constexpr std::chrono::seconds rule_drain_timeout{30};
 
 /// Spawns the rule; it subscribes to its source at once. Each message is
 /// answered (ok_atom) only once its result was accepted by the destination

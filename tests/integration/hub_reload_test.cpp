@@ -7,8 +7,11 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <set>
+#include <thread>
 
 #include "fixtures/fixtures.hpp"
+#include "fixtures/redis_fixture.hpp"
 
 using namespace hubflow::test;
 
@@ -142,19 +145,120 @@ TEST_F(hub_reload, a_config_that_does_not_load_is_refused_and_the_old_one_stays)
   EXPECT_EQ(login("carol", "c-pass", rc)->connected(), true);
 }
 
-TEST_F(hub_reload, what_a_reload_cannot_apply_is_named) {
-  write_config("  max_keepalive: 30\n"
-               "rules:\n"
-               "  - name: copy\n"
-               "    subscribe: {topic: a/in}\n"
-               "    publish: {topic: a/out}\n");
+TEST_F(hub_reload, rules_and_functions_change_while_messages_flow) {
+  auto flows = [](const std::string& rule_to, const std::string& value) {
+    bool first = value == "1";
+    return "rules:\n"
+           "  - name: tag\n"
+           "    subscribe: {topic: a/in, qos: 1}\n"
+           "    function: {name: tagger}\n"
+           "    publish: {topic: " + rule_to + ", qos: 1}\n"
+           + std::string{first ? "  - name: gone-soon\n"
+                                 "    subscribe: {topic: a/old}\n"
+                                 "    publish: {topic: a/old/out}\n"
+                               : ""}
+           + "functions:\n"
+           "  - name: tagger\n"
+           "    runtime: sql\n"
+           "    handler: \"select *, " + value + " as v\"\n";
+  };
+  write_config(flows("a/out", "1"));
+  ASSERT_EQ(reload().exit_code, 0);
+  int rc = 0;
+  auto alice = login("alice", "a-pass", rc);
+  ASSERT_EQ(rc, 0);
+  ASSERT_EQ(alice->subscribe("a/#", 1), 1);
+  ASSERT_TRUE(wait_until([&] {
+    alice->publish("a/in", R"({"n":-1})", 1);
+    return !alice->messages_on("a/out").empty();
+  })) << broker->proc().output();
+  EXPECT_NE(alice->messages_on("a/out").front().payload.find("\"v\":1"),
+            std::string::npos);
+
+  // A publisher keeps going while the rule's destination and the
+  // function's statement change and the other rule goes away.
+  alice->clear();
+  std::thread counted{[&] {
+    for (int n = 0; n < 300; ++n)
+      alice->publish("a/in", R"({"k":)" + std::to_string(n) + "}", 1);
+  }};
+  std::this_thread::sleep_for(50ms);
+  write_config(flows("a/out2", "2"));
+  auto r = reload();
+  counted.join();
+  EXPECT_EQ(r.exit_code, 0) << r.output << broker->proc().output();
+  EXPECT_NE(r.output.find("1 functions, 2 rules"), std::string::npos)
+    << r.output;
+  // Every acknowledged message came out of one rule or the other: before
+  // the reload on a/out with v 1, after it on a/out2 with v 2.
+  auto key_of = [](const std::string& payload) {
+    auto at = payload.find("\"k\":");
+    return at == std::string::npos ? -1 : std::atoi(payload.c_str() + at + 4);
+  };
+  std::set<int> seen;
+  EXPECT_TRUE(wait_until([&] {
+    seen.clear();
+    for (auto topic : {"a/out", "a/out2"})
+      for (auto& m : alice->messages_on(topic))
+        if (auto k = key_of(m.payload); k >= 0)
+          seen.insert(k);
+    return seen.size() == 300;
+  })) << seen.size() << " of 300\n" << broker->proc().output();
+  ASSERT_FALSE(alice->messages_on("a/out2").empty());
+  for (auto& m : alice->messages_on("a/out2"))
+    EXPECT_NE(m.payload.find("\"v\":2"), std::string::npos) << m.payload;
+  EXPECT_TRUE(alice->connected());
+  // The removed rule no longer forwards.
+  alice->clear();
+  ASSERT_TRUE(alice->publish("a/old", "x", 1));
+  std::this_thread::sleep_for(300ms);
+  EXPECT_TRUE(alice->messages_on("a/old/out").empty());
+}
+
+TEST_F(hub_reload, a_changed_endpoint_takes_over_from_the_old_one) {
+  redis_server first;
+  redis_server second;
+  auto with_redis = [](std::uint16_t port) {
+    return "endpoints:\n"
+           "  - name: store\n"
+           "    type: redis\n"
+           "    port: " + std::to_string(port) + "\n"
+           "    mode: rpush\n"
+           "rules:\n"
+           "  - name: keep\n"
+           "    subscribe: {topic: a/keep, qos: 1}\n"
+           "    to: {endpoint: store, topic: kept}\n";
+  };
+  write_config(with_redis(first.port()));
+  ASSERT_EQ(reload().exit_code, 0);
+  int rc = 0;
+  auto alice = login("alice", "a-pass", rc);
+  ASSERT_EQ(rc, 0);
+  ASSERT_TRUE(wait_until([&] {
+    alice->publish("a/keep", "one", 1);
+    return first.cli({"LLEN", "kept"}) != "0";
+  })) << broker->proc().output();
+  write_config(with_redis(second.port()));
   auto r = reload();
   EXPECT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("at the next start: hub.max_keepalive, rules"),
+  EXPECT_NE(r.output.find("1 endpoints"), std::string::npos) << r.output;
+  ASSERT_TRUE(alice->publish("a/keep", "two", 1));
+  EXPECT_TRUE(wait_until([&] { return second.cli({"LLEN", "kept"}) == "1"; }))
+    << broker->proc().output();
+  EXPECT_EQ(second.cli({"LINDEX", "kept", "0"}), "two");
+  EXPECT_EQ(first.cli({"LRANGE", "kept", "-1", "-1"}), "one");
+}
+
+TEST_F(hub_reload, what_a_reload_cannot_apply_is_named) {
+  write_config("  max_keepalive: 30\n"
+               "stats: {interval: 1s}\n");
+  auto r = reload();
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("at the next start: hub.max_keepalive, stats"),
             std::string::npos)
     << r.output;
   EXPECT_NE(broker->proc().output().find(
-              "reload: rules changed: it takes effect at the next start"),
+              "reload: stats changed: it takes effect at the next start"),
             std::string::npos)
     << broker->proc().output();
 }
