@@ -251,14 +251,19 @@ caf::actor current(caf::scoped_actor& self, const broker& b,
   return found;
 }
 
-/// Stops `old` once it had rule_drain_timeout to answer what it was given.
-void stop_later(caf::actor_system& sys, caf::actor old) {
-  sys.spawn([old](caf::event_based_actor* self) {
-    self->delayed_send(self, rule_drain_timeout, tick_atom::value);
-    return caf::behavior{[=](tick_atom) {
+/// Stops `old` once it had rule_drain_timeout to answer what it was given,
+/// or when the keeper stops first (shutdown).
+void stop_later(caf::actor_system& sys, const caf::actor& keeper,
+                caf::actor old) {
+  sys.spawn([keeper, old](caf::event_based_actor* self) {
+    auto stop = [=] {
       self->send_exit(old, caf::exit_reason::user_shutdown);
       self->quit();
-    }};
+    };
+    self->link_to(keeper);
+    self->set_exit_handler([=](caf::exit_msg&) { stop(); });
+    self->delayed_send(self, rule_drain_timeout, tick_atom::value);
+    return caf::behavior{[=](tick_atom) { stop(); }};
   });
 }
 
@@ -285,7 +290,7 @@ void replace_child(caf::actor_system& sys, caf::scoped_actor& self,
       self->send(b.keeper, keeper_adopt_atom::value, std::move(kc));
   }
   if (old)
-    stop_later(sys, std::move(old));
+    stop_later(sys, b.keeper, std::move(old));
 }
 
 } // namespace
