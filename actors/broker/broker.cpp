@@ -299,7 +299,9 @@ std::string reload_flows(caf::actor_system& sys, broker& b, const config& next,
                          runtime_map& runtimes, const flow_changes& changed) {
   if (!changed.rules.empty() && !next.hub.embedded)
     return "rules: with an external hub (hub.address) they change at the "
-           "next start";
+           "next start (each rule's link keeps its client id, and a new "
+           "link under that id would take the old one's session over "
+           "while it still drains)";
   caf::scoped_actor self{sys};
   auto had = [](const auto& map, const std::string& name) {
     return map.count(name) > 0;
