@@ -200,7 +200,7 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
   if (cfg.http.enabled) {
     // Shared with the restart function, and kept current by on_replaced
     // (both run in the keeper's thread only).
-    auto ctx = std::make_shared<http_context>();
+    auto ctx = b.http_reach = std::make_shared<http_context>();
     ctx->hub = b.hub;
     ctx->functions = b.functions;
     for (auto& ep : cfg.endpoints)
@@ -293,6 +293,29 @@ void replace_child(caf::actor_system& sys, caf::scoped_actor& self,
     stop_later(sys, b.keeper, std::move(old));
 }
 
+/// The HTTP API's functions and state stores as they run after a reload:
+/// set in the keeper's thread (where its restarts read them), then sent to
+/// the running API.
+void tell_http_api(caf::actor_system& sys, caf::scoped_actor& self,
+                   broker& b, const config& next) {
+  std::map<std::string, caf::actor> functions;
+  for (auto& fn : next.functions)
+    functions[fn.name] = current(self, b, "function:" + fn.name);
+  std::map<std::string, http_state_store> stores;
+  for (auto& ep : next.endpoints)
+    if (ep.type == "redis")
+      stores[ep.name] = {ep.type, current(self, b, "endpoint:" + ep.name)};
+  auto ctx = b.http_reach;
+  keeper_task task{[&sys, ctx, functions, stores] {
+    ctx->functions = functions;
+    ctx->state_stores = stores;
+    if (auto http = sys.registry().get(http_registry_name))
+      caf::anon_send(caf::actor_cast<caf::actor>(http), reload_atom::value,
+                     http_context_ptr{std::make_shared<const http_context>(*ctx)});
+  }};
+  self->send(b.keeper, keeper_run_atom::value, std::move(task));
+}
+
 } // namespace
 
 std::string reload_flows(caf::actor_system& sys, broker& b, const config& next,
@@ -334,6 +357,8 @@ std::string reload_flows(caf::actor_system& sys, broker& b, const config& next,
     else
       b.functions.erase(name);
   }
+  if (b.http_reach && !(changed.functions.empty() && changed.endpoints.empty()))
+    tell_http_api(sys, self, b, next);
   if (changed.rules.empty())
     return {};
   auto hub = current(self, b, "hub");

@@ -16,6 +16,7 @@
 #include <caf/actor_system.hpp>
 
 #include "core/config.hpp"
+#include "http/http_api.hpp"
 #include "functions/runtime.hpp"
 #include "store/hub_store.hpp"
 
@@ -33,6 +34,9 @@ struct broker {
   std::shared_ptr<store::hub_store> store;
   caf::actor http;
   std::uint16_t http_port = 0;
+  /// What the HTTP API reaches (and its restarts are given); touched in the
+  /// keeper's thread only once the keeper runs.
+  std::shared_ptr<http_context> http_reach;
   std::map<std::string, caf::actor> endpoints;
   std::map<std::string, caf::actor> functions;
   /// The running rules, by name (a reload replaces some).

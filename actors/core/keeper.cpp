@@ -198,6 +198,13 @@ caf::behavior keeper(keeper_actor* self, std::vector<keeper_child> children,
       k->retired = true;
       return k->child.actor;
     },
+    [](keeper_run_atom, const keeper_task& task) {
+      try {
+        task.run();
+      } catch (const std::exception& e) {
+        spdlog::error("keeper: a reload's task failed: {}", e.what());
+      }
+    },
     [=](keeper_dependents_atom, const std::vector<caf::actor>& added,
         const std::vector<caf::actor>& removed) {
       auto& deps = self->state.options.dependents;

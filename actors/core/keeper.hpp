@@ -25,7 +25,10 @@
 //   (keeper_retire_atom, std::string name) -> caf::actor: the child is no
 //       longer supervised; answers it (the caller stops it);
 //   (keeper_dependents_atom, std::vector<caf::actor> added,
-//       std::vector<caf::actor> removed) changes who gets rewire messages.
+//       std::vector<caf::actor> removed) changes who gets rewire messages;
+//   (keeper_run_atom, keeper_task) runs the task in the keeper's thread,
+//       where restart functions and on_replaced run (a reload updates what
+//       they captured).
 //
 // Shutdown: an exit message to the keeper (main's user_shutdown) stops the
 // children, last adopted first, and nothing is restarted after that; a
@@ -62,6 +65,12 @@ using keeper_adopt_atom = caf::atom_constant<caf::atom("kp_adopt")>;
 using keeper_replace_atom = caf::atom_constant<caf::atom("kp_replace")>;
 using keeper_retire_atom = caf::atom_constant<caf::atom("kp_retire")>;
 using keeper_dependents_atom = caf::atom_constant<caf::atom("kp_deps")>;
+using keeper_run_atom = caf::atom_constant<caf::atom("kp_run")>;
+
+/// Work for the keeper's thread (keeper_run_atom).
+struct keeper_task {
+  std::function<void()> run;
+};
 
 struct keeper_options {
   std::chrono::milliseconds backoff_initial{100};
@@ -88,3 +97,4 @@ caf::actor spawn_keeper(caf::actor_system& sys,
 
 // A child goes to the keeper within the process only (it holds a function).
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubflow::keeper_child)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubflow::keeper_task)

@@ -31,10 +31,12 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 
 #include <caf/actor.hpp>
 #include <caf/actor_system.hpp>
+#include <caf/allowed_unsafe_message_type.hpp>
 
 #include "core/component_stats.hpp"
 #include "core/config.hpp"
@@ -71,6 +73,9 @@ struct http_context {
   void replace(const caf::actor& old, const caf::actor& replacement);
 };
 
+/// A reload's functions and state stores for the API (within the process).
+using http_context_ptr = std::shared_ptr<const http_context>;
+
 /// Where the running API is registered (the keeper may have replaced the
 /// one first started): main.cpp sends it reload_atom on SIGHUP.
 inline constexpr caf::atom_value http_registry_name = caf::atom("hf.http");
@@ -93,3 +98,6 @@ std::string http_metadata_json(
   const std::map<std::string, std::string>& extended = {});
 
 } // namespace hubflow
+
+// The API's context goes to it within the process only.
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubflow::http_context_ptr)

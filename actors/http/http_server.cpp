@@ -411,6 +411,10 @@ caf::behavior http_api(http_broker* self, int listener,
       contain(self, failure_scope::none, {},
               [&] { reload_certificate(self); });
     },
+    // A reload added, changed or removed functions and state stores.
+    [=](reload_atom, const http_context_ptr& next) {
+      self->state.ctx = next;
+    },
     // The keeper replaced the hub or an endpoint (core/keeper.hpp).
     [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {
       auto next = std::make_shared<http_context>(*self->state.ctx);

@@ -249,6 +249,33 @@ TEST_F(hub_reload, a_changed_endpoint_takes_over_from_the_old_one) {
   EXPECT_EQ(first.cli({"LRANGE", "kept", "-1", "-1"}), "one");
 }
 
+TEST_F(hub_reload, the_http_api_invokes_a_function_a_reload_added) {
+  auto http_port = free_port();
+  auto http = "http:\n  listen: 127.0.0.1:" + std::to_string(http_port) + "\n";
+  write_config(http);
+  // The API is part of the config, so this one starts afresh.
+  broker.reset();
+  broker = std::make_unique<hubflow_server>(
+    "", std::vector<std::string>{"--config", config});
+  ASSERT_TRUE(broker->wait_ready()) << broker->proc().output();
+  auto invoke = [&] {
+    return run_command("curl -s -w ' %{http_code}' -d '{\"t\":3}' "
+                       "http://127.0.0.1:" + std::to_string(http_port)
+                       + "/v1.0/invoke/double/method/run")
+      .output;
+  };
+  EXPECT_NE(invoke().find(" 404"), std::string::npos);
+  write_config(http + "functions:\n"
+                      "  - name: double\n"
+                      "    runtime: sql\n"
+                      "    handler: \"select t * 2 as t2\"\n");
+  auto r = reload();
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(wait_until([&] {
+    return invoke() == R"({"t2":6} 200)";
+  })) << invoke() << "\n" << broker->proc().output();
+}
+
 TEST_F(hub_reload, what_a_reload_cannot_apply_is_named) {
   write_config("  max_keepalive: 30\n"
                "stats: {interval: 1s}\n");
