@@ -260,8 +260,10 @@ void stop_later(caf::actor_system& sys, const caf::actor& keeper,
       self->send_exit(old, caf::exit_reason::user_shutdown);
       self->quit();
     };
-    self->link_to(keeper);
-    self->set_exit_handler([=](caf::exit_msg&) { stop(); });
+    // Monitored, not linked: a link would take the keeper (and everything
+    // it keeps) down with this helper when it is done.
+    self->monitor(keeper);
+    self->set_down_handler([=](caf::down_msg&) { stop(); });
     self->delayed_send(self, rule_drain_timeout, tick_atom::value);
     return caf::behavior{[=](tick_atom) { stop(); }};
   });

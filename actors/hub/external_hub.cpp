@@ -267,6 +267,18 @@ void use_tls(::mosquitto* mosq, const tls_client_settings& tls) {
   mosquitto_tls_insecure_set(mosq, tls.insecure_skip_verify);
 }
 
+/// A connect attempt failed: logged when the reason changed (not on every
+/// retry), counted every time.
+void connect_failed(link_actor* self, const std::string& why) {
+  auto& st = self->state;
+  st.stats->add("connect_errors");
+  if (why == st.last_error)
+    return;
+  st.last_error = why;
+  spdlog::warn("hub link {}: cannot connect to {}: {} (retrying)",
+               st.client_id, st.cfg.address, why);
+}
+
 caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
@@ -378,8 +390,12 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
     },
     [=](lost_atom, int rc) {
       auto& st = self->state;
-      if (!st.connected)
+      if (!st.connected) {
+        // A connect that failed after the socket opened (a TLS peer that
+        // wants a client certificate says so only then).
+        connect_failed(self, mosquitto_strerror(rc));
         return;
+      }
       st.connected = false;
       st.stats->add("disconnects");
       st.stats->label("state", "reconnecting");
@@ -387,13 +403,8 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
                    st.cfg.address, mosquitto_strerror(rc));
     },
     [=](link_error_atom, const std::string& text) {
-      auto& st = self->state;
-      if (st.connected || text == st.last_error)
-        return;
-      st.last_error = text;
-      st.stats->add("connect_errors");
-      spdlog::warn("hub link {}: cannot connect to {}: {} (retrying)",
-                   st.client_id, st.cfg.address, text);
+      if (!self->state.connected)
+        connect_failed(self, text);
     },
     // Publishes nobody acknowledged in time fail, so the rule can retry.
     [=](tick_atom) {

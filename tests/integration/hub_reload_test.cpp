@@ -247,6 +247,16 @@ TEST_F(hub_reload, a_changed_endpoint_takes_over_from_the_old_one) {
     << broker->proc().output();
   EXPECT_EQ(second.cli({"LINDEX", "kept", "0"}), "two");
   EXPECT_EQ(first.cli({"LRANGE", "kept", "-1", "-1"}), "one");
+  // The old endpoint is stopped rule_drain_timeout (30 s) later; that
+  // takes nothing else with it.
+  std::this_thread::sleep_for(31s);
+  EXPECT_NE(broker->proc().output().find("endpoint:store replaced (reload)"),
+            std::string::npos);
+  ASSERT_TRUE(alice->connected()) << broker->proc().output();
+  ASSERT_TRUE(alice->publish("a/keep", "three", 1)) << broker->proc().output();
+  EXPECT_TRUE(wait_until([&] { return second.cli({"LLEN", "kept"}) == "2"; }))
+    << broker->proc().output();
+  EXPECT_FALSE(broker->stats_json().empty());
 }
 
 TEST_F(hub_reload, the_http_api_invokes_a_function_a_reload_added) {
