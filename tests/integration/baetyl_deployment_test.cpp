@@ -20,12 +20,7 @@ using json = nlohmann::json;
 
 namespace {
 
-const std::string seed_path = std::string{HUBFLOW_SHARED_DIR}
-                              + "/seeds/baetyl-function-manager.txt";
-
-#define SKIP_WITHOUT_SEED()                                                 \
-  if (!std::ifstream{seed_path})                                            \
-  GTEST_SKIP() << "needs " << seed_path << ", which is absent"
+const std::string& seed_path = baetyl_seed_path;
 
 /// Where the tutorial installs Baetyl: its files are named from here.
 constexpr std::string_view tutorial_root = "/usr/local/";
@@ -88,7 +83,7 @@ std::map<std::string, std::string> tutorial_files() {
 class baetyl_deployment : public ::testing::Test {
 protected:
   void SetUp() override {
-    SKIP_WITHOUT_SEED();
+    HUBFLOW_SKIP_WITHOUT_FILE(seed_path);
     files = tutorial_files();
     for (auto& [path, text] : files) {
       std::filesystem::create_directories(

@@ -286,12 +286,8 @@ TEST(hub_tls_check, check_names_the_key_the_file_and_the_problem) {
 TEST(hub_tls_reload, sighup_rereads_certificates_and_keeps_clients) {
   test_pki pki;
   temp_dir dir;
-  namespace fs = std::filesystem;
   auto install = [&](const test_pki::pair& p) {
-    fs::copy_file(p.cert, dir.path() + "/live.crt",
-                  fs::copy_options::overwrite_existing);
-    fs::copy_file(p.key, dir.path() + "/live.key",
-                  fs::copy_options::overwrite_existing);
+    test_pki::install(p, dir.path());
   };
   install(pki.server());
   auto port = free_port();

@@ -259,12 +259,8 @@ TEST_F(https_api, ciphers_and_ciphers_tls1_3_choose_the_suites) {
 
 TEST_F(https_api, sighup_rereads_the_certificate) {
   temp_dir dir;
-  namespace fs = std::filesystem;
   auto install = [&](const test_pki::pair& p) {
-    fs::copy_file(p.cert, dir.path() + "/live.crt",
-                  fs::copy_options::overwrite_existing);
-    fs::copy_file(p.key, dir.path() + "/live.key",
-                  fs::copy_options::overwrite_existing);
+    test_pki::install(p, dir.path());
   };
   install(pki.server());
   hubflow_server broker{"http:\n"

@@ -20,14 +20,7 @@ using outcome = function_result::outcome;
 
 namespace {
 
-const std::string seed_path = std::string{HUBFLOW_SHARED_DIR}
-                              + "/seeds/baetyl-function-manager.txt";
-
-/// The seed lives outside the repository (../shared beside the clone):
-/// without it the tests that run its code report themselves skipped.
-#define SKIP_WITHOUT_SEED()                                                 \
-  if (!std::ifstream{seed_path})                                            \
-  GTEST_SKIP() << "needs " << seed_path << ", which is absent"
+const std::string& seed_path = baetyl_seed_path;
 
 /// The code block of the seed document that starts with `shebang`: every
 /// line up to the document's next prose line (prose there is Chinese, code
@@ -93,7 +86,7 @@ void expect_sayhi_output(const json& out, const std::string& topic, int qos,
 } // namespace
 
 TEST(baetyl_samples, are_extracted_from_the_seed_document) {
-  SKIP_WITHOUT_SEED();
+  HUBFLOW_SKIP_WITHOUT_FILE(seed_path);
   baetyl_code code;
   // Their first and last lines, as published.
   EXPECT_EQ(code.python().rfind("#!/usr/bin/env python\n", 0), 0u);
@@ -108,7 +101,7 @@ TEST(baetyl_samples, are_extracted_from_the_seed_document) {
 class baetyl_sample_runtime : public testing::TestWithParam<std::string> {};
 
 TEST_P(baetyl_sample_runtime, runs_unmodified) {
-  SKIP_WITHOUT_SEED();
+  HUBFLOW_SKIP_WITHOUT_FILE(seed_path);
   baetyl_code code;
   function_config cfg;
   cfg.name = GetParam() + "-sayhi";
@@ -196,7 +189,7 @@ json json_on(mqtt_client& client, const std::string& topic, std::size_t index = 
 } // namespace
 
 TEST(baetyl_scenario, through_the_broker) {
-  SKIP_WITHOUT_SEED();
+  HUBFLOW_SKIP_WITHOUT_FILE(seed_path);
   baetyl_code code;
   auto port = free_port();
   hubflow_server server{scenario_config(port, code.path())};
