@@ -118,7 +118,8 @@ void try_restart(keeper_actor* self, std::size_t index) {
   tell_replaced(self, old, replacement);
   // Every child's counters: if this was the stats actor, it is new.
   for (auto& other : self->state.children)
-    report(self, *other);
+    if (!other->retired) // a reload's replacement reports under its name
+      report(self, *other);
 }
 
 /// The kept child named `name` (not retired), or nullptr.
