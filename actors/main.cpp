@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
 #include <map>
 #include <set>
@@ -258,11 +257,7 @@ loaded_config load_config(const options& opts) {
     out.text = default_config_text();
     out.cfg = default_config();
   } else {
-    std::ifstream in{opts.config_file, std::ios::binary};
-    if (!in)
-      throw config_error({opts.config_file, 0, 0}, "",
-                         "cannot open the config file");
-    out.text.assign(std::istreambuf_iterator<char>{in}, {});
+    out.text = read_config_file(opts.config_file);
     out.cfg = load_config_text(out.text, opts.config_file, endpoint_registry());
   }
   apply_overrides(out.cfg, opts);
@@ -275,12 +270,10 @@ constexpr const char* reloadable_hub_keys[] = {
   "principals", "password_file", "acl_file", "anonymous",
   "anonymous_permissions"};
 
-/// The config keys whose YAML differs between two texts: top-level keys,
-/// and `hub.<key>` inside the hub block.
-std::vector<std::string> changed_keys(const std::string& before,
-                                      const std::string& after) {
-  auto a = YAML::Load(before);
-  auto b = YAML::Load(after);
+/// The config keys whose YAML differs between two configs: top-level
+/// keys, and `hub.<key>` inside the hub block.
+std::vector<std::string> changed_keys(const YAML::Node& a,
+                                      const YAML::Node& b) {
   auto differ = [](const YAML::Node& x, const YAML::Node& y) {
     return YAML::Dump(x) != YAML::Dump(y);
   };
@@ -307,25 +300,20 @@ std::vector<std::string> changed_keys(const std::string& before,
 }
 
 /// The `rules`, `functions` and `endpoints` entries that differ between
-/// two texts, by name (a rule without one is named as the loader names it:
-/// its clientid, else rule-<n>).
-flow_changes changed_flows(const std::string& before,
-                           const std::string& after) {
-  auto by_name = [](const YAML::Node& list, bool rules) {
+/// two configs, by name: the loader's name of entry i (a rule's defaults
+/// to its clientid) for the YAML of entry i.
+flow_changes changed_flows(const YAML::Node& before, const config& was,
+                           const YAML::Node& after, const config& is) {
+  auto by_name = [](const YAML::Node& list, const auto& entries) {
     std::map<std::string, std::string> out;
-    for (std::size_t i = 0; list.IsSequence() && i < list.size(); ++i) {
-      auto& entry = list[i];
-      auto name = entry["name"].as<std::string>("");
-      if (name.empty() && rules)
-        name = entry["clientid"].as<std::string>(
-          "rule-" + std::to_string(i + 1));
-      out[name] = YAML::Dump(entry);
-    }
+    for (std::size_t i = 0; i < entries.size(); ++i)
+      out[entries[i].name] = YAML::Dump(list[i]);
     return out;
   };
-  auto diff = [&](const char* key, bool rules) {
-    auto a = by_name(YAML::Load(before)[key], rules);
-    auto b = by_name(YAML::Load(after)[key], rules);
+  auto diff = [&](const char* key, const auto& was_entries,
+                  const auto& is_entries) {
+    auto a = by_name(before[key], was_entries);
+    auto b = by_name(after[key], is_entries);
     std::set<std::string> names;
     for (auto& [name, text] : a)
       if (!b.count(name) || b[name] != text)
@@ -335,8 +323,9 @@ flow_changes changed_flows(const std::string& before,
         names.insert(name);
     return names;
   };
-  return {diff("rules", true), diff("functions", false),
-          diff("endpoints", false)};
+  return {diff("rules", was.rules, is.rules),
+          diff("functions", was.functions, is.functions),
+          diff("endpoints", was.endpoints, is.endpoints)};
 }
 
 /// SIGHUP: reads the config again and checks it whole. A config that does
@@ -345,8 +334,8 @@ flow_changes changed_flows(const std::string& before,
 /// and anonymous settings apply at once, the certificate files are
 /// re-read, and added, removed and changed rules, functions and endpoints
 /// take over from the old ones (broker.hpp's reload_flows); any other
-/// change is logged as needing a restart and not applied. Counted as component kind "config" (reloads,
-/// reload_failures; label last_reload).
+/// change is logged as needing a restart and not applied. Counted as
+/// component kind "config" (reloads, reload_failures; label last_reload).
 void reload(caf::actor_system& sys, const options& opts,
             loaded_config& running, broker& b, runtime_map& runtimes,
             probe& stats) {
@@ -364,9 +353,11 @@ void reload(caf::actor_system& sys, const options& opts,
     stats.label("last_reload", e.messages().front());
     return;
   }
+  auto text = YAML::Load(running.text);
+  auto fresh = YAML::Load(next.text);
   // Rules, functions and endpoints first: a failure leaves them to the
   // next start, and says so.
-  auto flows = changed_flows(running.text, next.text);
+  auto flows = changed_flows(text, running.cfg, fresh, next.cfg);
   for (auto& name : flows.functions)
     if (next_runtimes.count(name))
       runtimes[name] = next_runtimes.at(name);
@@ -374,7 +365,7 @@ void reload(caf::actor_system& sys, const options& opts,
   if (!flow_error.empty())
     spdlog::error("reload: {}", flow_error);
   std::vector<std::string> not_applied;
-  for (auto& key : changed_keys(running.text, next.text)) {
+  for (auto& key : changed_keys(text, fresh)) {
     bool auth = false;
     for (auto k : reloadable_hub_keys)
       auth = auth || key == std::string{"hub."} + k;
@@ -403,9 +394,7 @@ void reload(caf::actor_system& sys, const options& opts,
   if (auto http = sys.registry().get(http_registry_name))
     caf::anon_send(caf::actor_cast<caf::actor>(http), reload_atom::value);
   // What was not applied stays as it runs, so the next reload names it
-  // again.
-  auto text = YAML::Load(running.text);
-  auto fresh = YAML::Load(next.text);
+  // again (the running text and config describe the same entries).
   for (auto k : {"rules", "functions", "endpoints"}) {
     if (k == std::string{"rules"} && !flow_error.empty())
       continue;
@@ -414,7 +403,8 @@ void reload(caf::actor_system& sys, const options& opts,
     else
       text.remove(k);
   }
-  running.cfg.rules = next.cfg.rules;
+  if (flow_error.empty())
+    running.cfg.rules = next.cfg.rules;
   running.cfg.functions = next.cfg.functions;
   running.cfg.endpoints = next.cfg.endpoints;
   for (auto k : reloadable_hub_keys) {

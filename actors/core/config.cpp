@@ -878,14 +878,18 @@ config load_config_text(const std::string& text, const std::string& file,
   return cfg;
 }
 
-config load_config_file(const std::string& path,
-                        const endpoint_types& types) {
+std::string read_config_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
     throw config_error({path, 0, 0}, "", "cannot open the config file");
   std::stringstream ss;
   ss << in.rdbuf();
-  return load_config_text(ss.str(), path, types);
+  return ss.str();
+}
+
+config load_config_file(const std::string& path,
+                        const endpoint_types& types) {
+  return load_config_text(read_config_file(path), path, types);
 }
 
 const char* default_config_text() {

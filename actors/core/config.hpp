@@ -368,6 +368,9 @@ const endpoint_types& no_endpoint_types();
 config load_config_text(const std::string& text, const std::string& file,
                         const endpoint_types& types = no_endpoint_types());
 
+/// The text of a config file. Throws config_error when it cannot be read.
+std::string read_config_file(const std::string& path);
+
 /// Reads and validates a file. Throws config_error.
 config load_config_file(const std::string& path,
                         const endpoint_types& types = no_endpoint_types());
