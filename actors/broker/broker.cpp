@@ -95,6 +95,42 @@ std::string start_stats(caf::actor_system& sys, const config& cfg, broker& b,
 
 namespace {
 
+/// How many rules have subscribed to the embedded hub, asked until there
+/// are `expected` or `timeout` passed (rules subscribe as they start).
+std::uint64_t wait_for_rule_subscribers(caf::scoped_actor& self,
+                                        const caf::actor& hub,
+                                        std::uint64_t expected,
+                                        std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::uint64_t subscribed = 0;
+  for (;;) {
+    self->request(hub, std::chrono::seconds(1), get_atom::value,
+                  std::string{"rule_subscribers"})
+      .receive([&](std::uint64_t n) { subscribed = n; },
+               [&](caf::error&) {});
+    if (subscribed >= expected || std::chrono::steady_clock::now() >= deadline)
+      return subscribed;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+/// What `rule` is wired to: `hub` where it reads or writes the hub, the
+/// endpoints and the function it names as `endpoint` and `function` find
+/// them.
+using find_actor = std::function<caf::actor(const std::string& name)>;
+rule_wiring wiring_of(const rule_config& rule, const caf::actor& hub,
+                      const find_actor& endpoint, const find_actor& function) {
+  rule_wiring wiring;
+  wiring.source = rule.from.endpoint.empty() ? hub
+                                             : endpoint(rule.from.endpoint);
+  wiring.destination = rule.to.endpoint.empty() ? hub
+                                                : endpoint(rule.to.endpoint);
+  wiring.destination_is_endpoint = !rule.to.endpoint.empty();
+  if (!rule.function.empty())
+    wiring.function = function(rule.function);
+  return wiring;
+}
+
 /// Lets the embedded hub accept connections once every rule reading from
 /// it has subscribed (they subscribe as they start, within milliseconds);
 /// after 10 s it accepts anyway, and says so.
@@ -104,16 +140,8 @@ void accept_once_rules_subscribed(caf::actor_system& sys, const caf::actor& hub,
   for (auto& rule : cfg.rules)
     expected += rule.from.endpoint.empty() ? 1 : 0;
   caf::scoped_actor self{sys};
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  std::uint64_t subscribed = 0;
-  while (subscribed < expected && std::chrono::steady_clock::now() < deadline) {
-    self->request(hub, std::chrono::seconds(1), get_atom::value,
-                  std::string{"rule_subscribers"})
-      .receive([&](std::uint64_t n) { subscribed = n; },
-               [&](caf::error&) {});
-    if (subscribed < expected)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  auto subscribed = wait_for_rule_subscribers(self, hub, expected,
+                                              std::chrono::seconds(10));
   if (subscribed < expected)
     spdlog::warn("hub: {} of {} rules subscribed after 10 s; accepting "
                  "connections anyway",
@@ -181,15 +209,9 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
     caf::actor hub;
     if (rule.from.endpoint.empty() || rule.to.endpoint.empty())
       hub = hub_for_rule();
-    rule_wiring wiring;
-    wiring.source = rule.from.endpoint.empty() ? hub
-                                               : b.endpoints.at(rule.from.endpoint);
-    wiring.destination = rule.to.endpoint.empty()
-                           ? hub
-                           : b.endpoints.at(rule.to.endpoint);
-    wiring.destination_is_endpoint = !rule.to.endpoint.empty();
-    if (!rule.function.empty())
-      wiring.function = b.functions.at(rule.function);
+    auto wiring = wiring_of(
+      rule, hub, [&](auto& name) { return b.endpoints.at(name); },
+      [&](auto& name) { return b.functions.at(name); });
     b.rules.emplace(rule.name, spawn_rule(sys, rule, wiring));
   }
   if (b.hub)
@@ -269,30 +291,45 @@ void stop_later(caf::actor_system& sys, const caf::actor& keeper,
   });
 }
 
-/// A changed, added or removed keeper child (an endpoint or a function):
-/// `spawn` starts it from its new entry, nullptr when it was removed.
-void replace_child(caf::actor_system& sys, caf::scoped_actor& self,
-                   broker& b, const std::string& child, bool existed,
-                   std::function<caf::actor(std::string&)> spawn) {
-  caf::actor old;
-  if (!spawn) {
-    self->request(b.keeper, std::chrono::seconds(5), keeper_retire_atom::value,
-                  child)
-      .receive([&](caf::actor& a) { old = std::move(a); }, [](caf::error&) {});
-  } else {
-    std::string error;
-    auto fresh = spawn(error);
-    keeper_child kc{child, fresh, spawn, false};
-    if (existed)
+using restart_fn = std::function<caf::actor(std::string& error)>;
+
+/// A reload's endpoints or functions (`prefix` "endpoint:" or "function:",
+/// as the keeper names them): each of `names` starts from what
+/// `spawn_for(name)` returns and the keeper adopts it, or it replaces the
+/// one of that name; an empty spawn function means it was removed and the
+/// keeper retires it. What it replaced or retired stops later (stop_later).
+/// `running` ends up with the actors as they run now.
+void reload_children(caf::actor_system& sys, caf::scoped_actor& self,
+                     broker& b, const std::string& prefix,
+                     const std::set<std::string>& names,
+                     std::map<std::string, caf::actor>& running,
+                     const std::function<restart_fn(const std::string&)>&
+                       spawn_for) {
+  for (auto& name : names) {
+    auto child = prefix + name;
+    auto spawn = spawn_for(name);
+    caf::actor old;
+    auto take_old = [&](caf::actor& a) { old = std::move(a); };
+    if (!spawn) {
       self->request(b.keeper, std::chrono::seconds(5),
-                    keeper_replace_atom::value, std::move(kc))
-        .receive([&](caf::actor& a) { old = std::move(a); },
-                 [](caf::error&) {});
-    else
-      self->send(b.keeper, keeper_adopt_atom::value, std::move(kc));
+                    keeper_retire_atom::value, child)
+        .receive(take_old, [](caf::error&) {});
+      running.erase(name);
+    } else {
+      std::string error;
+      auto fresh = spawn(error);
+      keeper_child kc{child, fresh, spawn, false};
+      if (running.count(name))
+        self->request(b.keeper, std::chrono::seconds(5),
+                      keeper_replace_atom::value, std::move(kc))
+          .receive(take_old, [](caf::error&) {});
+      else
+        self->send(b.keeper, keeper_adopt_atom::value, std::move(kc));
+      running[name] = fresh;
+    }
+    if (old)
+      stop_later(sys, b.keeper, std::move(old));
   }
-  if (old)
-    stop_later(sys, b.keeper, std::move(old));
 }
 
 /// The HTTP API's functions and state stores as they run after a reload:
@@ -328,87 +365,56 @@ std::string reload_flows(caf::actor_system& sys, broker& b, const config& next,
            "link under that id would take the old one's session over "
            "while it still drains)";
   caf::scoped_actor self{sys};
-  auto had = [](const auto& map, const std::string& name) {
-    return map.count(name) > 0;
-  };
-  for (auto& name : changed.endpoints) {
-    auto ep = next.find_endpoint(name);
-    std::function<caf::actor(std::string&)> spawn;
-    if (ep)
-      spawn = [&sys, ep = *ep](std::string&) {
-        return endpoint_registry().at(ep.type).spawn(sys, ep);
-      };
-    replace_child(sys, self, b, "endpoint:" + name, had(b.endpoints, name),
-                  spawn);
-    if (ep)
-      b.endpoints[name] = current(self, b, "endpoint:" + name);
-    else
-      b.endpoints.erase(name);
-  }
-  for (auto& name : changed.functions) {
-    auto fn = next.find_function(name);
-    std::function<caf::actor(std::string&)> spawn;
-    if (fn)
-      spawn = [&sys, fn = *fn, rt = runtimes.at(name)](std::string&) {
-        return spawn_function_supervisor(sys, fn, rt);
-      };
-    replace_child(sys, self, b, "function:" + name, had(b.functions, name),
-                  spawn);
-    if (fn)
-      b.functions[name] = current(self, b, "function:" + name);
-    else
-      b.functions.erase(name);
-  }
+  reload_children(sys, self, b, "endpoint:", changed.endpoints, b.endpoints,
+                  [&](const std::string& name) -> restart_fn {
+                    auto ep = next.find_endpoint(name);
+                    if (!ep)
+                      return {};
+                    return [&sys, ep = *ep](std::string&) {
+                      return endpoint_registry().at(ep.type).spawn(sys, ep);
+                    };
+                  });
+  reload_children(sys, self, b, "function:", changed.functions, b.functions,
+                  [&](const std::string& name) -> restart_fn {
+                    auto fn = next.find_function(name);
+                    if (!fn)
+                      return {};
+                    return [&sys, fn = *fn, rt = runtimes.at(name)](
+                             std::string&) {
+                      return spawn_function_supervisor(sys, fn, rt);
+                    };
+                  });
   if (b.http_reach && !(changed.functions.empty() && changed.endpoints.empty()))
     tell_http_api(sys, self, b, next);
   if (changed.rules.empty())
     return {};
   auto hub = current(self, b, "hub");
-  std::vector<caf::actor> added, removed;
-  std::uint64_t subscribing = 0;
-  for (auto& name : changed.rules) {
-    auto rule = std::find_if(next.rules.begin(), next.rules.end(),
-                             [&](auto& r) { return r.name == name; });
-    if (rule == next.rules.end())
-      continue;
-    rule_wiring wiring;
-    wiring.source = rule->from.endpoint.empty()
-                      ? hub
-                      : current(self, b, "endpoint:" + rule->from.endpoint);
-    wiring.destination = rule->to.endpoint.empty()
-                           ? hub
-                           : current(self, b, "endpoint:" + rule->to.endpoint);
-    wiring.destination_is_endpoint = !rule->to.endpoint.empty();
-    if (!rule->function.empty())
-      wiring.function = current(self, b, "function:" + rule->function);
-    subscribing += rule->from.endpoint.empty() ? 1 : 0;
-    added.push_back(spawn_rule(sys, *rule, wiring));
-  }
+  find_actor endpoint = [&](auto& name) {
+    return current(self, b, "endpoint:" + name);
+  };
+  find_actor function = [&](auto& name) {
+    return current(self, b, "function:" + name);
+  };
   // The new rules subscribe before the ones they replace let go.
-  std::uint64_t before = 0;
-  self->request(hub, std::chrono::seconds(1), get_atom::value,
-                std::string{"rule_subscribers"})
-    .receive([&](std::uint64_t n) { before = n; }, [](caf::error&) {});
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  for (std::uint64_t now = 0; std::chrono::steady_clock::now() < deadline;) {
-    self->request(hub, std::chrono::seconds(1), get_atom::value,
-                  std::string{"rule_subscribers"})
-      .receive([&](std::uint64_t n) { now = n; }, [](caf::error&) {});
-    if (now >= before + subscribing)
-      break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  std::size_t i = 0;
-  for (auto& name : changed.rules) {
+  auto subscribed = wait_for_rule_subscribers(self, hub, 0, {});
+  std::vector<std::pair<std::string, caf::actor>> started;
+  for (auto& rule : next.rules)
+    if (changed.rules.count(rule.name)) {
+      auto wiring = wiring_of(rule, hub, endpoint, function);
+      subscribed += rule.from.endpoint.empty() ? 1 : 0;
+      started.emplace_back(rule.name, spawn_rule(sys, rule, wiring));
+    }
+  wait_for_rule_subscribers(self, hub, subscribed, std::chrono::seconds(5));
+  std::vector<caf::actor> added, removed;
+  for (auto& name : changed.rules)
     if (auto old = b.rules.find(name); old != b.rules.end()) {
       self->send(old->second, rule_drain_atom::value);
       removed.push_back(old->second);
       b.rules.erase(old);
     }
-    auto rule = std::find_if(next.rules.begin(), next.rules.end(),
-                             [&](auto& r) { return r.name == name; });
-    if (rule != next.rules.end())
-      b.rules.emplace(name, added[i++]);
+  for (auto& [name, rule] : started) {
+    added.push_back(rule);
+    b.rules.emplace(name, rule);
   }
   self->send(b.keeper, keeper_dependents_atom::value, added, removed);
   return {};
