@@ -678,19 +678,22 @@ std::size_t hub_core::replace_auth(const hub_config& next) {
   };
   bool gone = false;
   std::vector<connection*> revoked;
+  std::vector<std::pair<connection*, const principal_config*>> kept;
   for (auto* c : live) {
-    rebind(c->principal(), gone);
+    auto p = rebind(c->principal(), gone);
     bool anonymous_refused = !c->principal() && c->has_session()
                              && !fresh->anonymous_allowed(c->from_loopback());
     if (gone || anonymous_refused)
       revoked.push_back(c);
+    else
+      kept.emplace_back(c, p);
   }
   // Under the permissions they had (a will goes out as its client could
   // send it); their sessions go offline.
   for (auto* c : revoked)
     c->on_revoked();
-  for (auto* c : live)
-    c->rebind(rebind(c->principal(), gone));
+  for (auto [c, p] : kept)
+    c->rebind(p);
   std::vector<std::string> orphaned;
   for (auto& [id, s] : sessions_) {
     s->owner = rebind(s->owner, gone);
