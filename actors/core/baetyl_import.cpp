@@ -180,6 +180,43 @@ private:
     return rest.empty() ? volume->second : volume->second / rest;
   }
 
+  /// The host path of `node`, a path inside `svc`'s container that the
+  /// service.yml `file` names at `key`; empty (and an error) when it is on
+  /// no volume.
+  std::string host_file(const service& svc, const YAML::Node& node,
+                        const std::string& file, const std::string& key) {
+    auto inside = node.as<std::string>();
+    if (auto host = host_path(svc, inside))
+      return host->string();
+    fail(node, file, key,
+         "'" + inside + "' is on no volume of service '" + svc.name + "'");
+    return {};
+  }
+
+  /// `block` with its `ca`, `cert` and `key` (Baetyl's certificate keys)
+  /// as host paths; `prefix` names the block in errors ("certificate.").
+  YAML::Node with_host_files(const service& svc, const YAML::Node& block,
+                             const std::string& file,
+                             const std::string& prefix) {
+    auto out = YAML::Clone(block);
+    for (auto key : {"ca", "cert", "key"})
+      if (block[key])
+        out[key] = host_file(svc, block[key], file, prefix + key);
+    return out;
+  }
+
+  /// A warning for every key of `map` that is not in `known`.
+  void warn_unmapped(const YAML::Node& map, const std::string& file,
+                     const std::string& prefix,
+                     std::initializer_list<std::string_view> known,
+                     const std::string& why = "not mapped; left out") {
+    for (auto kv : map) {
+      auto name = kv.first.as<std::string>();
+      if (std::find(known.begin(), known.end(), name) == known.end())
+        warn(kv.first, file, prefix + name, why);
+    }
+  }
+
   /// The service.yml a service reads (etc/baetyl/service.yml inside it).
   std::optional<service_file> service_yml(const service& svc) {
     auto dir = host_path(svc, "etc/baetyl");
@@ -260,12 +297,9 @@ private:
     if (s["replica"] && !runtime && replica != 1)
       warn(s["replica"], file, key + ".replica",
            "no meaning here: hubflow runs one " + svc.name);
-    for (auto kv : s) {
-      auto name = kv.first.as<std::string>();
-      if (name != "name" && name != "image" && name != "mounts"
-          && name != "ports" && name != "replica")
-        warn(kv.first, file, key + "." + name, "no meaning here; left out");
-    }
+    warn_unmapped(s, file, key + ".",
+                  {"name", "image", "mounts", "ports", "replica"},
+                  "no meaning here; left out");
     if (svc.kind == image_kind::other)
       warn(s, file, key,
            "service '" + svc.name + "' (" + svc.image
@@ -327,21 +361,8 @@ private:
     for (auto key : hub_keys_copied)
       if (conf->root[key])
         hub[key] = conf->root[key];
-    if (auto cert = conf->root["certificate"]) {
-      YAML::Node tls = YAML::Clone(cert);
-      for (auto key : {"ca", "cert", "key"}) {
-        if (!cert[key])
-          continue;
-        auto inside = cert[key].as<std::string>();
-        if (auto host = host_path(svc, inside))
-          tls[key] = host->string();
-        else
-          fail(cert[key], file, std::string{"certificate."} + key,
-               "'" + inside + "' is on no volume of service '" + svc.name
-                 + "'");
-      }
-      hub["certificate"] = tls;
-    }
+    if (auto cert = conf->root["certificate"])
+      hub["certificate"] = with_host_files(svc, cert, file, "certificate.");
     if (auto message = conf->root["message"]) {
       for (auto kv : message) {
         auto name = kv.first.as<std::string>();
@@ -354,15 +375,9 @@ private:
       }
     }
     logger_level(conf->root, file);
-    for (auto kv : conf->root) {
-      auto name = kv.first.as<std::string>();
-      if (name != "certificate" && name != "message" && name != "logger"
-          && name != "storage"
-          && std::find(std::begin(hub_keys_copied), std::end(hub_keys_copied),
-                       name)
-               == std::end(hub_keys_copied))
-        warn(kv.first, file, name, "not mapped; left out");
-    }
+    warn_unmapped(conf->root, file, "",
+                  {"listen", "principals", "subscriptions", "certificate",
+                   "message", "logger", "storage"});
     emit(file, "hub", hub);
     out_.mapping.push_back("service " + svc.name + " (" + svc.image
                            + ") -> the embedded hub");
@@ -430,12 +445,7 @@ private:
       emit(file + " and the functions' own service.yml", "functions",
            functions);
     logger_level(root, file);
-    for (auto kv : root) {
-      auto name = kv.first.as<std::string>();
-      if (name != "hub" && name != "rules" && name != "functions"
-          && name != "logger")
-        warn(kv.first, file, name, "not mapped; left out");
-    }
+    warn_unmapped(root, file, "", {"hub", "rules", "functions", "logger"});
   }
 
   /// The function manager's `hub`: the embedded hub when its address names
@@ -465,17 +475,7 @@ private:
              + "'); point it at tcp://" + hub->name + ":<port>");
       return;
     }
-    YAML::Node external = YAML::Clone(node);
-    for (auto key : {"ca", "cert", "key"}) {
-      if (!node[key])
-        continue;
-      auto inside = node[key].as<std::string>();
-      if (auto host = host_path(svc, inside))
-        external[key] = host->string();
-      else
-        fail(node[key], conf.file, std::string{"hub."} + key,
-             "'" + inside + "' is on no volume of service '" + svc.name + "'");
-    }
+    auto external = with_host_files(svc, node, conf.file, "hub.");
     emit(conf.file, "hub", external);
     out_.mapping.push_back("  hub.address " + address + " -> the external hub");
   }
@@ -523,20 +523,11 @@ private:
     f["runtime"] = runtime;
     if (own["handler"])
       f["handler"] = own["handler"];
-    if (own["codedir"]) {
-      auto inside = own["codedir"].as<std::string>();
-      if (auto host = host_path(*svc, inside))
-        f["codedir"] = host->string();
-      else
-        fail(own["codedir"], conf->file, "codedir",
-             "'" + inside + "' is on no volume of service '" + svc->name
-               + "'");
-    }
-    for (auto kv : own) {
-      auto k = kv.first.as<std::string>();
-      if (k != "name" && k != "handler" && k != "codedir")
-        warn(kv.first, conf->file, k, "not mapped; left out");
-    }
+    if (own["codedir"])
+      if (auto host = host_file(*svc, own["codedir"], conf->file, "codedir");
+          !host.empty())
+        f["codedir"] = host;
+    warn_unmapped(own, conf->file, "", {"name", "handler", "codedir"});
     if (auto instance = entry["instance"]) {
       for (auto kv : instance) {
         auto k = kv.first.as<std::string>();
