@@ -259,22 +259,16 @@ done
 done
 
 # ---- the table
-"$python" - "$results" "$other_label" "$(getconf CLK_TCK)" <<'EOF'
+render_report "$results" "$other_label" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
+from bench_report import fmt, median, ratio
 path, other, ticks_per_s = sys.argv[1], sys.argv[2], int(sys.argv[3])
 rows = [json.loads(line) for line in open(path)]
 def runs(scenario, broker, mode):
     return [r for r in rows if r["scenario"] == scenario and r["broker"] == broker
             and r["mode"] == mode and not r.get("error")]
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    return values[len(values) // 2] if values else None
 def cpu_us_per_msg(r):
     return r["broker_cpu_ticks"] * 1e6 / ticks_per_s / r["delivered"] if r["delivered"] else None
-def fmt(v, spec):
-    return format(v, spec) if v is not None else "n/a"
-def ratio(a, b):
-    return "%.2fx" % (a / b) if a is not None and b else "n/a"
 scenarios = []
 for r in rows:
     if r["scenario"] not in scenarios:

@@ -263,16 +263,14 @@ for ((round = 0; round < repeat; round++)); do
 done
 
 # ---- the table
-"$python" - "$results" "$(getconf CLK_TCK)" "$paced_messages" "$stats_window" "${runtimes[@]}" <<'EOF'
+render_report "$results" "$(getconf CLK_TCK)" "$paced_messages" "$stats_window" "${runtimes[@]}" <<'EOF'
 import json, sys
+from bench_report import fmt, median, ratio
 path, ticks_per_s, paced_messages, window = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 runtimes = sys.argv[5:]
 rows = [json.loads(line) for line in open(path)]
 def runs(runtime, mode):
     return [r for r in rows if r["runtime"] == runtime and r["mode"] == mode and not r.get("error")]
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    return values[len(values) // 2] if values else None
 def after(r, kind, counter):
     return r["stats_after"].get(kind, {}).get(counter)
 def delta(r, kind, counter):
@@ -280,10 +278,6 @@ def delta(r, kind, counter):
             - r["stats_before"].get(kind, {}).get(counter, 0))
 def cpu_us_per_msg(r):
     return r["cpu_ticks"] * 1e6 / ticks_per_s / r["delivered"] if r["delivered"] else None
-def fmt(v, spec):
-    return format(v, spec) if v is not None else "n/a"
-def ratio(a, b):
-    return "%.2fx" % (a / b) if a is not None and b else "n/a"
 
 columns = ("runtime", "msg/s", "p50 us", "p99 us", "fn p50", "fn p99", "rule p99",
            "cpu us/msg", "overflows", "lost")

@@ -249,21 +249,15 @@ na_file=$work/na.json
   done
   printf '}\n'
 } >"$na_file"
-"$python" - "$results" "$na_file" "$(getconf CLK_TCK)" "$rate" <<'EOF'
+render_report "$results" "$na_file" "$(getconf CLK_TCK)" "$rate" <<'EOF'
 import json, sys
+from bench_report import fmt, median, ratio
 path, na_path, ticks_per_s, rate = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 rows = [json.loads(line) for line in open(path) if line.strip()]
 na = json.load(open(na_path))
 targets = ["hubflow-ws", "hubflow-tcp", "mosquitto-tcp", "mosquitto-ws"]
-def median(values):
-    values = sorted(v for v in values if v is not None)
-    return values[len(values) // 2] if values else None
 def per_msg_us(seconds, r):
     return seconds * 1e6 / r["delivered"] if r["delivered"] else None
-def fmt(v, spec):
-    return format(v, spec) if v is not None else "n/a"
-def ratio(a, b):
-    return "%.2fx" % (a / b) if a is not None and b else "n/a"
 scenarios = []
 for r in rows:
     if r["scenario"] not in scenarios:
