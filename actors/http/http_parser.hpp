@@ -98,6 +98,10 @@ private:
   std::string error_message_;
 };
 
+/// `s` with ASCII letters in lower case (header names, tokens, media
+/// types: HTTP compares them without regard to case).
+std::string lower(std::string_view s);
+
 /// Whether the comma-separated header value `list` holds `token`
 /// (compared without regard to case; `token` in lower case).
 bool has_token(std::string_view list, std::string_view token);

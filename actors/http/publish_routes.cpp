@@ -1,7 +1,6 @@
 #include "http/http_exchange.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <functional>
 #include <set>
@@ -146,15 +145,9 @@ std::string publish_error(const std::string& topic, const std::string& hub,
 /// entries with Go's encoding/json, which matches names so (Dapr's JS SDK
 /// sends "entryID").
 const json* member(const json& obj, std::string_view name) {
-  auto same = [&](const std::string& key) {
-    return std::equal(key.begin(), key.end(), name.begin(), name.end(),
-                      [](char a, char b) {
-                        return std::tolower(static_cast<unsigned char>(a))
-                               == std::tolower(static_cast<unsigned char>(b));
-                      });
-  };
+  auto wanted = lower(name);
   for (auto i = obj.begin(); i != obj.end(); ++i)
-    if (same(i.key()))
+    if (lower(i.key()) == wanted)
       return &i.value();
   return nullptr;
 }
@@ -162,12 +155,9 @@ const json* member(const json& obj, std::string_view name) {
 /// `type` without parameters, in lower case ("Text/Plain; charset=x" ->
 /// "text/plain").
 std::string media_type(const std::string& type) {
-  auto end = type.find(';');
-  auto out = type.substr(0, end);
+  auto out = lower(type.substr(0, type.find(';')));
   while (!out.empty() && out.back() == ' ')
     out.pop_back();
-  for (auto& c : out)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return out;
 }
 
