@@ -218,20 +218,6 @@ const component_stats* config_component(const stats_snapshot& s) {
   return nullptr;
 }
 
-std::int64_t counter_of(const component_stats& c, const std::string& name) {
-  for (auto& [k, v] : c.counters)
-    if (k == name)
-      return v;
-  return 0;
-}
-
-std::string label_of(const component_stats& c, const std::string& name) {
-  for (auto& [k, v] : c.labels)
-    if (k == name)
-      return v;
-  return {};
-}
-
 /// Sends the broker SIGHUP (so only its user or root may) and waits for
 /// the outcome the broker reports: 0 when the config was applied, 1 when
 /// it was refused or nothing answered.
@@ -241,17 +227,21 @@ int reload(const stats_endpoint& at) {
   if (!query_stats(at, answer, before))
     return exit_failed;
   auto config = config_component(before);
-  auto pid = config ? std::atoi(label_of(*config, "pid").c_str()) : 0;
+  auto pid = config ? std::atoi(label_of(*config, "pid").value_or("").c_str())
+                    : 0;
   if (pid <= 0) {
     std::cerr << "hubflowctl: the broker on port " << at.port
               << " does not report its pid (an older hubflow?)\n";
     return exit_failed;
   }
-  auto count = [](const component_stats& c) {
-    return counter_of(c, "reloads") + counter_of(c, "reload_failures");
+  auto failures_of = [](const component_stats& c) {
+    return counter_of(c, "reload_failures").value_or(0);
+  };
+  auto count = [&](const component_stats& c) {
+    return counter_of(c, "reloads").value_or(0) + failures_of(c);
   };
   auto seen = count(*config);
-  auto failures = counter_of(*config, "reload_failures");
+  auto failures = failures_of(*config);
   if (::kill(pid, SIGHUP) != 0) {
     std::cerr << "hubflowctl: cannot signal hubflow (pid " << pid
               << "): " << std::strerror(errno) << "\n";
@@ -265,9 +255,9 @@ int reload(const stats_endpoint& at) {
     auto c = config_component(now);
     if (!c || count(*c) == seen)
       continue;
-    bool refused = counter_of(*c, "reload_failures") > failures;
+    bool refused = failures_of(*c) > failures;
     std::cout << "reload " << (refused ? "refused" : "done") << ": "
-              << label_of(*c, "last_reload") << "\n";
+              << label_of(*c, "last_reload").value_or("") << "\n";
     return refused ? exit_failed : exit_ok;
   }
   std::cerr << "hubflowctl: hubflow (pid " << pid

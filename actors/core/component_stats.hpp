@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -29,6 +31,24 @@ struct component_stats {
              x.counters, x.labels);
   }
 };
+
+/// Counter `name` of `c`, or nullopt when it has none of that name.
+inline std::optional<std::int64_t> counter_of(const component_stats& c,
+                                              std::string_view name) {
+  for (auto& [key, value] : c.counters)
+    if (key == name)
+      return value;
+  return std::nullopt;
+}
+
+/// Label `name` of `c`, or nullopt when it has none of that name.
+inline std::optional<std::string> label_of(const component_stats& c,
+                                           std::string_view name) {
+  for (auto& [key, value] : c.labels)
+    if (key == name)
+      return value;
+  return std::nullopt;
+}
 
 /// The stats actor's answer to (get_atom): the latest report of every
 /// component, ordered by (kind, name). Rendered by stats/stats_render.hpp

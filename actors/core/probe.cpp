@@ -56,10 +56,7 @@ void probe::set(std::string_view gauge, std::int64_t value) {
 }
 
 std::int64_t probe::get(std::string_view counter) const {
-  for (auto& [key, value] : stats_.counters)
-    if (key == counter)
-      return value;
-  return 0;
+  return counter_of(stats_, counter).value_or(0);
 }
 
 void probe::label(std::string_view key, std::string value) {

@@ -100,9 +100,7 @@ private:
     self->request(hub, std::chrono::seconds(5), get_atom::value, query)
       .receive(
         [&](const component_stats& s) {
-          for (auto& [k, v] : s.counters)
-            if (k == name)
-              value = v;
+          value = hubflow::counter_of(s, name).value_or(-1);
         },
         [&](caf::error&) {});
     return value;

@@ -107,9 +107,8 @@ protected:
                [](caf::error&) {});
     for (auto& c : snapshot.components)
       if (c.kind == kind && c.name == name)
-        for (auto& [k, v] : c.counters)
-          if (k == key)
-            return v;
+        if (auto v = counter_of(c, key))
+          return *v;
     return -1;
   }
 

@@ -108,10 +108,7 @@ protected:
   }
 
   static std::string label(const component_stats& s, const std::string& k) {
-    for (auto& [key, value] : s.labels)
-      if (key == k)
-        return value;
-    return {};
+    return label_of(s, k).value_or("");
   }
 
   static std::int64_t counter(const component_stats& s, const std::string& k) {
