@@ -55,8 +55,8 @@ Usage:
       broker's user or root) and print the outcome: what was applied (the
       hub's principals, password and acl files, anonymous settings, the
       certificates, rules, functions and endpoints) and what takes effect
-      at the next start. A config that
-      does not load is refused, and the running one stays (exit 1).
+      at the next start. A config that does not load is refused, and the
+      running one stays (exit 1).
   hubflowctl passwd [--password-file FILE]
       Print a password hash for hub.principals (the format mosquitto_passwd
       writes). Reads the password from FILE, or from standard input.
