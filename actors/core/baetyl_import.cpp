@@ -272,7 +272,7 @@ private:
     }
     svc.kind = kind_of(svc.image);
     auto mounts = s["mounts"];
-    for (std::size_t i = 0; i < mounts.size(); ++i) {
+    for (std::size_t i = 0; mounts && i < mounts.size(); ++i) {
       auto m = mounts[i];
       auto at = index_path(key + ".mounts", i);
       mount one{m["name"].as<std::string>(""),
@@ -604,7 +604,16 @@ private:
 } // namespace
 
 baetyl_import import_baetyl(const std::string& dir) {
-  return importer{dir}.run();
+  try {
+    return importer{dir}.run();
+  } catch (const YAML::Exception& e) {
+    // A value of a type Baetyl's files never have there (a list as a key,
+    // say); yaml-cpp's message has the line, not the file.
+    throw config_error({dir, 0, 0}, "",
+                       std::string{"a value of an unexpected type in one of "
+                                   "its files ("}
+                         + e.what() + ")");
+  }
 }
 
 } // namespace hubflow

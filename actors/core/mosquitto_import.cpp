@@ -85,6 +85,10 @@ struct listener {
   int tls_line = 0;
 };
 
+bool is_number(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
+}
+
 /// Mosquitto's durations (`1h`, `5d`, `2w`, `1m` months, `1y`) in
 /// hubflow's units.
 std::string duration(const std::string& value) {
@@ -92,7 +96,7 @@ std::string duration(const std::string& value) {
     return {};
   auto unit = value.back();
   auto digits = value.substr(0, value.size() - 1);
-  if (digits.empty() || digits.find_first_not_of("0123456789") != std::string::npos)
+  if (!is_number(digits) || digits.size() > 9) // in range for any unit
     return {};
   auto n = std::stoll(digits);
   switch (unit) {
@@ -107,10 +111,6 @@ std::string duration(const std::string& value) {
     default:
       return {};
   }
-}
-
-bool is_number(const std::string& s) {
-  return !s.empty() && s.find_first_not_of("0123456789") == std::string::npos;
 }
 
 class importer {

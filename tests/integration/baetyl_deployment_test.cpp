@@ -251,6 +251,30 @@ TEST_F(baetyl_deployment, python_2_code_is_named_as_such) {
   EXPECT_NE(r.output.find("hubflow runs Python 3 only"), std::string::npos);
 }
 
+TEST(baetyl_import_errors, files_of_an_unexpected_shape_are_refused_clearly) {
+  temp_dir dir;
+  std::filesystem::create_directories(dir.path() + "/var/db/baetyl");
+  auto check = [&](const std::string& application) {
+    dir.write("var/db/baetyl/application.yml", application);
+    return run_command(hubflow_binary() + " --baetyl " + dir.path()
+                       + " --check");
+  };
+  // A service without mounts has no service.yml to read.
+  auto r = check("services:\n  - name: hub\n    image: baetyl-hub\n");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("application.yml:2:5: services[0].mounts: service "
+                          "'hub' mounts no volume at etc/baetyl"),
+            std::string::npos)
+    << r.output;
+  // A key that is a list.
+  r = check("services:\n  - name: hub\n    image: baetyl-hub\n    [a]: 1\n");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("a value of an unexpected type in one of its files "
+                          "(yaml-cpp: error at line 4, column 5"),
+            std::string::npos)
+    << r.output;
+}
+
 TEST(baetyl_service_key, a_lone_function_manager_file_says_what_to_run) {
   temp_dir dir;
   auto path = dir.write("service.yml",
