@@ -121,13 +121,13 @@ using find_actor = std::function<caf::actor(const std::string& name)>;
 rule_wiring wiring_of(const rule_config& rule, const caf::actor& hub,
                       const find_actor& endpoint, const find_actor& function) {
   rule_wiring wiring;
-  wiring.source = rule.from.endpoint.empty() ? hub
-                                             : endpoint(rule.from.endpoint);
-  wiring.destination = rule.to.endpoint.empty() ? hub
-                                                : endpoint(rule.to.endpoint);
+  wiring.source = as_role<source_actor>(
+    rule.from.endpoint.empty() ? hub : endpoint(rule.from.endpoint));
+  wiring.destination = as_role<sink_actor>(
+    rule.to.endpoint.empty() ? hub : endpoint(rule.to.endpoint));
   wiring.destination_is_endpoint = !rule.to.endpoint.empty();
   if (!rule.function.empty())
-    wiring.function = function(rule.function);
+    wiring.function = as_role<function_actor>(function(rule.function));
   return wiring;
 }
 
@@ -223,14 +223,15 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
     // Shared with the restart function, and kept current by on_replaced
     // (both run in the keeper's thread only).
     auto ctx = b.http_reach = std::make_shared<http_context>();
-    ctx->hub = b.hub;
-    ctx->functions = b.functions;
+    ctx->hub = as_role<sink_actor>(b.hub);
+    ctx->functions = as_roles<function_actor>(b.functions);
     for (auto& ep : cfg.endpoints)
       if (ep.type == "redis")
         ctx->state_stores.emplace(
-          ep.name, http_state_store{ep.type, b.endpoints.at(ep.name)});
+          ep.name, http_state_store{ep.type, as_role<state_store_actor>(
+                                               b.endpoints.at(ep.name))});
     // The stats actor may be restarted; the reader always asks the current one.
-    ctx->stats = spawn_stats_reader(sys);
+    ctx->stats = as_role<stats_reader_actor>(spawn_stats_reader(sys));
     std::uint16_t port = 0;
     b.http = spawn_http_api(sys, cfg.http, *ctx, error, &port);
     b.http_port = port;
@@ -337,13 +338,15 @@ void reload_children(caf::actor_system& sys, caf::scoped_actor& self,
 /// the running API.
 void tell_http_api(caf::actor_system& sys, caf::scoped_actor& self,
                    broker& b, const config& next) {
-  std::map<std::string, caf::actor> functions;
+  std::map<std::string, function_actor> functions;
   for (auto& fn : next.functions)
-    functions[fn.name] = current(self, b, "function:" + fn.name);
+    functions[fn.name] = as_role<function_actor>(
+      current(self, b, "function:" + fn.name));
   std::map<std::string, http_state_store> stores;
   for (auto& ep : next.endpoints)
     if (ep.type == "redis")
-      stores[ep.name] = {ep.type, current(self, b, "endpoint:" + ep.name)};
+      stores[ep.name] = {ep.type, as_role<state_store_actor>(current(
+                                    self, b, "endpoint:" + ep.name))};
   auto ctx = b.http_reach;
   keeper_task task{[&sys, ctx, functions, stores] {
     ctx->functions = functions;

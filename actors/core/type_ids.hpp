@@ -1,4 +1,5 @@
 // Every atom and message type hubflow's actors exchange, in one place.
+// core/fwd.hpp turns the roles below into typed handles.
 //
 // The protocols, by role. The hot ones also come in a ticketed form: a plain
 // message carrying a ticket the sender chose, answered with

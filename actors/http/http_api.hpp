@@ -40,29 +40,30 @@
 
 #include "core/component_stats.hpp"
 #include "core/config.hpp"
+#include "core/fwd.hpp"
 
 namespace hubflow {
 
 /// A state store the API can reach: an actor speaking the protocol of
-/// endpoints/redis/state_store.hpp, and its endpoint type ("redis").
+/// core/state_store.hpp, and its endpoint type ("redis").
 struct http_state_store {
   std::string type;
-  caf::actor actor;
+  state_store_actor actor;
 };
 
 /// The actors behind the API. Any of them may be missing (the matching
 /// routes then answer 404 or 503 with a clear message).
 struct http_context {
-  /// The hub as a sink: (publish_atom, message) -> ok_atom.
-  caf::actor hub;
+  /// The hub as a sink.
+  sink_actor hub;
   /// The <hub> path segment of /v1.0/publish/<hub>/<topic>.
   std::string hub_name = "hub";
-  /// Function supervisors: (invoke_atom, message) -> function_result.
-  std::map<std::string, caf::actor> functions;
+  /// Function supervisors by name.
+  std::map<std::string, function_actor> functions;
   /// State stores by endpoint name (the Dapr store name).
   std::map<std::string, http_state_store> state_stores;
-  /// The stats actor: (get_atom) -> stats_snapshot.
-  caf::actor stats;
+  /// The stats actor (a reader that always asks the current one).
+  stats_reader_actor stats;
   /// How long the API waits for the hub, a store or the stats actor.
   std::chrono::milliseconds request_timeout{std::chrono::seconds(30)};
   /// Invocations wait for the supervisor, which applies its own timeout.

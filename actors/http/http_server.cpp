@@ -516,14 +516,11 @@ namespace hubflow {
 
 void http_context::replace(const caf::actor& old,
                            const caf::actor& replacement) {
-  if (hub == old)
-    hub = replacement;
+  rewire(hub, old, replacement);
   for (auto& [name, function] : functions)
-    if (function == old)
-      function = replacement;
+    rewire(function, old, replacement);
   for (auto& [name, store] : state_stores)
-    if (store.actor == old)
-      store.actor = replacement;
+    rewire(store.actor, old, replacement);
 }
 
 caf::actor spawn_http_api(caf::actor_system& sys, const http_config& cfg,

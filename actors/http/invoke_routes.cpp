@@ -3,7 +3,7 @@
 #include <caf/all.hpp>
 
 #include "core/type_ids.hpp"
-#include "endpoints/redis/state_store.hpp"
+#include "core/state_store.hpp"
 #include "functions/function_result.hpp"
 
 // Dapr's service invocation: a request to a function supervisor, its output

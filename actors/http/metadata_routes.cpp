@@ -6,7 +6,7 @@
 #include <caf/all.hpp>
 
 #include "core/type_ids.hpp"
-#include "endpoints/redis/state_store.hpp"
+#include "core/state_store.hpp"
 #include "http/prometheus.hpp"
 #include "stats/stats_render.hpp"
 

@@ -10,7 +10,7 @@
 
 #include "core/base64.hpp"
 #include "core/type_ids.hpp"
-#include "endpoints/redis/state_store.hpp" // error_text
+#include "core/state_store.hpp" // error_text
 
 // Dapr's publish API: a request body into the hub as an MQTT message; bulk
 // publish: each entry of a JSON array so, one request to the hub each.

@@ -3,9 +3,9 @@
 #include <caf/all.hpp>
 
 #include "core/type_ids.hpp"
-#include "endpoints/redis/state_store.hpp"
+#include "core/state_store.hpp"
 
-// Dapr's state API over a state store actor (endpoints/redis/state_store.hpp).
+// Dapr's state API over a state store actor (core/state_store.hpp).
 namespace hubflow::http {
 
 namespace {

@@ -294,7 +294,7 @@ private:
   /// (deliver_atom, messages, tickets) when the read is handled: one CAF
   /// message per rule per read instead of one per publish.
   struct rule_burst {
-    caf::actor rule;
+    subscriber_actor rule;
     std::vector<message> msgs;
     std::vector<std::uint64_t> tickets;
   };

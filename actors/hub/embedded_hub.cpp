@@ -336,7 +336,8 @@ caf::behavior hub_broker(caf::io::broker* self,
       self->fork(hub::session_broker, hdl, core, where);
     },
     [self, core](subscribe_atom, const std::string& filter, std::uint8_t qos,
-                 const caf::actor& who) -> caf::result<ok_atom> {
+                 const caf::actor& subscriber) -> caf::result<ok_atom> {
+      auto who = as_role<subscriber_actor>(subscriber);
       if (!who)
         return caf::make_error(caf::sec::invalid_argument,
                                "subscribe needs a subscriber actor");

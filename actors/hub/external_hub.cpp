@@ -8,6 +8,7 @@
 #include <mqtt_protocol.h>
 #include <spdlog/spdlog.h>
 
+#include "core/fwd.hpp"
 #include "core/probe.hpp"
 #include "core/reply.hpp"
 #include "core/sink_error.hpp"
@@ -28,7 +29,7 @@ struct callback_target {
 struct subscription {
   std::string filter;
   std::uint8_t qos;
-  caf::actor subscriber;
+  subscriber_actor subscriber;
 };
 
 struct pending_publish {
@@ -319,7 +320,7 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   return sink_handlers(self, write).or_else(
     [=](subscribe_atom, const std::string& filter, std::uint8_t qos,
         const caf::actor& subscriber) {
-      subscription sub{filter, qos, subscriber};
+      subscription sub{filter, qos, as_role<subscriber_actor>(subscriber)};
       if (self->state.connected)
         subscribe_now(self, sub);
       self->state.subscriptions.push_back(std::move(sub));
@@ -329,7 +330,7 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
         const caf::actor& subscriber) {
       auto& subs = self->state.subscriptions;
       std::erase_if(subs, [&](auto& s) {
-        return s.filter == filter && s.subscriber == subscriber;
+        return s.filter == filter && is_actor(s.subscriber, subscriber);
       });
       mosquitto_unsubscribe(self->state.mosq, nullptr, filter.c_str());
       return ok_atom::value;

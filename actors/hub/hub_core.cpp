@@ -382,7 +382,7 @@ void hub_core::send_retained(session_state& s, std::string_view filter,
 // -- rule subscribers ---------------------------------------------------------
 
 hub_core::rule_subscribed
-hub_core::subscribe_rule(const caf::actor& who, const std::string& filter,
+hub_core::subscribe_rule(const subscriber_actor& who, const std::string& filter,
                          std::uint8_t qos) {
   rule_subscribed result;
   if (!valid_topic_filter(filter, topic_bounds_))
@@ -401,8 +401,8 @@ hub_core::subscribe_rule(const caf::actor& who, const std::string& filter,
   return result;
 }
 
-std::vector<caf::actor> hub_core::rule_subscribers() const {
-  std::vector<caf::actor> out;
+std::vector<subscriber_actor> hub_core::rule_subscribers() const {
+  std::vector<subscriber_actor> out;
   out.reserve(rules_.size());
   for (auto& [id, entry] : rules_)
     out.push_back(entry.handle);
@@ -435,7 +435,7 @@ void hub_core::remove_rule(const caf::actor_addr& who) {
   rule_ids_.erase(i);
 }
 
-void hub_core::retained_for_rule(const caf::actor& who,
+void hub_core::retained_for_rule(const subscriber_actor& who,
                                  const std::string& filter, std::uint8_t qos,
                                  std::vector<rule_delivery>& out) {
   std::vector<message> found;

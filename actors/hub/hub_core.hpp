@@ -20,6 +20,7 @@
 #include <caf/actor_addr.hpp>
 #include <caf/atom.hpp>
 
+#include "core/fwd.hpp"
 #include "core/config.hpp"
 #include "core/message.hpp"
 #include "hub/auth.hpp"
@@ -138,7 +139,7 @@ struct delayed_will {
 
 /// A rule subscriber matched by a publish, with the qos it gets.
 struct rule_delivery {
-  caf::actor subscriber;
+  subscriber_actor subscriber;
   message msg;
 };
 
@@ -257,18 +258,18 @@ public:
   };
   /// Subscribes a rule; subscribing to a filter it has is a no-op (a rule
   /// subscribes again after the hub's control actor was replaced).
-  rule_subscribed subscribe_rule(const caf::actor& who,
+  rule_subscribed subscribe_rule(const subscriber_actor& who,
                                  const std::string& filter, std::uint8_t qos);
   void unsubscribe_rule(const caf::actor& who, const std::string& filter);
   void remove_rule(const caf::actor_addr& who);
   /// Every rule with a subscription (a replacement control actor monitors
   /// them again).
-  std::vector<caf::actor> rule_subscribers() const;
+  std::vector<subscriber_actor> rule_subscribers() const;
   std::size_t rule_subscriber_count() const noexcept {
     return rules_.size();
   }
   /// Retained messages matching `filter` as rule deliveries.
-  void retained_for_rule(const caf::actor& who, const std::string& filter,
+  void retained_for_rule(const subscriber_actor& who, const std::string& filter,
                          std::uint8_t qos, std::vector<rule_delivery>& out);
 
   // -- routing ----------------------------------------------------------------
@@ -396,7 +397,7 @@ private:
   std::unordered_map<std::string, std::unique_ptr<session_state>> sessions_;
   std::unordered_map<mqtt::subscriber_id, session_state*> by_id_;
   struct rule_entry {
-    caf::actor handle;
+    subscriber_actor handle;
     std::unordered_set<std::string> filters;
   };
   std::unordered_map<mqtt::subscriber_id, rule_entry> rules_;

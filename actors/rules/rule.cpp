@@ -517,22 +517,14 @@ caf::behavior rule(rule_actor* self, rule_config cfg, rule_wiring wiring) {
     // (core/keeper.hpp).
     [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {
       auto& st = self->state;
-      if (st.wiring.source == old) {
-        st.wiring.source = replacement;
+      if (rewire(st.wiring.source, old, replacement))
         subscribe(self);
-      }
-      bool function = st.wiring.function == old;
-      bool destination = st.wiring.destination == old;
+      bool function = rewire(st.wiring.function, old, replacement);
+      bool destination = rewire(st.wiring.destination, old, replacement);
       if (!function && !destination)
         return;
-      if (function) {
-        st.wiring.function = replacement;
-        st.function_gone = false;
-      }
-      if (destination) {
-        st.wiring.destination = replacement;
-        st.destination_gone = false;
-      }
+      st.function_gone &= !function;
+      st.destination_gone &= !destination;
       self->monitor(replacement);
       auto parked = std::move(st.parked);
       st.parked.clear();

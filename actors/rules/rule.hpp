@@ -10,15 +10,16 @@
 #include <caf/actor_system.hpp>
 
 #include "core/config.hpp"
+#include "core/fwd.hpp"
 #include "core/message.hpp"
 
 namespace hubflow {
 
 /// What a rule is wired to; the function is invalid for a plain forward.
 struct rule_wiring {
-  caf::actor source;       // hub or endpoint speaking the source protocol
-  caf::actor destination;  // hub or endpoint speaking the sink protocol
-  caf::actor function;     // a function supervisor, or invalid
+  source_actor source;     // the hub or an endpoint
+  sink_actor destination;  // the hub or an endpoint
+  function_actor function; // a function supervisor, or invalid
   bool destination_is_endpoint = false;
 };
 

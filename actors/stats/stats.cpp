@@ -5,8 +5,8 @@
 
 #include <caf/all.hpp>
 
+#include "core/fwd.hpp"
 #include "core/probe.hpp"
-#include "core/type_ids.hpp"
 #include "stats/stats_render.hpp"
 #include "stats/sys_broker.hpp"
 
@@ -18,7 +18,7 @@ struct stats_store {
   std::map<std::pair<std::string, std::string>, bool> dirty;
   std::chrono::steady_clock::time_point started
     = std::chrono::steady_clock::now();
-  caf::actor hub; // receives $SYS/hubflow/<kind>/<name> messages
+  sink_actor hub; // receives $SYS/hubflow/<kind>/<name> messages
   mosquitto_sys_tree sys_broker; // and Mosquitto's $SYS/broker/... ones
 };
 
@@ -87,12 +87,11 @@ caf::behavior stats_actor(caf::stateful_actor<stats_state>* self,
         snapshot.components.push_back(c);
       return snapshot;
     },
-    [=](sys_hub_atom, caf::actor hub) {
-      self->state.store->hub = std::move(hub);
+    [=](sys_hub_atom, const caf::actor& hub) {
+      self->state.store->hub = as_role<sink_actor>(hub);
     },
     [=](rewire_atom, const caf::actor& old, const caf::actor& replacement) {
-      if (self->state.store->hub == old)
-        self->state.store->hub = replacement;
+      rewire(self->state.store->hub, old, replacement);
     },
     // Changed components go out on $SYS/hubflow/<kind>/<name> (retained,
     // so a new subscriber sees the current value at once).

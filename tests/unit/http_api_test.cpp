@@ -95,10 +95,10 @@ protected:
     function_ = sys_.spawn(fake_function);
     stats_ = sys_.spawn(fake_stats);
     http_context ctx;
-    ctx.hub = hub_;
-    ctx.functions["grayscale"] = function_;
-    ctx.state_stores["statestore"] = {"redis", store_};
-    ctx.stats = stats_;
+    ctx.hub = as_role<sink_actor>(hub_);
+    ctx.functions["grayscale"] = as_role<function_actor>(function_);
+    ctx.state_stores["statestore"] = {"redis", as_role<state_store_actor>(store_)};
+    ctx.stats = as_role<stats_reader_actor>(stats_);
     http_config cfg;
     cfg.listen = "127.0.0.1:0";
     cfg.max_body = 64 * 1024;
@@ -880,7 +880,7 @@ TEST_F(http_api_test, a_stats_actor_answering_another_type_is_503) {
     };
   });
   http_context ctx;
-  ctx.stats = odd_stats;
+  ctx.stats = as_role<stats_reader_actor>(odd_stats);
   http_config cfg;
   cfg.listen = "127.0.0.1:0";
   std::string error;

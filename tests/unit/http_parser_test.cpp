@@ -186,8 +186,8 @@ TEST(prometheus, converts_the_stats_snapshot) {
 
 TEST(http_metadata, lists_rules_functions_endpoints_and_stores) {
   http_context ctx;
-  ctx.functions["sayhi"] = caf::actor{};
-  ctx.state_stores["statestore"] = {"redis", caf::actor{}};
+  ctx.functions["sayhi"] = function_actor{};
+  ctx.state_stores["statestore"] = {"redis", state_store_actor{}};
   stats_snapshot stats{"0.1.0", 0, {
     {"rule", "r1", {{"out", 2}, {"in", 1}}, {}},
     {"function", "sayhi", {{"instances", 3}}, {}},

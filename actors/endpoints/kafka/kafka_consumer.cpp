@@ -8,6 +8,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/fwd.hpp"
 #include "core/probe.hpp"
 #include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
@@ -68,7 +69,7 @@ struct kafka_consumer_state {
   std::shared_ptr<const kafka_settings> settings;
   std::string topic;
   std::uint8_t qos = 0;
-  caf::actor subscriber;
+  subscriber_actor subscriber;
   rd_kafka_t* rk = nullptr;
   std::string setup_error;
   std::string last_error;
@@ -389,7 +390,7 @@ component_stats kafka_consumer_state::snapshot() {
 caf::behavior kafka_consumer(caf::stateful_actor<kafka_consumer_state>* self,
                              std::shared_ptr<const kafka_settings> settings,
                              std::string topic, std::uint8_t qos,
-                             caf::actor subscriber) {
+                             subscriber_actor subscriber) {
   auto& st = self->state;
   st.settings = std::move(settings);
   st.topic = std::move(topic);
@@ -451,7 +452,7 @@ caf::behavior kafka_consumer(caf::stateful_actor<kafka_consumer_state>* self,
 caf::actor spawn_kafka_consumer(caf::event_based_actor* parent,
                                 std::shared_ptr<const kafka_settings> settings,
                                 std::string topic, std::uint8_t qos,
-                                caf::actor subscriber) {
+                                subscriber_actor subscriber) {
   return parent->spawn<caf::linked>(kafka_consumer, std::move(settings),
                                     std::move(topic), qos,
                                     std::move(subscriber));

@@ -9,6 +9,7 @@
 #include <caf/actor.hpp>
 #include <caf/event_based_actor.hpp>
 
+#include "core/fwd.hpp"
 #include "endpoints/kafka/kafka_settings.hpp"
 
 namespace hubflow::kafka {
@@ -22,6 +23,6 @@ namespace hubflow::kafka {
 caf::actor spawn_kafka_consumer(caf::event_based_actor* parent,
                                 std::shared_ptr<const kafka_settings> settings,
                                 std::string topic, std::uint8_t qos,
-                                caf::actor subscriber);
+                                subscriber_actor subscriber);
 
 } // namespace hubflow::kafka

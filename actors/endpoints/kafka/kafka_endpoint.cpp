@@ -50,8 +50,8 @@ caf::behavior source_handlers(caf::event_based_actor* self,
         rp.deliver(ok_atom::value);
         return rp;
       }
-      auto consumer = kafka::spawn_kafka_consumer(self, settings, topic, qos,
-                                                  subscriber);
+      auto consumer = kafka::spawn_kafka_consumer(
+        self, settings, topic, qos, as_role<subscriber_actor>(subscriber));
       consumers->emplace(std::move(key), consumer);
       // The consumer answers once it is subscribed, or with why it cannot.
       self->request(consumer, caf::infinite, connect_atom::value)

@@ -10,7 +10,7 @@
 
 #include "core/message.hpp"
 #include "endpoints/redis/redis_settings.hpp"
-#include "endpoints/redis/state_store.hpp"
+#include "core/state_store.hpp"
 
 namespace hubflow {
 

@@ -9,7 +9,7 @@
 //   (publish_atom, message) -> ok_atom      same, with the `key` setting.
 //   (publish_atom, message, target, ticket) -> (reply_atom, ticket,
 //       ok_atom | error), the ticketed form rules use (core/reply.hpp).
-//   the state store protocol of endpoints/redis/state_store.hpp.
+//   the state store protocol of core/state_store.hpp.
 //   (get_atom) -> component_stats           its counters, for tests/tools.
 #pragma once
 
@@ -20,7 +20,7 @@
 
 #include "endpoints/endpoint.hpp"
 #include "endpoints/redis/redis_settings.hpp"
-#include "endpoints/redis/state_store.hpp"
+#include "core/state_store.hpp"
 
 namespace hubflow {
 

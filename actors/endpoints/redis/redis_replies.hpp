@@ -8,7 +8,7 @@
 #include <caf/error.hpp>
 
 #include "endpoints/redis/redis_client.hpp"
-#include "endpoints/redis/state_store.hpp"
+#include "core/state_store.hpp"
 
 namespace hubflow {
 
