@@ -5,8 +5,8 @@
 // <settings JSON>`, one process per function instance, so that a crash of
 // the engine ends this process and never the broker. It compiles the WASI
 // preview 1 command module once, then answers one framed request at a time
-// (schemas/worker-frames.md) by instantiating the module afresh and running
-// its `_start`:
+// (schemas/worker-frames.md) by running its `_start` on an instance in the
+// state of a fresh one (instantiated once, reset after every call):
 //
 //   - the payload is the module's stdin, what it writes to stdout is the
 //     output (nothing written: nothing published);
