@@ -318,6 +318,18 @@ TEST_F(runtimes_wasm, every_invocation_starts_from_a_fresh_instance) {
   EXPECT_EQ(call("p/in", "p/out", "count").value_or(""), "1\n");
 }
 
+TEST_F(runtimes_wasm, heap_and_globals_one_call_changed_are_back_in_the_next) {
+  // Each `state` call marks a heap block and exits with the stack pointer
+  // (a wasm global) moved; the next one must find the block where malloc
+  // put it the first time, unmarked, and the stack where it was.
+  auto first = call("p/in", "p/out", "state");
+  ASSERT_TRUE(first) << server_->proc().output();
+  EXPECT_NE(first->find(" fresh, stack at "), std::string::npos) << *first;
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(call("p/in", "p/out", "state").value_or(""), *first)
+      << "invocation " << i + 2;
+}
+
 TEST_F(runtimes_wasm, empty_stdout_publishes_nothing) {
   EXPECT_TRUE(pub_.publish("p/in", "nothing", 0));
   // The rule answers in order: the echo's output is the next message.

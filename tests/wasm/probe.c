@@ -12,6 +12,13 @@
  *   sleep MS        sleeps MS milliseconds, then prints "slept"
  *   grow            allocates 1 MiB blocks until malloc fails, prints MiB got
  *   open PATH       tries to read PATH, prints "opened" or "denied"
+ *   state           prints where malloc put a block, whether it holds what
+ *                   the previous call left in it and where the stack is
+ *                   (the same every time when every call starts
+ *                   afresh), then leaves
+ *                   both changed: marks the block and exits from deep in
+ *                   a recursion (the stack pointer, a wasm global, stays
+ *                   where that recursion took it)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +28,19 @@
 static char input[4 * 1024 * 1024];
 static int counter;
 void* blocks[4096];
+
+static const char mark[] = "left by the previous call";
+
+/* Exits `depth` frames of 1 KiB deep, leaving the stack pointer there. */
+static void exit_deep(int depth) {
+  volatile char frame[1024];
+  frame[0] = (char)depth;
+  if (depth == 0) {
+    fflush(stdout);
+    exit(frame[0]);
+  }
+  exit_deep(depth - 1);
+}
 
 int main(int argc, char** argv) {
   size_t size = fread(input, 1, sizeof input - 1, stdin);
@@ -62,6 +82,15 @@ int main(int argc, char** argv) {
     while ((blocks[mib] = malloc(1024 * 1024)) != NULL && mib < 4095)
       ++mib;
     printf("%d\n", mib);
+  } else if (strncmp(input, "state", 5) == 0) {
+    char* block = malloc(sizeof mark);
+    int here;
+    printf("heap block at %p %s, stack at %p\n", (void*)block,
+           block && memcmp(block, mark, sizeof mark) == 0 ? "stale" : "fresh",
+           (void*)&here);
+    if (block)
+      memcpy(block, mark, sizeof mark);
+    exit_deep(16);
   } else if (strncmp(input, "open", 4) == 0) {
     FILE* f = fopen(rest, "r");
     puts(f ? "opened" : "denied");

@@ -5,8 +5,8 @@
 // <settings JSON>`, one process per function instance, so that a crash of
 // the engine ends this process and never the broker. It compiles the WASI
 // preview 1 command module once, then answers one framed request at a time
-// (schemas/worker-frames.md) by instantiating the module afresh and running
-// its `_start`:
+// (schemas/worker-frames.md) by running its `_start` on an instance in the
+// state of a fresh one (instantiated once, reset after every call):
 //
 //   - the payload is the module's stdin, what it writes to stdout is the
 //     output (nothing written: nothing published);
@@ -73,47 +73,108 @@ function writeAll(fd, bytes) {
   }
 }
 
-// stdin through one buffer: a request's header and body usually arrive in
-// one read.
-const input = { buffer: Buffer.allocUnsafe(64 * 1024), start: 0, end: 0 };
+// Requests arrive through one buffer, grown to the largest frame seen: a
+// request is read where it lies (its payload is copied once, into the
+// module's memory), and frames that arrive together come from one read.
+class FrameReader {
+  constructor() {
+    this.buf = Buffer.allocUnsafe(64 * 1024);
+    this.start = 0; // the next frame's first byte
+    this.end = 0; // after the last byte read
+    this.bodyStart = 0; // the body of the frame next() found
+    this.bodyStop = 0;
+  }
 
-// Exactly `size` bytes from stdin, or null at its end.
-function readExactly(size) {
-  const buffered = input.end - input.start;
-  if (buffered >= size) {
-    const bytes = input.buffer.subarray(input.start, input.start + size);
-    input.start += size;
-    return bytes;
-  }
-  // Not all there: what is buffered, then reads straight into the result
-  // (a large body) or refills of the buffer (a small one).
-  const bytes = Buffer.allocUnsafe(size);
-  input.buffer.copy(bytes, 0, input.start, input.end);
-  input.start = input.end = 0;
-  let done = buffered;
-  while (done < size) {
-    if (size - done >= input.buffer.length) {
-      const n = retrying(() => fs.readSync(0, bytes, done, size - done, null));
-      if (n === 0) return null;
-      done += n;
-      continue;
+  // Finds the next frame's body, [bodyStart, bodyStop) of buf; false at
+  // the end of stdin. The body stays valid until the next call.
+  next() {
+    if (this.start === this.end) this.start = this.end = 0;
+    for (;;) {
+      const have = this.end - this.start;
+      let need = 4;
+      if (have >= 4) {
+        need = 4 + this.buf.readUInt32BE(this.start);
+        if (have >= need) {
+          this.bodyStart = this.start + 4;
+          this.bodyStop = this.start = this.start + need;
+          return true;
+        }
+      }
+      if (this.start + need > this.buf.length) this.makeRoom(need);
+      const n = retrying(() => fs.readSync(0, this.buf, this.end, this.buf.length - this.end, null));
+      if (n === 0) return false;
+      this.end += n;
     }
-    const n = retrying(() => fs.readSync(0, input.buffer, 0, input.buffer.length, null));
-    if (n === 0) return null;
-    const take = Math.min(n, size - done);
-    input.buffer.copy(bytes, done, 0, take);
-    done += take;
-    input.start = take;
-    input.end = n;
   }
-  return bytes;
+
+  // Moves the unread bytes to the front of a buffer of at least `size`.
+  makeRoom(size) {
+    const target = size > this.buf.length
+      ? Buffer.allocUnsafe(Math.max(size, 2 * this.buf.length)) : this.buf;
+    this.buf.copy(target, 0, this.start, this.end);
+    this.end -= this.start;
+    this.start = 0;
+    this.buf = target;
+  }
 }
 
-function writeFrame(fields) {
-  const body = msgpack.encode(fields);
+// A frame: its length, then the MessagePack body.
+function frame(body) {
   const header = Buffer.alloc(4);
   header.writeUInt32BE(body.length, 0);
-  writeAll(1, Buffer.concat([header, body]));
+  return Buffer.concat([header, body]);
+}
+
+// The key/value pairs of a successful reply before its output's bytes
+// (schemas/worker-frames.md); the id goes between them.
+const REPLY_ID = Buffer.from([0x83, 0xa2, ...Buffer.from('id')]);
+const REPLY_OK_OUTPUT = Buffer.from([0xa2, ...Buffer.from('ok'), 0xc3,
+                                     0xa6, ...Buffer.from('output')]);
+const BIN32 = 0xc6;
+const NIL = 0xc0;
+
+// A successful reply, built in one buffer kept from call to call: the
+// frame header and the map's head are written before the module runs, what
+// it writes to stdout goes straight after them, and the lengths are filled
+// in at the end.
+class Reply {
+  constructor() {
+    this.out = new msgpack.Writer();
+    this.binAt = 0; // where the output's bin32 header is
+  }
+  begin(id) {
+    const out = this.out;
+    out.len = 0;
+    out.u32(0);
+    out.bytes(REPLY_ID);
+    msgpack.encodeValue(out, id);
+    out.bytes(REPLY_OK_OUTPUT);
+    this.binAt = out.len;
+    out.byte(BIN32);
+    out.u32(0);
+  }
+  outputSize() {
+    return this.out.len - this.binAt - 5;
+  }
+  append(bytes, from, to) {
+    const out = this.out;
+    out.reserve(to - from);
+    out.buf.set(bytes.subarray(from, to), out.len);
+    out.len += to - from;
+  }
+  // The frame to send; no output is nil (nothing published).
+  finish() {
+    const out = this.out;
+    const size = this.outputSize();
+    if (size === 0) {
+      out.buf[this.binAt] = NIL;
+      out.len = this.binAt + 1;
+    } else {
+      out.buf.writeUInt32BE(size, this.binAt + 1);
+    }
+    out.buf.writeUInt32BE(out.len - 4, 0);
+    return out.buf.subarray(0, out.len);
+  }
 }
 
 // ---- reading and patching the binary
@@ -174,12 +235,42 @@ function section(id, body) {
   return Buffer.from([id, ...leb(body.length), ...body]);
 }
 
+// The module's sections: id, where each begins (pos) and its body
+// [start, end).
+function sections(bytes) {
+  const list = [];
+  for (let pos = 8; pos < bytes.length;) {
+    const head = new Reader(bytes, pos, bytes.length);
+    const id = head.byte();
+    const size = head.leb();
+    const end = head.pos + size;
+    if (end > bytes.length) throw new Error('truncated section ' + id);
+    list.push({ id, pos, start: head.pos, end });
+    pos = end;
+  }
+  return list;
+}
+
+// Whether the code in [start, end) of bytes may hold an instruction that
+// changes a table (table.set 0x26; table.init, copy, grow, fill: 0xfc 12,
+// 14-17). The bytes are not decoded, so an immediate that happens to hold
+// such a byte counts too: a false answer is certain, and spares each reset
+// putting the table back (a call into V8 per entry).
+function mayChangeTables(bytes, start, end) {
+  for (let i = start; i < end; ++i) {
+    if (bytes[i] === 0x26) return true;
+    if (bytes[i] === 0xfc && i + 1 < end && [12, 14, 15, 16, 17].includes(bytes[i + 1])) return true;
+  }
+  return false;
+}
+
 // Rewrites the module so that an instance can be reset to the state it
 // had right after instantiation:
 //   - every memory it defines is capped at `maxPages` (the engine then
 //     refuses to grow it further: memory.grow returns -1, malloc NULL);
-//   - its mutable globals and its table are exported under hubflow's own
-//     names, so that their values can be saved and put back.
+//   - its mutable globals and its table (when its code may change it) are
+//     exported under hubflow's own names, so that their values can be
+//     saved and put back.
 // `resettable` is false for modules whose state this cannot capture: a
 // start function, passive or declarative segments (data.drop/elem.drop
 // cannot be undone), SIMD globals; those are instantiated afresh for every
@@ -187,16 +278,13 @@ function section(id, body) {
 function prepare(bytes, maxPages) {
   const parts = [bytes.subarray(0, 8)];
   const mutableGlobals = [];
+  const list = sections(bytes);
+  // The code comes after the exports it decides about.
+  const code = list.find((s) => s.id === 10);
+  const tableChanges = code !== undefined && mayChangeTables(bytes, code.start, code.end);
   let definedTables = 0;
   let resettable = true;
-  let pos = 8;
-  while (pos < bytes.length) {
-    const head = new Reader(bytes, pos, bytes.length);
-    const id = head.byte();
-    const size = head.leb();
-    const start = head.pos;
-    const end = start + size;
-    if (end > bytes.length) throw new Error('truncated section ' + id);
+  for (const { id, pos, start, end } of list) {
     const r = new Reader(bytes, start, end);
     let replaced = null;
     if (id === 4) {
@@ -234,7 +322,7 @@ function prepare(bytes, maxPages) {
       for (const i of mutableGlobals) {
         extra.push(Buffer.from(`__hubflow_global_${i}`), 3, i);
       }
-      if (definedTables > 0) extra.push(Buffer.from('__hubflow_table_0'), 1, 0);
+      if (definedTables > 0 && tableChanges) extra.push(Buffer.from('__hubflow_table_0'), 1, 0);
       const added = [];
       for (let i = 0; i < extra.length; i += 3) {
         added.push(...leb(extra[i].length), ...extra[i], extra[i + 1], ...leb(extra[i + 2]));
@@ -256,9 +344,8 @@ function prepare(bytes, maxPages) {
       }
     }
     parts.push(replaced || bytes.subarray(pos, end));
-    pos = end;
   }
-  return { bytes: Buffer.concat(parts), mutableGlobals, hasTable: definedTables > 0, resettable };
+  return { bytes: Buffer.concat(parts), mutableGlobals, resettable };
 }
 
 function loadModule(file, settings) {
@@ -300,23 +387,67 @@ class Tail {
   }
 }
 
-// What the module's stdio, arguments and environment are during one
-// invocation.
+// One invocation: its request, read in place from the frame
+// (schemas/worker-frames.md), and what the module wrote to stderr. Its
+// environment is only put together when the module asks for it.
 class Call {
-  constructor(engine, request) {
-    const ctx = request.context || {};
-    this.env = new Strings(engine.env +
+  constructor(engine, buf, start, stop) {
+    this.engine = engine;
+    this.id = 0;
+    this.input = buf; // stdin: [inputPos, inputStop) of buf
+    this.inputPos = 0;
+    this.inputStop = 0;
+    this.contextStart = 0; // the context map: [contextStart, contextStop) of buf
+    this.contextStop = 0;
+    this.env = null;
+    this.outputOverflow = false;
+    this.stderr = null;
+    const c = new msgpack.Cursor(buf, start, stop);
+    if (c.next() !== msgpack.MAP) throw new TypeError('a request frame is not a map');
+    for (let n = c.value; n > 0; --n) {
+      const key = c.next();
+      let name = null;
+      if (key === msgpack.STR) {
+        name = c.is('id') ? 'id' : c.is('event') ? 'event' : c.is('context') ? 'context' : null;
+      } else {
+        c.skipContents(key);
+      }
+      if (name === 'context') {
+        this.contextStart = c.pos;
+        c.skip();
+        this.contextStop = c.pos;
+        continue;
+      }
+      const kind = c.next();
+      if (name === 'id' && kind === msgpack.NUMBER) {
+        this.id = c.value;
+      } else if (name === 'event' && (kind === msgpack.BIN || kind === msgpack.STR)) {
+        this.inputPos = c.start;
+        this.inputStop = c.stop;
+      } else {
+        c.skipContents(kind);
+      }
+    }
+    if (c.pos !== stop) throw new RangeError('a request frame has trailing bytes');
+  }
+
+  environment() {
+    if (this.env) return this.env;
+    const ctx = this.contextStop > this.contextStart
+      ? msgpack.decode(this.input.subarray(this.contextStart, this.contextStop)) : {};
+    this.env = new Strings(this.engine.env +
       `MESSAGE_TOPIC=${ctx.messageTopic ?? ''}\0` +
       `MESSAGE_QOS=${ctx.messageQOS ?? 0}\0` +
       `MESSAGE_TIMESTAMP=${ctx.messageTimestamp ?? 0}\0` +
       `FUNCTION_NAME=${ctx.functionName ?? ''}\0` +
       `FUNCTION_INVOKE_ID=${ctx.functionInvokeID ?? ''}\0`);
-    this.input = Buffer.from(request.event || []);
-    this.inputPos = 0;
-    this.output = [];
-    this.outputSize = 0;
-    this.outputOverflow = false;
-    this.stderr = new Tail();
+    return this.env;
+  }
+
+  logStderr(chunk) {
+    if (!this.stderr) this.stderr = new Tail();
+    this.stderr.push(chunk);
+    writeAll(2, chunk); // hubflow logs it under the function's name
   }
 }
 
@@ -336,33 +467,20 @@ class Strings {
       this.starts.push(i);
     }
   }
-  sizesGet(memory, countPtr, sizePtr) {
-    const view = new DataView(memory.buffer);
+  sizesGet(slot, countPtr, sizePtr) {
+    const view = slot.view();
     view.setUint32(countPtr, this.starts.length, true);
     view.setUint32(sizePtr, this.bytes.length, true);
     return ESUCCESS;
   }
-  get(memory, ptrs, buf) {
-    const view = new DataView(memory.buffer);
-    new Uint8Array(memory.buffer).set(this.bytes, buf);
+  get(slot, ptrs, buf) {
+    const view = slot.view();
+    slot.bytes.set(this.bytes, buf);
     for (let i = 0; i < this.starts.length; ++i) {
       view.setUint32(ptrs + 4 * i, buf + this.starts[i], true);
     }
     return ESUCCESS;
   }
-}
-
-// Reads an iovec array out of the module's memory.
-function iovecs(memory, ptr, count) {
-  const view = new DataView(memory.buffer);
-  const result = [];
-  for (let i = 0; i < count; ++i) {
-    const base = view.getUint32(ptr + 8 * i, true);
-    const len = view.getUint32(ptr + 8 * i + 4, true);
-    if (base + len > memory.buffer.byteLength) return null;
-    result.push([base, len]);
-  }
-  return result;
 }
 
 // ---- instances
@@ -399,10 +517,10 @@ class Slot {
       imports[name] = function (...a) { return slot.wasi.wasiImport[name](...a); };
     }
     const own = {
-      args_sizes_get: (c, s) => engine.args.sizesGet(slot.memory, c, s),
-      args_get: (p, b) => engine.args.get(slot.memory, p, b),
-      environ_sizes_get: (c, s) => slot.call.env.sizesGet(slot.memory, c, s),
-      environ_get: (p, b) => slot.call.env.get(slot.memory, p, b),
+      args_sizes_get: (c, s) => engine.args.sizesGet(slot, c, s),
+      args_get: (p, b) => engine.args.get(slot, p, b),
+      environ_sizes_get: (c, s) => slot.call.environment().sizesGet(slot, c, s),
+      environ_get: (p, b) => slot.call.environment().get(slot, p, b),
       proc_exit: (code) => { throw new Exit(code); },
       fd_read: (fd, iovs, n, nread) => (fd === 0 ? slot.readStdin(iovs, n, nread)
         : slot.wasi.wasiImport.fd_read(fd, iovs, n, nread)),
@@ -427,6 +545,8 @@ class Slot {
                                              { wasi_snapshot_preview1: imports });
     const exports = this.instance.exports;
     this.memory = exports.memory;
+    this.bytes = new Uint8Array(0); // see view()
+    this.dataView = null;
     this.wasi.initialize({ exports: { memory: this.memory } });
     if (engine.prepared.resettable) {
       this.image = new Uint8Array(this.memory.buffer).slice();
@@ -454,13 +574,25 @@ class Slot {
     return this.wasi.wasiImport[name](...a);
   }
 
+  // The module's memory as bytes and as a DataView. Growing the memory
+  // detaches the buffer they were made on (their length becomes 0); they
+  // are renewed then.
+  view() {
+    if (this.bytes.length === 0) {
+      this.bytes = new Uint8Array(this.memory.buffer);
+      this.dataView = new DataView(this.memory.buffer);
+    }
+    return this.dataView;
+  }
+
   // Puts memory, globals and table back as they were after instantiation;
   // false when that is not possible (memory or table grew).
   reset() {
     if (!this.engine.prepared.resettable) return false;
-    if (this.memory.buffer.byteLength !== this.image.length) return false;
+    this.view();
+    if (this.bytes.length !== this.image.length) return false;
     if (this.table && this.table.length !== this.tableValues.length) return false;
-    const bytes = new Uint8Array(this.memory.buffer);
+    const bytes = this.bytes;
     for (const [from, to, zero] of this.imageRuns) {
       if (zero) bytes.fill(0, from, to);
       else bytes.set(this.image.subarray(from, to), from);
@@ -475,52 +607,61 @@ class Slot {
     return true;
   }
 
+  // Whether the `count` iovecs at `iovs` lie inside the memory.
+  iovecsFit(view, iovs, count) {
+    for (let i = 0; i < count; ++i) {
+      const base = view.getUint32(iovs + 8 * i, true);
+      if (base + view.getUint32(iovs + 8 * i + 4, true) > this.bytes.length) return false;
+    }
+    return true;
+  }
+
   readStdin(iovs, count, nreadPtr) {
     const call = this.call;
-    const list = iovecs(this.memory, iovs, count);
-    if (!list) return EFAULT;
-    const bytes = new Uint8Array(this.memory.buffer);
+    const view = this.view();
+    if (!this.iovecsFit(view, iovs, count)) return EFAULT;
     let n = 0;
-    for (const [ptr, len] of list) {
-      const take = Math.min(len, call.input.length - call.inputPos);
-      bytes.set(call.input.subarray(call.inputPos, call.inputPos + take), ptr);
+    for (let i = 0; i < count; ++i) {
+      const base = view.getUint32(iovs + 8 * i, true);
+      const len = view.getUint32(iovs + 8 * i + 4, true);
+      const take = Math.min(len, call.inputStop - call.inputPos);
+      this.bytes.set(call.input.subarray(call.inputPos, call.inputPos + take), base);
       call.inputPos += take;
       n += take;
       if (take < len) break;
     }
-    new DataView(this.memory.buffer).setUint32(nreadPtr, n, true);
+    view.setUint32(nreadPtr, n, true);
     return ESUCCESS;
   }
 
   writeStdio(fd, iovs, count, nwrittenPtr) {
     const call = this.call;
-    const list = iovecs(this.memory, iovs, count);
-    if (!list) return EFAULT;
-    const bytes = new Uint8Array(this.memory.buffer);
+    const reply = this.engine.reply;
+    const view = this.view();
+    if (!this.iovecsFit(view, iovs, count)) return EFAULT;
     let n = 0;
-    for (const [ptr, len] of list) {
-      const chunk = Buffer.from(bytes.subarray(ptr, ptr + len)); // a copy
+    for (let i = 0; i < count; ++i) {
+      const base = view.getUint32(iovs + 8 * i, true);
+      const len = view.getUint32(iovs + 8 * i + 4, true);
       if (fd === 2) {
-        call.stderr.push(chunk);
-        writeAll(2, chunk); // hubflow logs it under the function's name
+        call.logStderr(Buffer.from(this.bytes.subarray(base, base + len))); // a copy
       } else {
-        if (call.outputSize + len > this.engine.settings.maxOutput) {
+        if (reply.outputSize() + len > this.engine.settings.maxOutput) {
           call.outputOverflow = true;
           return EFBIG;
         }
-        call.output.push(chunk);
-        call.outputSize += len;
+        reply.append(this.bytes, base, base + len);
       }
       n += len;
     }
-    new DataView(this.memory.buffer).setUint32(nwrittenPtr, n, true);
+    view.setUint32(nwrittenPtr, n, true);
     return ESUCCESS;
   }
 
   // stdio looks like pipes: not seekable, not a terminal (so the module's
   // libc buffers stdout fully).
   stdioStat(fd, ptr) {
-    const view = new DataView(this.memory.buffer);
+    const view = this.view();
     view.setUint8(ptr, FILETYPE_UNKNOWN);
     view.setUint16(ptr + 2, 0, true);
     const rights = (fd === 0 ? RIGHT_FD_READ : RIGHT_FD_WRITE) | RIGHT_POLL_FD_READWRITE;
@@ -537,28 +678,34 @@ class Engine {
     this.args = new Strings([path.basename(file), ...settings.args].map((a) => a + '\0').join(''));
     this.env = Object.entries(settings.env).map(([k, v]) => `${k}=${v}\0`).join('');
     this.nullFd = fs.openSync('/dev/null', 'r+');
+    this.reply = new Reply();
     this.slot = null;
-    this.used = false;
   }
 
-  run(request) {
-    // Every invocation sees the module as just instantiated: a used slot
-    // is reset, or replaced when it cannot be.
-    if (!this.slot || (this.used && !this.slot.reset())) this.slot = new Slot(this);
+  // Every invocation sees the module as just instantiated: after one, the
+  // slot is reset (while hubflow handles the reply), or dropped for a
+  // fresh instance when it cannot be.
+  ready() {
+    if (this.slot && !this.slot.reset()) this.slot = null;
+  }
+
+  // Runs the request whose body is [start, stop) of buf; the reply frame.
+  run(buf, start, stop) {
+    const call = new Call(this, buf, start, stop);
+    if (!this.slot) this.slot = new Slot(this);
     const slot = this.slot;
-    const call = new Call(this, request);
     slot.call = call;
-    this.used = true;
+    this.reply.begin(call.id);
     const fail = (errorType, what) => {
-      const tail = call.stderr.lines();
-      return {
-        id: request.id,
+      const tail = call.stderr ? call.stderr.lines() : '';
+      return frame(msgpack.encode({
+        id: call.id,
         ok: false,
         output: null,
         error: tail || what,
         errorType,
         traceback: tail ? what : '',
-      };
+      }));
     };
     let status = 0;
     try {
@@ -578,11 +725,7 @@ class Engine {
                   '(instance.message.length.max)');
     }
     if (status !== 0) return fail('WasmExit', `the module exited with status ${status}`);
-    return {
-      id: request.id,
-      ok: true,
-      output: call.outputSize ? Buffer.concat(call.output, call.outputSize) : null,
-    };
+    return this.reply.finish();
   }
 }
 
@@ -592,20 +735,20 @@ function main() {
   try {
     engine = new Engine(file, JSON.parse(settingsText));
   } catch (err) {
-    writeFrame({ id: 0, ok: false, error: err.message, errorType: err.name, traceback: '' });
+    writeAll(1, frame(msgpack.encode({ id: 0, ok: false, error: err.message,
+                                       errorType: err.name, traceback: '' })));
     process.exitCode = 1;
     return;
   }
-  writeFrame({ id: 0, ok: true, runtime: 'node:wasi ' + process.version });
+  writeAll(1, frame(msgpack.encode({ id: 0, ok: true, runtime: 'node:wasi ' + process.version })));
 
   // Requests are answered strictly in order; a module that never ends
   // blocks here until hubflow kills the process. The end of stdin (hubflow
   // closing it) means: exit.
-  for (;;) {
-    const header = readExactly(4);
-    const body = header && readExactly(header.readUInt32BE(0));
-    if (!body) break;
-    writeFrame(engine.run(msgpack.decode(body)));
+  const frames = new FrameReader();
+  while (frames.next()) {
+    writeAll(1, engine.run(frames.buf, frames.bodyStart, frames.bodyStop));
+    engine.ready();
   }
 }
 

@@ -97,26 +97,17 @@ function encode(value) {
 
 // -- decoding ------------------------------------------------------------------
 
-class Reader {
-  constructor(buf) {
-    this.buf = buf;
-    this.pos = 0;
-  }
-  need(n) {
-    if (this.pos + n > this.buf.length) throw new RangeError('msgpack: truncated input');
-  }
-  take(n) {
-    this.need(n);
-    const out = this.buf.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    return out;
-  }
-  read(method, size) {
-    this.need(size);
-    const v = this.buf[method](this.pos);
-    this.pos += size;
-    return v;
-  }
+// What Cursor.next() found.
+const NIL = 0;
+const BOOL = 1;
+const NUMBER = 2; // value: the number (a BigInt beyond 2^53)
+const STR = 3; // [start, stop): its bytes in the buffer
+const BIN = 4; // [start, stop): its bytes in the buffer
+const ARRAY = 5; // value: the number of items that follow
+const MAP = 6; // value: the number of key/value pairs that follow
+
+function truncated() {
+  throw new RangeError('msgpack: truncated input');
 }
 
 function bigToNumber(v) {
@@ -124,62 +115,132 @@ function bigToNumber(v) {
     ? Number(v) : v;
 }
 
-function decodeValue(r) {
-  const b = r.read('readUInt8', 1);
-  if (b < 0x80) return b;
-  if (b >= 0xe0) return b - 0x100;
-  if ((b & 0xf0) === 0x80) return decodeMap(r, b & 0x0f);
-  if ((b & 0xf0) === 0x90) return decodeArray(r, b & 0x0f);
-  if ((b & 0xe0) === 0xa0) return r.take(b & 0x1f).toString('utf8');
-  switch (b) {
-    case 0xc0: return null;
-    case 0xc2: return false;
-    case 0xc3: return true;
-    case 0xc4: return Buffer.from(r.take(r.read('readUInt8', 1)));
-    case 0xc5: return Buffer.from(r.take(r.read('readUInt16BE', 2)));
-    case 0xc6: return Buffer.from(r.take(r.read('readUInt32BE', 4)));
-    case 0xca: return r.read('readFloatBE', 4);
-    case 0xcb: return r.read('readDoubleBE', 8);
-    case 0xcc: return r.read('readUInt8', 1);
-    case 0xcd: return r.read('readUInt16BE', 2);
-    case 0xce: return r.read('readUInt32BE', 4);
-    case 0xcf: return bigToNumber(r.read('readBigUInt64BE', 8));
-    case 0xd0: return r.read('readInt8', 1);
-    case 0xd1: return r.read('readInt16BE', 2);
-    case 0xd2: return r.read('readInt32BE', 4);
-    case 0xd3: return bigToNumber(r.read('readBigInt64BE', 8));
-    case 0xd9: return r.take(r.read('readUInt8', 1)).toString('utf8');
-    case 0xda: return r.take(r.read('readUInt16BE', 2)).toString('utf8');
-    case 0xdb: return r.take(r.read('readUInt32BE', 4)).toString('utf8');
-    case 0xdc: return decodeArray(r, r.read('readUInt16BE', 2));
-    case 0xdd: return decodeArray(r, r.read('readUInt32BE', 4));
-    case 0xde: return decodeMap(r, r.read('readUInt16BE', 2));
-    case 0xdf: return decodeMap(r, r.read('readUInt32BE', 4));
-    default:
-      throw new TypeError('msgpack: unsupported type byte 0x' + b.toString(16));
+// Reads elements one at a time, in place: strings and binaries stay ranges
+// of the buffer, so that a reader wanting only some fields (the wasm
+// worker's requests) decodes and copies nothing else. decode() is built on
+// it.
+class Cursor {
+  constructor(buf, pos = 0, end = buf.length) {
+    this.buf = buf;
+    this.pos = pos;
+    this.end = end;
+    this.value = null;
+    this.start = 0;
+    this.stop = 0;
+  }
+  // An unsigned big-endian integer of n bytes (n <= 4).
+  uint(n) {
+    if (this.pos + n > this.end) truncated();
+    let v = 0;
+    for (let i = 0; i < n; ++i) v = v * 256 + this.buf[this.pos++];
+    return v;
+  }
+  fixed(method, n) {
+    if (this.pos + n > this.end) truncated();
+    const v = this.buf[method](this.pos);
+    this.pos += n;
+    return v;
+  }
+  bytes(kind, n) {
+    if (this.pos + n > this.end) truncated();
+    this.start = this.pos;
+    this.stop = this.pos += n;
+    return kind;
+  }
+  number(v) {
+    this.value = v;
+    return NUMBER;
+  }
+  // Reads the head of the next element and says what it is (NIL ... MAP).
+  next() {
+    const b = this.uint(1);
+    if (b < 0x80) return this.number(b);
+    if (b >= 0xe0) return this.number(b - 0x100);
+    if ((b & 0xf0) === 0x80) { this.value = b & 0x0f; return MAP; }
+    if ((b & 0xf0) === 0x90) { this.value = b & 0x0f; return ARRAY; }
+    if ((b & 0xe0) === 0xa0) return this.bytes(STR, b & 0x1f);
+    switch (b) {
+      case 0xc0: return NIL;
+      case 0xc2: this.value = false; return BOOL;
+      case 0xc3: this.value = true; return BOOL;
+      case 0xc4: return this.bytes(BIN, this.uint(1));
+      case 0xc5: return this.bytes(BIN, this.uint(2));
+      case 0xc6: return this.bytes(BIN, this.uint(4));
+      case 0xca: return this.number(this.fixed('readFloatBE', 4));
+      case 0xcb: return this.number(this.fixed('readDoubleBE', 8));
+      case 0xcc: return this.number(this.uint(1));
+      case 0xcd: return this.number(this.uint(2));
+      case 0xce: return this.number(this.uint(4));
+      case 0xcf: return this.number(bigToNumber(this.fixed('readBigUInt64BE', 8)));
+      case 0xd0: return this.number(this.fixed('readInt8', 1));
+      case 0xd1: return this.number(this.fixed('readInt16BE', 2));
+      case 0xd2: return this.number(this.fixed('readInt32BE', 4));
+      case 0xd3: return this.number(bigToNumber(this.fixed('readBigInt64BE', 8)));
+      case 0xd9: return this.bytes(STR, this.uint(1));
+      case 0xda: return this.bytes(STR, this.uint(2));
+      case 0xdb: return this.bytes(STR, this.uint(4));
+      case 0xdc: this.value = this.uint(2); return ARRAY;
+      case 0xdd: this.value = this.uint(4); return ARRAY;
+      case 0xde: this.value = this.uint(2); return MAP;
+      case 0xdf: this.value = this.uint(4); return MAP;
+      default:
+        throw new TypeError('msgpack: unsupported type byte 0x' + b.toString(16));
+    }
+  }
+  // Whether the string or binary just read holds exactly `ascii`.
+  is(ascii) {
+    if (this.stop - this.start !== ascii.length) return false;
+    for (let i = 0; i < ascii.length; ++i) {
+      if (this.buf[this.start + i] !== ascii.charCodeAt(i)) return false;
+    }
+    return true;
+  }
+  text() {
+    return this.buf.toString('utf8', this.start, this.stop);
+  }
+  // Passes over what the element just read holds: an array's items, a
+  // map's keys and values.
+  skipContents(kind) {
+    let pending = kind === ARRAY ? this.value : kind === MAP ? 2 * this.value : 0;
+    for (; pending > 0; --pending) {
+      const inner = this.next();
+      if (inner === ARRAY) pending += this.value;
+      else if (inner === MAP) pending += 2 * this.value;
+    }
+  }
+  // Passes over the next element.
+  skip() {
+    this.skipContents(this.next());
   }
 }
 
-function decodeArray(r, n) {
-  const out = new Array(n);
-  for (let i = 0; i < n; i++) out[i] = decodeValue(r);
-  return out;
-}
-
-function decodeMap(r, n) {
-  const out = {};
-  for (let i = 0; i < n; i++) {
-    const key = decodeValue(r);
-    out[String(key)] = decodeValue(r);
+function decodeValue(c) {
+  switch (c.next()) {
+    case NIL: return null;
+    case STR: return c.text();
+    case BIN: return Buffer.from(c.buf.subarray(c.start, c.stop));
+    case ARRAY: {
+      const out = new Array(c.value);
+      for (let i = 0; i < out.length; i++) out[i] = decodeValue(c);
+      return out;
+    }
+    case MAP: {
+      const out = {};
+      for (let n = c.value; n > 0; n--) {
+        const key = decodeValue(c);
+        out[String(key)] = decodeValue(c);
+      }
+      return out;
+    }
+    default: return c.value; // BOOL, NUMBER
   }
-  return out;
 }
 
 function decode(buf) {
-  const r = new Reader(buf);
-  const value = decodeValue(r);
-  if (r.pos !== buf.length) throw new RangeError('msgpack: trailing bytes');
+  const c = new Cursor(buf);
+  const value = decodeValue(c);
+  if (c.pos !== buf.length) throw new RangeError('msgpack: trailing bytes');
   return value;
 }
 
-module.exports = { encode, decode };
+module.exports = { encode, decode, Cursor, Writer, encodeValue, STR, BIN, MAP, NUMBER };
