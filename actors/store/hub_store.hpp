@@ -155,8 +155,10 @@ public:
 
 private:
   struct write_op;
+  struct statements;
 
-  hub_store(const persistence_config& cfg, sqlite3* db);
+  hub_store(const persistence_config& cfg, sqlite3* db,
+            std::unique_ptr<statements> prepared);
   void append(write_op op);
   void run_writer();
   bool commit(std::vector<write_op>& ops);
@@ -164,6 +166,7 @@ private:
 
   persistence_config cfg_;
   sqlite3* db_;
+  std::unique_ptr<statements> statements_; // the writer thread's
   std::uint64_t written_ = 0; // hub thread only
   std::atomic<std::uint64_t> durable_{0};
   std::atomic<bool> refusing_{false};
