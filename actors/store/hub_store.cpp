@@ -2,7 +2,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <stdexcept>
+#include <string_view>
 #include <system_error>
 #include <utility>
 
@@ -554,11 +556,32 @@ void hub_store::run_writer() {
   }
 }
 
+std::vector<bool> hub_store::superseded_puts(const std::vector<write_op>& ops) {
+  std::vector<bool> superseded(ops.size(), false);
+  std::set<std::pair<std::string_view, std::uint64_t>> later_messages;
+  std::set<std::string_view> later_removed_sessions;
+  for (auto i = ops.size(); i-- > 0;) {
+    auto& op = ops[i];
+    if (op.kind == write_op::remove_session) {
+      later_removed_sessions.insert(op.key);
+    } else if (op.kind == write_op::put_message
+               || op.kind == write_op::remove_message) {
+      bool written_later = !later_messages.emplace(op.key, op.seq).second;
+      superseded[i] = op.kind == write_op::put_message
+                      && (written_later
+                          || later_removed_sessions.count(op.key) > 0);
+    }
+  }
+  return superseded;
+}
+
 bool hub_store::commit(std::vector<write_op>& ops) {
   auto& st = *statements_;
+  auto superseded = superseded_puts(ops);
   try {
     st.begin.run();
-    for (auto& op : ops) {
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      auto& op = ops[i];
       switch (op.kind) {
         case write_op::put_session:
           st.put_session.bind(1, op.key).bind_blob(2, pack_session(op.session));
@@ -569,6 +592,8 @@ bool hub_store::commit(std::vector<write_op>& ops) {
           st.remove_queue.bind(1, op.key).run();
           break;
         case write_op::put_message:
+          if (superseded[i])
+            break;
           st.put_message.bind(1, op.key)
             .bind(2, static_cast<std::int64_t>(op.seq))
             .bind_blob(3, pack_queued(op.queued));

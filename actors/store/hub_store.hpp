@@ -162,6 +162,12 @@ private:
   void append(write_op op);
   void run_writer();
   bool commit(std::vector<write_op>& ops);
+  /// Which of `ops` are message records that a later op of the same batch
+  /// removes or replaces (the same session and sequence number, or the
+  /// whole session): commit() does not write them. An online subscriber
+  /// often acknowledges a message before the commit that would store it,
+  /// and then the message never needs the disk.
+  static std::vector<bool> superseded_puts(const std::vector<write_op>& ops);
   void check_size();
 
   persistence_config cfg_;
