@@ -88,6 +88,7 @@ public:
   explicit sqlite_candidate(const fs::path& dir) {
     auto file = (dir / "hubflow.db").string();
     check_sqlite(sqlite3_open(file.c_str(), &db_), db_);
+    exec("PRAGMA page_size=8192");
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
     exec("CREATE TABLE messages (client_id TEXT NOT NULL, seq INTEGER NOT "
