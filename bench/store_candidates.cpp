@@ -17,7 +17,10 @@
 //           queue), then the store's files: bytes on disk per record
 //
 // Usage: store-candidates [--dir DIR] [--messages N] [--fill N]
-//                         [--writers W] [--payload BYTES] [--json]
+//                         [--writers W] [--window N] [--payload BYTES]
+//                         [--repeat N] [--json] [--stores sqlite-wal,rocksdb,lmdb]
+//   --repeat: rounds, who goes first rotating; prints medians
+//   --stores: which of them
 //   DIR must be on the disk under test (not tmpfs: fsync would be free);
 //   default: a new directory under the current one, removed at the end.
 #include <algorithm>
@@ -30,6 +33,7 @@
 #include <filesystem>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -220,8 +224,8 @@ private:
 
 /// A queued QoS 1 record as hub_store packs it (format version, packet id,
 /// released, qos, retain, subscription ids, then the message's 14 fields)
-/// with a `payload`-byte body.
-std::string queued_record(std::size_t payload) {
+/// with a `payload`-byte body, the `variant`th of its kind.
+std::string queued_record(std::size_t payload, std::uint32_t variant) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> p{buf};
   p.pack_array(7);
@@ -233,7 +237,15 @@ std::string queued_record(std::size_t payload) {
   p.pack(std::vector<std::uint32_t>{});
   p.pack_array(14);
   p.pack(std::string{"hubflow-bench/t"});
-  std::string body(payload, 'x');
+  // Incompressible bytes, each variant its own, as sensor data mostly is:
+  // RocksDB compresses its files, and repeated bytes or records would
+  // shrink to nearly nothing.
+  std::string body(payload, '\0');
+  std::uint32_t x = 2463534242u + variant * 2654435761u;
+  for (auto& c : body) {
+    x ^= x << 13, x ^= x >> 17, x ^= x << 5; // xorshift32
+    c = static_cast<char>(x);
+  }
   p.pack_bin(static_cast<std::uint32_t>(body.size()));
   p.pack_bin_body(body.data(), static_cast<std::uint32_t>(body.size()));
   p.pack(std::uint8_t{1});
@@ -262,8 +274,8 @@ struct phase_result {
 /// 20-message in-flight window (never, with `keep`); the producer waits
 /// while `window` messages are not yet durable.
 phase_result replay(candidate& store, std::uint64_t messages, int writers,
-                    const std::string& record, int window, bool keep,
-                    std::uint64_t first_seq) {
+                    const std::vector<std::string>& records, int window,
+                    bool keep, std::uint64_t first_seq) {
   constexpr std::uint64_t inflight = 20; // hub.message.inflight's default
   std::mutex mutex;
   std::condition_variable wake;
@@ -317,7 +329,7 @@ phase_result replay(candidate& store, std::uint64_t messages, int writers,
     auto seq = first_seq + m;
     bool was_empty = pending.empty();
     for (auto& c : clients) {
-      pending.push_back(op{true, c, seq, &record});
+      pending.push_back(op{true, c, seq, &records[seq % records.size()]});
       if (!keep && m >= inflight)
         pending.push_back(op{false, c, seq - inflight, nullptr});
     }
@@ -355,92 +367,154 @@ std::unique_ptr<candidate> make(const std::string& name, const fs::path& dir) {
   return std::make_unique<lmdb_candidate>(dir);
 }
 
+/// One store's figures from one round.
+struct figures {
+  double records_per_s, commits_per_s, records_per_commit, fill_records_per_s,
+    disk_bytes_per_record;
+};
+
+/// Both phases against a new store of `name` under `root`, removed after.
+figures measure(const std::string& name, const fs::path& root,
+                std::uint64_t messages, std::uint64_t fill, int writers,
+                int window, const std::vector<std::string>& records) {
+  auto dir = root / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  auto store = make(name, dir);
+  auto steady = replay(*store, messages, writers, records, window, false, 0);
+  // The fill goes on in the same store, after what steady left (the last
+  // 20 records of each writer): sequence numbers past it.
+  auto filled = replay(*store, fill / writers, writers, records, window, true,
+                       messages);
+  store.reset(); // closed: everything flushed
+  auto bytes = bytes_under(dir);
+  fs::remove_all(dir);
+  return figures{steady.records / steady.seconds,
+                 steady.commits / steady.seconds,
+                 static_cast<double>(steady.records) / steady.commits,
+                 filled.records / filled.seconds,
+                 fill ? static_cast<double>(bytes) / fill : 0};
+}
+
+/// The median of one field over the rounds (the upper one of two).
+double median_of(std::vector<figures> rounds, double figures::*field) {
+  std::sort(rounds.begin(), rounds.end(), [&](auto& a, auto& b) {
+    return a.*field < b.*field;
+  });
+  return rounds[rounds.size() / 2].*field;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   fs::path root;
   std::uint64_t messages = 20000, fill = 100000;
-  int writers = 1, window = 100;
+  int writers = 1, window = 100, repeat = 1;
   std::size_t payload = 64;
   bool json = false;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto value = [&]() -> std::string {
-      if (i + 1 >= argc)
-        throw std::invalid_argument(a + " needs a value");
-      return argv[++i];
-    };
-    if (a == "--dir")
-      root = value();
-    else if (a == "--messages")
-      messages = std::stoull(value());
-    else if (a == "--fill")
-      fill = std::stoull(value());
-    else if (a == "--writers")
-      writers = std::stoi(value());
-    else if (a == "--window")
-      window = std::stoi(value());
-    else if (a == "--payload")
-      payload = std::stoull(value());
-    else if (a == "--json")
-      json = true;
-    else {
-      std::cerr << "usage: store-candidates [--dir DIR] [--messages N] "
-                   "[--fill N] [--writers W] [--window N] [--payload BYTES] "
-                   "[--json]\n";
-      return 2;
+  std::vector<std::string> stores{"sqlite-wal", "rocksdb", "lmdb"};
+  try {
+    for (int i = 1; i < argc; ++i) {
+      std::string a = argv[i];
+      auto value = [&]() -> std::string {
+        if (i + 1 >= argc)
+          throw std::invalid_argument(a + " needs a value");
+        return argv[++i];
+      };
+      if (a == "--dir") {
+        root = value();
+      } else if (a == "--messages") {
+        messages = std::stoull(value());
+      } else if (a == "--fill") {
+        fill = std::stoull(value());
+      } else if (a == "--writers") {
+        writers = std::stoi(value());
+      } else if (a == "--window") {
+        window = std::stoi(value());
+      } else if (a == "--payload") {
+        payload = std::stoull(value());
+      } else if (a == "--repeat") {
+        repeat = std::stoi(value());
+      } else if (a == "--json") {
+        json = true;
+      } else if (a == "--stores") {
+        stores.clear();
+        std::string list = value();
+        for (std::size_t at = 0; at <= list.size();) {
+          auto comma = std::min(list.find(',', at), list.size());
+          stores.push_back(list.substr(at, comma - at));
+          at = comma + 1;
+        }
+      } else {
+        throw std::invalid_argument("unknown option " + a);
+      }
     }
+    for (auto& name : stores)
+      if (name != "sqlite-wal" && name != "rocksdb" && name != "lmdb")
+        throw std::invalid_argument("no store " + name);
+    if (writers < 1 || window < 1 || repeat < 1 || messages < 1)
+      throw std::invalid_argument("--writers, --window, --repeat and "
+                                  "--messages must be at least 1");
+  } catch (const std::exception& e) {
+    std::cerr << "store-candidates: " << e.what()
+              << "\nusage: store-candidates [--dir DIR] [--messages N] "
+                 "[--fill N] [--writers W] [--window N] [--payload BYTES] "
+                 "[--repeat N] [--json] [--stores sqlite-wal,rocksdb,lmdb]\n";
+    return 2;
   }
   bool own_root = root.empty();
   if (own_root)
     root = fs::current_path() / ("store-candidates-" + std::to_string(getpid()));
-  auto record = queued_record(payload);
+  std::vector<std::string> records; // cycled through by sequence number
+  for (std::uint32_t v = 0; v < 64; ++v)
+    records.push_back(queued_record(payload, v));
+  std::map<std::string, std::vector<figures>> rounds;
   int status = 0;
-  for (auto name : {"sqlite-wal", "rocksdb", "lmdb"}) {
-    auto dir = root / name;
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    try {
-      auto store = make(name, dir);
-      auto steady = replay(*store, messages, writers, record, window, false, 0);
-      // The fill goes on in the same store, after what steady left (the
-      // last 20 records of each writer): sequence numbers past it.
-      auto filled = replay(*store, fill / writers, writers, record, window,
-                           true, messages);
-      store.reset(); // closed: everything flushed
-      auto bytes = bytes_under(dir);
-      double per_record = fill ? static_cast<double>(bytes) / fill : 0;
-      if (json) {
-        std::cout << nlohmann::json{
-                       {"store", name},
-                       {"writers", writers},
-                       {"payload", payload},
-                       {"record_bytes", record.size()},
-                       {"records_per_s", steady.records / steady.seconds},
-                       {"commits_per_s", steady.commits / steady.seconds},
-                       {"records_per_commit",
-                        static_cast<double>(steady.records) / steady.commits},
-                       {"fill_records_per_s", filled.records / filled.seconds},
-                       {"disk_bytes_per_record", per_record}}
-                       .dump()
-                  << std::endl;
-      } else {
-        std::printf("%-11s W=%d %5zu B payload (%zu B record): %8.0f records/s, "
-                    "%6.0f commits/s, %6.1f records/commit; fill %8.0f "
-                    "records/s, %7.1f B on disk per record\n",
-                    name, writers, payload, record.size(),
-                    steady.records / steady.seconds,
-                    steady.commits / steady.seconds,
-                    static_cast<double>(steady.records) / steady.commits,
-                    filled.records / filled.seconds, per_record);
+  for (int round = 0; round < repeat; ++round) {
+    for (std::size_t k = 0; k < stores.size(); ++k) {
+      // Who goes first rotates from round to round.
+      auto& name = stores[(k + round) % stores.size()];
+      try {
+        rounds[name].push_back(
+          measure(name, root, messages, fill, writers, window, records));
+      } catch (const std::exception& e) {
+        std::cerr << "store-candidates: " << e.what() << "\n";
+        status = 1;
       }
-    } catch (const std::exception& e) {
-      std::cerr << "store-candidates: " << e.what() << "\n";
-      status = 1;
     }
-    fs::remove_all(dir);
   }
   if (own_root)
     fs::remove_all(root);
+  for (auto& name : stores) {
+    auto& r = rounds[name];
+    if (r.empty())
+      continue;
+    auto m = [&](double figures::*field) { return median_of(r, field); };
+    if (json) {
+      std::cout << nlohmann::json{
+                     {"store", name},
+                     {"writers", writers},
+                     {"payload", payload},
+                     {"record_bytes", records[0].size()},
+                     {"rounds", r.size()},
+                     {"records_per_s", m(&figures::records_per_s)},
+                     {"commits_per_s", m(&figures::commits_per_s)},
+                     {"records_per_commit", m(&figures::records_per_commit)},
+                     {"fill_records_per_s", m(&figures::fill_records_per_s)},
+                     {"disk_bytes_per_record",
+                      m(&figures::disk_bytes_per_record)}}
+                     .dump()
+                << std::endl;
+    } else {
+      std::printf("%-11s W=%d %5zu B payload (%zu B record): %8.0f records/s, "
+                  "%6.0f commits/s, %6.1f records/commit; fill %8.0f "
+                  "records/s, %7.1f B on disk per record (medians of %zu)\n",
+                  name.c_str(), writers, payload, records[0].size(),
+                  m(&figures::records_per_s), m(&figures::commits_per_s),
+                  m(&figures::records_per_commit),
+                  m(&figures::fill_records_per_s),
+                  m(&figures::disk_bytes_per_record), r.size());
+    }
+  }
   return status;
 }
