@@ -17,3 +17,11 @@ def fmt(v, spec):
 def ratio(a, b):
     """a/b as a table cell (1.23x), or n/a when either is missing."""
     return "%.2fx" % (a / b) if a is not None and b else "n/a"
+
+
+def exit_if_failed(rows):
+    """Says how many runs failed (their cells are n/a) and exits 1, if any."""
+    failed = sum(1 for r in rows if r.get("error"))
+    if failed:
+        print("%d runs failed (n/a above); see the messages before the table." % failed)
+        raise SystemExit(1)

@@ -158,12 +158,7 @@ run_bench() {
       echo "compare.sh: $scenario ($mode) against $label failed to run (status $status)" >&2
     out='{"error": true}'
   fi
-  printf '%s\n' "$out" | "$python" -c '
-import json, sys
-r = json.loads(sys.stdin.read())
-r.update(broker=sys.argv[1], scenario=sys.argv[2], mode=sys.argv[3],
-         broker_cpu_ticks=int(sys.argv[4]))
-print(json.dumps(r))' "$label" "$scenario" "$mode" "$((after - before))" >>"$results"
+  printf '%s\n' "$out" | record_result "$label" "$scenario" "$mode" "$((after - before))"
   printf '  %-26s %-9s %-10s' "$scenario" "$mode" "$label" >&2
   printf '%s\n' "$out" | "$python" -c '
 import json, sys

@@ -70,6 +70,7 @@ struct options {
   std::string password;
   std::string cafile; // TLS: verify the broker against this CA
   bool handshakes = false; // connect, CONNACK, disconnect, --messages times
+  bool persistent = false; // subscribers keep their session (stored by a broker with persistence)
   bool json = false;
 };
 
@@ -159,6 +160,11 @@ std::optional<options> parse_options(int argc, char** argv) {
     ("password,P", po::value(&o.password), "MQTT password")
     ("cafile", po::value(&o.cafile),
      "TLS: connect with TLS, verifying the broker against this CA (PEM)")
+    ("persistent", po::bool_switch(&o.persistent),
+     "subscribers connect with a persistent session (3.1.1: clean session "
+     "off; 5: clean start off, session expiry 1 h), so a broker with "
+     "persistence stores what it owes them; each ends its session at the "
+     "end (a clean reconnect), so no session outlives the run")
     ("handshakes", po::bool_switch(&o.handshakes),
      "no messages: --messages connections one after another (connect, "
      "CONNACK, disconnect); delivered_per_s is connections/s, latency the "
@@ -301,8 +307,10 @@ struct client_base {
   int connack = -1; // set by on_connect
   std::string name;
 
-  client_base(const std::string& id, const options& o) : name(id) {
-    mosq = mosquitto_new(id.c_str(), true, this);
+  /// `keep_session`: a persistent session (--persistent), else a clean one.
+  client_base(const std::string& id, const options& o, bool keep_session = false)
+    : name(id), keep_session_(keep_session) {
+    mosq = mosquitto_new(id.c_str(), !keep_session, this);
     if (!mosq)
       throw std::runtime_error("mosquitto_new failed");
     mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION,
@@ -383,11 +391,21 @@ struct client_base {
 
 private:
   clock_type::time_point last_misc_ = clock_type::now();
+  bool keep_session_;
 
 public:
 
   void connect(const options& o, clock_type::time_point deadline) {
-    int rc = mosquitto_connect(mosq, o.host.c_str(), o.port, 60);
+    int rc;
+    if (keep_session_ && o.protocol == 5) {
+      // MQTT 5 ends a session at disconnect unless it has an expiry.
+      mosquitto_property* props = nullptr;
+      mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 3600);
+      rc = mosquitto_connect_bind_v5(mosq, o.host.c_str(), o.port, 60, nullptr, props);
+      mosquitto_property_free_all(&props);
+    } else {
+      rc = mosquitto_connect(mosq, o.host.c_str(), o.port, 60);
+    }
     if (rc != MOSQ_ERR_SUCCESS)
       throw std::runtime_error(name + ": cannot connect to " + o.host + ":"
                                + std::to_string(o.port) + ": "
@@ -414,7 +432,8 @@ struct subscriber : client_base {
   std::uint64_t messages_per_publisher = 0;
   std::uint32_t publishers = 0;
 
-  subscriber(const std::string& id, const options& o) : client_base(id, o) {
+  subscriber(const std::string& id, const options& o)
+    : client_base(id, o, o.persistent) {
     mosquitto_subscribe_callback_set(
       mosq, [](mosquitto*, void* self, int, int count, const int* qos) {
         static_cast<subscriber*>(self)->granted = count > 0 ? qos[0] : 0x80;
@@ -753,6 +772,19 @@ results run(const options& o) {
   r.duplicates = received - r.delivered;
   r.duration_s = static_cast<double>(last_ns - start_ns) / 1e9;
   std::sort(r.latencies_ns.begin(), r.latencies_ns.end());
+  if (o.persistent) {
+    // A clean connect under each subscriber's id ends its session, which
+    // would otherwise stay in the broker's store and queue the messages of
+    // later runs.
+    std::vector<std::string> names;
+    for (auto& s : subs)
+      names.push_back(s->name);
+    subs.clear();
+    for (auto& name : names) {
+      client_base c{name, o};
+      c.connect(o, clock_type::now() + std::chrono::seconds(10));
+    }
+  }
   return r;
 }
 

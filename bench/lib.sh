@@ -2,7 +2,7 @@
 # (their name, for messages), `work` (their temp dir, removed at exit),
 # `results` (copied to $RESULTS at exit when set) and `python`: the
 # servers a script started and their cleanup, free ports, waiting for a
-# listener, and the CPU time of processes.
+# listener, the CPU time of processes, and recording a run's result.
 
 started=() # pids of the servers the script started, and nothing else
 
@@ -25,6 +25,18 @@ trap 'exit 130' INT TERM
 render_report() {
   PYTHONPATH="$(dirname "${BASH_SOURCE[0]}")${PYTHONPATH:+:$PYTHONPATH}" \
     "$python" - "$@"
+}
+
+# record_result broker scenario mode cpu_ticks: the hubflow-bench JSON result
+# on standard input, with who/what and the broker's CPU ticks added, appended
+# to $results (one line a run, for the report step).
+record_result() {
+  "$python" -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+r.update(broker=sys.argv[1], scenario=sys.argv[2], mode=sys.argv[3],
+         broker_cpu_ticks=int(sys.argv[4]))
+print(json.dumps(r))' "$@" >>"$results"
 }
 
 free_port() {

@@ -19,6 +19,8 @@ packages=(
   libcaf-dev libmosquitto-dev librdkafka-dev libhiredis-dev
   libmsgpack-cxx-dev libboost-program-options-dev libyaml-cpp-dev
   libsqlite3-dev
+  # bench/store_candidates.cpp: the store candidates issue 14 asked to measure
+  librocksdb-dev liblmdb-dev
   nlohmann-json3-dev libvalijson-dev libspdlog-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   mosquitto mosquitto-clients redis-server redis-tools kcat curl

@@ -155,15 +155,24 @@ public:
 
 private:
   struct write_op;
+  struct statements;
 
-  hub_store(const persistence_config& cfg, sqlite3* db);
+  hub_store(const persistence_config& cfg, sqlite3* db,
+            std::unique_ptr<statements> prepared);
   void append(write_op op);
   void run_writer();
   bool commit(std::vector<write_op>& ops);
+  /// Which of `ops` are message records that a later op of the same batch
+  /// removes or replaces (the same session and sequence number, or the
+  /// whole session): commit() does not write them. An online subscriber
+  /// often acknowledges a message before the commit that would store it,
+  /// and then the message never needs the disk.
+  static std::vector<bool> superseded_puts(const std::vector<write_op>& ops);
   void check_size();
 
   persistence_config cfg_;
   sqlite3* db_;
+  std::unique_ptr<statements> statements_; // the writer thread's
   std::uint64_t written_ = 0; // hub thread only
   std::atomic<std::uint64_t> durable_{0};
   std::atomic<bool> refusing_{false};
