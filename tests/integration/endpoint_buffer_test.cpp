@@ -192,8 +192,9 @@ TEST_F(endpoint_buffer, a_minute_of_kafka_outage_with_a_kill_9_loses_and_reorder
     // The machine is shared and noisy: half the rate is the bound, where
     // without the buffer no PUBACK comes at all (kafka_e2e_test).
     EXPECT_GT(down_rate, up_rate / 2);
-    auto counters = buffer_counters(*server);
-    EXPECT_GT(counter(counters, "buffered_records"), 0) << counters.dump();
+    EXPECT_TRUE(wait_until([&] {
+      return counter(buffer_counters(*server), "buffered_records") > 0;
+    })) << server->stats_json();
 
     // kill -9 during the outage: everything acknowledged is in the buffer.
     server->proc().stop(9);
@@ -252,9 +253,10 @@ TEST_F(endpoint_buffer, a_full_buffer_holds_the_acks_until_there_is_room) {
   }, 20s)) << publisher.acked();
   EXPECT_LT(acked, total);
   EXPECT_GT(acked, 100);
-  auto counters = buffer_counters(*server);
-  EXPECT_GT(counter(counters, "held"), 0) << counters.dump();
-  EXPECT_LE(counter(counters, "buffered_bytes"), 64 * 1024) << counters.dump();
+  EXPECT_TRUE(wait_until([&] {
+    return counter(buffer_counters(*server), "held") > 0;
+  })) << server->stats_json();
+  EXPECT_LE(counter(buffer_counters(*server), "buffered_bytes"), 64 * 1024);
   // ... and the rest come once Kafka takes records and makes room: none
   // was dropped.
   kafka.set_all_up();
@@ -323,9 +325,11 @@ TEST(endpoint_buffer_redis, a_redis_restart_loses_and_reorders_nothing) {
   redis.stop(9);
   // Acknowledged while Redis is down: they wait in the buffer.
   ASSERT_GT(acked_rate(publisher, half, half, 20s), 0) << server.proc().output();
-  EXPECT_GT(counter(counters_of(server.stats_json(), "buffer", "redis1"),
-                    "buffered_records"),
-            0);
+  EXPECT_TRUE(wait_until([&] {
+    return counter(counters_of(server.stats_json(), "buffer", "redis1"),
+                   "buffered_records")
+           > 0;
+  })) << server.stats_json();
   redis.start();
   ASSERT_TRUE(wait_until([&] { return redis.cli({"LLEN", "telemetry"}) == "1000"; },
                          60s))
