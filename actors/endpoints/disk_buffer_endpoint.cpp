@@ -449,6 +449,11 @@ caf::behavior buffer_behavior(
   init.max_bytes = cfg.buffer.max_bytes;
   init.sync = cfg.buffer_sync;
   init.stats = std::make_unique<probe>("buffer", cfg.name);
+  // Shown from the start, not from the first time they count.
+  for (auto counter : {"taken", "forwarded", "forward_retries", "refused_full",
+                       "refused_too_large", "dead_lettered", "store_failures",
+                       "errors"})
+    init.stats->add(counter, 0);
   init.inner = spawn_endpoint(self->system(), cfg);
   self->link_to(init.inner); // stops with it, and it with the buffer
   persistence_config where;

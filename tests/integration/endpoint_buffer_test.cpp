@@ -90,6 +90,20 @@ double acked_rate(counting_publisher& p, int from, int count,
   return count / took.count();
 }
 
+/// The median of three acked_rate() bursts of `count` from `next` (which
+/// moves past them); -1 when one of them was not acknowledged.
+double median_rate(counting_publisher& p, int& next, int count) {
+  std::vector<double> rates;
+  for (int i = 0; i < 3; ++i, next += count) {
+    auto rate = acked_rate(p, next, count);
+    if (rate < 0)
+      return -1;
+    rates.push_back(rate);
+  }
+  std::sort(rates.begin(), rates.end());
+  return rates[1];
+}
+
 std::string broker_config(std::uint16_t port, const std::string& bootstraps,
                           const std::string& store, const std::string& buffer) {
   return "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port)
@@ -165,7 +179,7 @@ protected:
 TEST_F(endpoint_buffer, a_minute_of_kafka_outage_with_a_kill_9_loses_and_reorders_nothing) {
   kafka.create_topic("telemetry", 3);
   ASSERT_NO_FATAL_FAILURE(start_broker());
-  constexpr int burst = 3000;
+  constexpr int burst = 2000; // three of them per phase
   int next = 0;
   double up_rate = 0, down_rate = 0, restarted_rate = 0;
   {
@@ -173,8 +187,7 @@ TEST_F(endpoint_buffer, a_minute_of_kafka_outage_with_a_kill_9_loses_and_reorder
     ASSERT_TRUE(publisher.connected());
     ASSERT_GT(acked_rate(publisher, next, 200), 0) << server->proc().output();
     next += 200;
-    up_rate = acked_rate(publisher, next, burst);
-    next += burst;
+    up_rate = median_rate(publisher, next, burst);
     ASSERT_GT(up_rate, 0) << server->proc().output();
     // Forwarded while Kafka is up.
     ASSERT_TRUE(wait_until(
@@ -183,8 +196,7 @@ TEST_F(endpoint_buffer, a_minute_of_kafka_outage_with_a_kill_9_loses_and_reorder
 
     kafka.set_all_down();
     auto outage_start = steady::now();
-    down_rate = acked_rate(publisher, next, burst);
-    next += burst;
+    down_rate = median_rate(publisher, next, burst);
     ASSERT_GT(down_rate, 0) << "PUBACKs stopped during the outage\n"
                             << server->proc().output();
     std::printf("PUBACKs/s: Kafka up %.0f, all brokers down %.0f\n", up_rate,
@@ -202,14 +214,15 @@ TEST_F(endpoint_buffer, a_minute_of_kafka_outage_with_a_kill_9_loses_and_reorder
                              + "/store --json");
     ASSERT_EQ(store.exit_code, 0) << store.output;
     auto held = nlohmann::json::parse(store.output)["buffers"]["kafka1"];
-    EXPECT_GT(held["records"].get<std::int64_t>(), burst - 1100)
-      << store.output; // the burst, but for what Kafka took before the outage
+    // What came during the outage: all that came before is in Kafka.
+    EXPECT_EQ(held["records"].get<std::int64_t>(), 3 * burst) << store.output;
 
     ASSERT_NO_FATAL_FAILURE(start_broker());
     counting_publisher again{"buffer-pub-2", port, 100};
     ASSERT_TRUE(again.connected());
-    restarted_rate = acked_rate(again, next, burst);
-    next += burst;
+    ASSERT_GT(acked_rate(again, next, 200), 0) << server->proc().output();
+    next += 200; // the same warm-up as before the first measurement
+    restarted_rate = median_rate(again, next, burst);
     ASSERT_GT(restarted_rate, 0) << server->proc().output();
     std::printf("PUBACKs/s after the restart, brokers still down: %.0f\n",
                 restarted_rate);
@@ -251,6 +264,8 @@ TEST_F(endpoint_buffer, a_full_buffer_holds_the_acks_until_there_is_room) {
     acked = publisher.acked();
     return acked > 0 && acked == before;
   }, 20s)) << publisher.acked();
+  std::printf("acknowledged while the buffer was full: %d of %d\n", acked,
+              total);
   EXPECT_LT(acked, total);
   EXPECT_GT(acked, 100);
   EXPECT_TRUE(wait_until([&] {
