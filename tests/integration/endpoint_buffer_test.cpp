@@ -105,7 +105,8 @@ double median_rate(counting_publisher& p, int& next, int count) {
 }
 
 std::string broker_config(std::uint16_t port, const std::string& bootstraps,
-                          const std::string& store, const std::string& buffer) {
+                          const std::string& store, const std::string& buffer,
+                          const std::string& kafka_topic) {
   return "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port)
          + "]\n  anonymous: loopback\n"
            "persistence:\n  path: " + store + "\n"
@@ -116,7 +117,7 @@ std::string broker_config(std::uint16_t port, const std::string& bootstraps,
            "rules:\n"
            "  - name: telemetry-to-kafka\n"
            "    from: {topic: 'factory/+/telemetry', qos: 1}\n"
-           "    to: {endpoint: kafka1, topic: telemetry}\n";
+           "    to: {endpoint: kafka1, topic: '" + kafka_topic + "'}\n";
 }
 
 /// Every number in [0, total) is in `records` (values are the numbers),
@@ -161,9 +162,10 @@ std::int64_t counter(const nlohmann::json& counters, const char* name) {
 
 class endpoint_buffer : public ::testing::Test {
 protected:
-  void start_broker(const std::string& buffer = "disk") {
-    server = std::make_unique<hubflow_server>(
-      broker_config(port, kafka.bootstraps(), data.path() + "/store", buffer));
+  void start_broker(const std::string& buffer = "disk",
+                    const std::string& kafka_topic = "telemetry") {
+    server = std::make_unique<hubflow_server>(broker_config(
+      port, kafka.bootstraps(), data.path() + "/store", buffer, kafka_topic));
     ASSERT_TRUE(server->wait_ready()) << server->proc().output();
     ASSERT_TRUE(wait_for_port(port)) << server->proc().output();
   }
@@ -283,6 +285,35 @@ TEST_F(endpoint_buffer, a_full_buffer_holds_the_acks_until_there_is_room) {
     << kafka.record_count("telemetry");
   EXPECT_EQ(check_all_in_order(kafka.consume("telemetry", total, 30s), total),
             "");
+}
+
+TEST_F(endpoint_buffer, a_record_kafka_refuses_for_good_is_kept_as_a_dead_letter) {
+  kafka.create_topic("telemetry-line1", 1);
+  ASSERT_NO_FATAL_FAILURE(start_broker("disk", "telemetry-${topic.2}"));
+  mqtt_client publisher{"buffer-dead", 4};
+  ASSERT_EQ(publisher.connect(port), 0);
+  // A space is no character of a Kafka topic: the endpoint answers ERROR.
+  // The buffer had acknowledged the record already, so it keeps it.
+  ASSERT_TRUE(publisher.publish("factory/bad line/telemetry", "refused", 1));
+  ASSERT_TRUE(publisher.publish("factory/line1/telemetry", "taken", 1));
+  ASSERT_TRUE(wait_until(
+    [&] { return kafka.record_count("telemetry-line1") == 1; }, 30s));
+  ASSERT_TRUE(wait_until([&] {
+    return counter(buffer_counters(*server), "dead_lettered") == 1;
+  })) << server->stats_json();
+  EXPECT_TRUE(wait_until([&] {
+    return counter(buffer_counters(*server), "buffered_records") == 0;
+  })) << server->stats_json();
+  EXPECT_NE(server->proc().output().find("kept as a dead letter"),
+            std::string::npos)
+    << server->proc().output();
+  server->proc().stop();
+  auto store = run_command(hubflowctl_binary() + " store " + data.path()
+                           + "/store --json");
+  ASSERT_EQ(store.exit_code, 0) << store.output;
+  auto held = nlohmann::json::parse(store.output)["buffers"]["kafka1"];
+  EXPECT_EQ(held["dead_letters"], 1) << store.output;
+  EXPECT_EQ(held["records"], 0) << store.output;
 }
 
 TEST(endpoint_buffer_config, errors_name_the_key) {
