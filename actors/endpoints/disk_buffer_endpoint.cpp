@@ -31,6 +31,7 @@ using buffer_open_atom = caf::atom_constant<caf::atom("buf_open")>;
 using buffer_failed_atom = caf::atom_constant<caf::atom("buf_fail")>;
 using buffer_commit_atom = caf::atom_constant<caf::atom("buf_commit")>;
 using buffer_read_atom = caf::atom_constant<caf::atom("buf_read")>;
+using buffer_handover_atom = caf::atom_constant<caf::atom("buf_hand")>;
 
 /// Records at the endpoint without an answer at most.
 constexpr std::size_t forward_window = 1024;
@@ -109,6 +110,9 @@ struct buffer_state {
   std::size_t send_from = 0;   // window index: everything before it is sent
   std::size_t in_flight = 0;
   std::uint32_t round = 0;
+  /// The buffer that replaces this one (a reload) wants the file: answer
+  /// what was taken once committed, take nothing more, then stop.
+  bool handing_over = false;
   bool backing_off = false;
   std::chrono::milliseconds backoff = backoff_min;
 
@@ -205,6 +209,12 @@ void write(buffer_actor* self, message& msg, const std::string& target,
         sink_errc::quota_exceeded,
         "buffer " + st.endpoint + ": a record of " + std::to_string(packed.size())
           + " bytes is larger than buffer.max_bytes"));
+      return;
+    }
+    if (st.handing_over) {
+      answer.deliver(make_sink_error(sink_errc::retry,
+                                     "buffer " + st.endpoint
+                                       + ": replaced by a reload"));
       return;
     }
     if (st.open && st.held.empty() && has_room(st, packed.size())) {
@@ -308,7 +318,7 @@ void answered(buffer_actor* self, std::uint64_t ticket, const caf::error& err) {
 void pump(buffer_actor* self) {
   auto& st = self->state;
   drop_confirmed(st);
-  if (!st.open)
+  if (!st.open || st.handing_over)
     return;
   if (!st.backing_off) {
     while (st.send_from < st.window.size() && st.in_flight < forward_window) {
@@ -416,6 +426,7 @@ store::disk_buffer::listener listener_for(buffer_actor* self) {
     tell(buffer_open_atom::value, held.records, held.bytes, held.dead_letters,
          last);
   };
+  l.handover = [tell] { tell(buffer_handover_atom::value); };
   l.failed = [tell](const std::string& error) {
     tell(buffer_failed_atom::value, error);
   };
@@ -507,6 +518,24 @@ caf::behavior buffer_behavior(
         committed(self, through, failed_from, failed_to);
         pump(self);
       });
+      auto& st = self->state;
+      if (st.handing_over && st.unanswered.empty())
+        self->quit(caf::exit_reason::user_shutdown);
+    },
+    [=](buffer_handover_atom) {
+      // Records at the endpoint stay in the file: the new buffer sends
+      // them again (at least once).
+      auto& st = self->state;
+      spdlog::info("buffer {}: handing the file over to the buffer that "
+                   "replaces this one",
+                   st.endpoint);
+      st.handing_over = true;
+      for (auto& h : st.held)
+        h.answer.deliver(make_sink_error(
+          sink_errc::retry, "buffer " + st.endpoint + ": replaced by a reload"));
+      st.held.clear();
+      if (st.unanswered.empty())
+        self->quit(caf::exit_reason::user_shutdown);
     },
     [=](buffer_read_atom, std::vector<std::uint64_t>& seqs,
         std::vector<std::string>& targets, std::vector<message>& msgs,

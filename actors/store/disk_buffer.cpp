@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
-#include <set>
+#include <functional>
+#include <map>
 #include <stdexcept>
 #include <system_error>
 #include <utility>
@@ -35,14 +36,21 @@ CREATE TABLE IF NOT EXISTS dead_letters (seq INTEGER PRIMARY KEY,
 constexpr const char* file_prefix = "buffer-";
 constexpr const char* file_suffix = ".db";
 
-/// Buffer files in use by this process: a reload's new buffer actor waits
-/// until the one it replaces has let go, so one writer forwards a file.
+/// Buffer files in use by this process, each with how to ask its holder
+/// to hand it over: a reload's new buffer actor takes a file only once the
+/// one it replaces has let go, so one writer forwards a file.
 std::mutex claimed_mutex;
-std::set<std::string> claimed_files;
+std::map<std::string, std::function<void()>> claimed_files;
 
-bool claim(const std::string& file) {
+/// Claims `file` for a holder that `ask` asks to hand it over; false, with
+/// `holder` set to how to ask the current holder, when it is taken.
+bool claim(const std::string& file, const std::function<void()>& ask,
+           std::function<void()>& holder) {
   std::lock_guard<std::mutex> guard{claimed_mutex};
-  return claimed_files.insert(file).second;
+  auto [at, fresh] = claimed_files.emplace(file, ask);
+  if (!fresh)
+    holder = at->second;
+  return fresh;
 }
 
 void release(const std::string& file) {
@@ -248,14 +256,19 @@ void disk_buffer::read(std::uint64_t from, std::size_t limit,
 // -- the writer thread ------------------------------------------------------------
 
 bool disk_buffer::open_file() {
-  // Waits while the buffer actor this one replaces still holds the file.
-  bool said = false;
-  while (!claim(file_)) {
-    if (!said)
-      spdlog::info("buffer {}: waiting for {} (still used by the endpoint "
-                   "this one replaces)",
+  // The buffer this one replaces (a reload) is asked once to hand the
+  // file over, and waited for.
+  bool asked = false;
+  std::function<void()> holder;
+  while (!claim(file_, events_.handover, holder)) {
+    if (!asked) {
+      spdlog::info("buffer {}: {} is used by the buffer this one replaces; "
+                   "asking it to hand over",
                    endpoint_, file_);
-    said = true;
+      if (holder)
+        holder();
+      asked = true;
+    }
     std::unique_lock<std::mutex> lock{mutex_};
     if (wake_.wait_for(lock, std::chrono::milliseconds(50),
                        [&] { return stopping_; }))

@@ -75,6 +75,10 @@ public:
     std::function<void(std::vector<buffered_record> records, bool complete,
                        std::uint64_t through)>
       read;
+    /// Another disk_buffer of this process wants the file (a reload
+    /// replaced the endpoint): the owner should finish what it took and
+    /// close. Runs on the other buffer's writer thread.
+    std::function<void()> handover;
   };
 
   /// The buffer file of endpoint `endpoint` under `cfg.path`.
@@ -83,7 +87,8 @@ public:
   /// Starts the writer thread, which opens the file (creating it and its
   /// directory if missing) and reports through `events.opened` or
   /// `events.failed`. While another disk_buffer of this process holds the
-  /// file (the one a reload replaces, until it stops), it waits for it.
+  /// file (the one a reload replaces), it asks that one to hand over
+  /// (its `handover` callback) and waits until it has closed.
   static std::unique_ptr<disk_buffer> start(const persistence_config& cfg,
                                             const std::string& endpoint,
                                             listener events);

@@ -392,3 +392,53 @@ TEST(endpoint_buffer_redis, a_redis_restart_loses_and_reorders_nothing) {
   }
   EXPECT_EQ(expected, 2 * half);
 }
+
+TEST(endpoint_buffer_redis, a_reload_hands_the_buffer_over_without_a_stall) {
+  redis_server first;
+  redis_server second;
+  temp_dir data;
+  auto port = free_port();
+  auto config_for = [&](std::uint16_t redis_port) {
+    return "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port)
+           + "]\n  anonymous: loopback\n"
+             "persistence:\n  path: " + data.path() + "/store\n"
+             "endpoints:\n"
+             "  - name: redis1\n    type: redis\n    port: "
+           + std::to_string(redis_port)
+           + "\n    mode: rpush\n    buffer: disk\n"
+             "rules:\n"
+             "  - name: to-redis\n"
+             "    from: {topic: 'factory/+/telemetry', qos: 1}\n"
+             "    to: {endpoint: redis1, topic: telemetry}\n";
+  };
+  auto config = data.write("hubflow.yaml", config_for(first.port()));
+  hubflow_server server{"", {"--config", config}};
+  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
+  ASSERT_TRUE(wait_for_port(port));
+  counting_publisher publisher{"buffer-reload", port, 100};
+  ASSERT_TRUE(publisher.connected());
+  ASSERT_GT(acked_rate(publisher, 0, 100), 0) << server.proc().output();
+  ASSERT_TRUE(wait_until([&] { return first.cli({"LLEN", "telemetry"}) == "100"; }));
+  // The first Redis goes away with records still to come; the reload
+  // points the endpoint at the second one.
+  first.stop(9);
+  ASSERT_GT(acked_rate(publisher, 100, 100, 20s), 0) << server.proc().output();
+  data.write("hubflow.yaml", config_for(second.port()));
+  auto r = run_command(hubflowctl_binary() + " reload --stats-port "
+                       + std::to_string(server.stats_port()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The new buffer takes the file over at once (not when the old one is
+  // stopped, 30 s later): publishes are acknowledged within seconds, and
+  // what the old one held goes to the second Redis first.
+  ASSERT_GT(acked_rate(publisher, 200, 100, 10s), 0) << server.proc().output();
+  ASSERT_TRUE(wait_until([&] { return second.cli({"LLEN", "telemetry"}) == "200"; },
+                         20s))
+    << second.cli({"LLEN", "telemetry"}) << "\n" << server.proc().output();
+  std::istringstream lines{second.cli({"LRANGE", "telemetry", "0", "-1"})};
+  std::string line;
+  for (int expected = 100; std::getline(lines, line); ++expected)
+    ASSERT_EQ(std::stoi(line), expected) << "out of order";
+  EXPECT_NE(server.proc().output().find("handing the file over"),
+            std::string::npos)
+    << server.proc().output();
+}
