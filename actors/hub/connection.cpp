@@ -621,6 +621,34 @@ void connection::refuse_unstored(pending_ack& a) {
 
 void connection::on_stored() {
   pump_acks();
+  pump_stored_replies();
+}
+
+void connection::reply_when_stored(mqtt::packet_type type,
+                                   std::uint16_t packet_id,
+                                   std::uint8_t reason,
+                                   std::uint64_t stored_from) {
+  stored_replies_.push_back(stored_reply{type, packet_id, reason, stored_from,
+                                         core_->store_written()});
+  pump_stored_replies();
+}
+
+void connection::pump_stored_replies() {
+  while (!stored_replies_.empty()) {
+    auto& front = stored_replies_.front();
+    // A store that refuses (disk full) cannot be waited for: the reply
+    // goes anyway, as it would without persistence.
+    bool refused = false;
+    if (core_->store_pending(front.stored_from, front.stored_through,
+                             refused)) {
+      core_->wait_for_store(this);
+      return;
+    }
+    auto r = front;
+    stored_replies_.pop_front();
+    if (phase_ != phase::closing && session_)
+      send_ack(r.type, r.packet_id, r.reason);
+  }
 }
 
 connection::pending_ack* connection::ack_numbered(std::uint64_t seq) {
@@ -757,12 +785,15 @@ void connection::bound_unanswered() {
 
 void connection::handle_ack(const mqtt::ack_packet& a) {
   using mqtt::packet_type;
+  auto stored_from = core_->store_written();
   if (a.type == packet_type::pubrel) {
     auto known = session_->incoming_qos2.erase(a.packet_id) > 0;
     if (known && session_->stored)
       core_->session_changed(*session_);
-    send_ack(packet_type::pubcomp, a.packet_id,
-             known ? mqtt::rc::success : mqtt::rc::packet_id_not_found);
+    reply_when_stored(packet_type::pubcomp, a.packet_id,
+                      known ? mqtt::rc::success
+                            : mqtt::rc::packet_id_not_found,
+                      stored_from);
     return;
   }
   auto& inflight = session_->inflight;
@@ -781,9 +812,10 @@ void connection::handle_ack(const mqtt::ack_packet& a) {
       }
       if (i != inflight.end())
         core_->released(*session_, *i);
-      send_ack(packet_type::pubrel, a.packet_id,
-               i != inflight.end() ? mqtt::rc::success
-                                   : mqtt::rc::packet_id_not_found);
+      reply_when_stored(packet_type::pubrel, a.packet_id,
+                        i != inflight.end() ? mqtt::rc::success
+                                            : mqtt::rc::packet_id_not_found,
+                        stored_from);
       return; // the window is still taken until PUBCOMP
     case packet_type::pubcomp:
       if (i != inflight.end() && i->released)

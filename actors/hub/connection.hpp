@@ -177,6 +177,19 @@ private:
     steady_clock::time_point since;
   };
 
+  /// A PUBREL or PUBCOMP that leaves only once the store holds what it
+  /// stands for (the released QoS 2 message, the client's packet id
+  /// forgotten). Sent earlier, a crash brings back a state the client
+  /// has moved past: a QoS 2 message delivered twice, or a packet id that
+  /// takes the client's next message under it for a resend.
+  struct stored_reply {
+    mqtt::packet_type type;
+    std::uint16_t packet_id;
+    std::uint8_t reason;
+    std::uint64_t stored_from;
+    std::uint64_t stored_through;
+  };
+
   bool handle(mqtt::packet& p);
   void handle_connect(mqtt::connect_packet& c);
   bool handle_publish(mqtt::publish_packet& p);
@@ -196,6 +209,10 @@ private:
   /// The ack's message could not be stored: refused (MQTT 5: 0x97).
   void refuse_unstored(pending_ack& a);
   void pump_acks();
+  /// Sends `type` once the store writes since `stored_from` are durable.
+  void reply_when_stored(mqtt::packet_type type, std::uint16_t packet_id,
+                         std::uint8_t reason, std::uint64_t stored_from);
+  void pump_stored_replies();
   /// The ack numbered `seq`, if it is still waiting.
   pending_ack* ack_numbered(std::uint64_t seq);
   void write(const mqtt::packet& p);
@@ -267,6 +284,7 @@ private:
   /// Acks are numbered in arrival order; this is the number of acks_'s
   /// front, so a rule's answer finds its ack by index, not by a search.
   std::uint64_t acks_front_seq_ = 0;
+  std::deque<stored_reply> stored_replies_; // in the order they were due
   awaiting<std::uint64_t> rule_tickets_; // delivery ticket -> ack number
   bool flush_scheduled_ = false;
   bool reading_paused_ = false; // see bound_unanswered()

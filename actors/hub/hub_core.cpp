@@ -139,8 +139,7 @@ void hub_core::restore(std::shared_ptr<store::hub_store> store) {
         s.inflight.push_back(inflight_entry{m.packet_id, std::move(out),
                                             m.released});
       } else {
-        s.queued_bytes += out.msg.topic.size() + out.msg.body.size();
-        s.queue.push_back(std::move(out));
+        push_queued(s, std::move(out));
       }
     }
     contents.queues.erase(q);
@@ -589,8 +588,17 @@ bool hub_core::write_publish(connection& c, const message& msg,
   return true;
 }
 
+namespace {
+
+/// What a queued message counts against hub.max_queued_bytes.
+std::size_t queued_size(const outgoing_message& out) {
+  return out.msg.topic.size() + out.msg.body.size();
+}
+
+} // namespace
+
 void hub_core::enqueue(session_state& s, outgoing_message out) {
-  auto bytes = out.msg.topic.size() + out.msg.body.size();
+  auto bytes = queued_size(out);
   auto max_messages = cfg_.max_queued_messages;
   auto max_bytes = cfg_.limits.max_queued_bytes;
   auto full = [&] {
@@ -626,15 +634,19 @@ void hub_core::enqueue(session_state& s, outgoing_message out) {
         return;
     }
   }
-  s.queued_bytes += bytes;
-  s.queue.push_back(std::move(out));
+  push_queued(s, std::move(out));
   store_message(s, s.queue.back(), 0, false);
+}
+
+void hub_core::push_queued(session_state& s, outgoing_message out) {
+  s.queued_bytes += queued_size(out);
+  s.queue.push_back(std::move(out));
 }
 
 outgoing_message hub_core::pop_queued(session_state& s) {
   auto out = std::move(s.queue.front());
   s.queue.pop_front();
-  s.queued_bytes -= out.msg.topic.size() + out.msg.body.size();
+  s.queued_bytes -= queued_size(out);
   return out;
 }
 

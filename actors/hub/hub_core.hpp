@@ -356,7 +356,9 @@ private:
   std::size_t window(const session_state& s) const;
   static bool available(void* self, mqtt::subscriber_id who);
 
-  /// Takes the front of the session's queue (keeping queued_bytes right).
+  /// Appends to the session's queue, and takes its front, keeping
+  /// queued_bytes right (neither stores nor checks bounds).
+  void push_queued(session_state& s, outgoing_message out);
   outgoing_message pop_queued(session_state& s);
   /// Tells every publisher waiting for room in `s` that it may go on.
   void release_waiters(session_state& s);
