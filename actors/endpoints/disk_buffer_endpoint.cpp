@@ -46,6 +46,7 @@ constexpr std::size_t read_batch = 2048;
 /// answer before it gives up on the PUBACK; answering RETRY at once would
 /// have the rule give up after its few short retries.
 constexpr std::size_t held_limit = 10000;
+constexpr std::size_t held_bytes_limit = 64 * 1024 * 1024; // in memory
 constexpr auto hold_timeout = 20s;
 /// Backoff after the endpoint answered RETRY: doubles up to the maximum,
 /// back to the minimum after an OK.
@@ -118,6 +119,7 @@ struct buffer_state {
 
   std::deque<uncommitted> unanswered; // by seq
   std::deque<held_write> held;        // in arrival order
+  std::size_t held_bytes = 0;         // their packed sizes
 
   std::unique_ptr<probe> stats;
 
@@ -184,6 +186,7 @@ void take_held(buffer_actor* self) {
          && has_room(st, st.held.front().packed.size())) {
     auto h = std::move(st.held.front());
     st.held.pop_front();
+    st.held_bytes -= h.packed.size();
     take(self, h.target, h.msg, std::move(h.packed), std::move(h.answer));
   }
 }
@@ -222,10 +225,12 @@ void write(buffer_actor* self, message& msg, const std::string& target,
       take(self, t, msg, std::move(packed), std::move(answer));
       return;
     }
-    if (st.held.size() >= held_limit) {
+    if (st.held.size() >= held_limit
+        || st.held_bytes + packed.size() > held_bytes_limit) {
       refuse_full(self, answer);
       return;
     }
+    st.held_bytes += packed.size();
     st.held.push_back(
       held_write{target, std::move(msg), std::move(packed), std::move(answer),
                  steady::now()});
@@ -401,6 +406,7 @@ void expire_held(buffer_actor* self) {
   auto now = steady::now();
   while (!st.held.empty() && now - st.held.front().since >= hold_timeout) {
     refuse_full(self, st.held.front().answer);
+    st.held_bytes -= st.held.front().packed.size();
     st.held.pop_front();
   }
 }
@@ -510,6 +516,7 @@ caf::behavior buffer_behavior(
                                          "buffer " + st.endpoint + ": "
                                            + error));
       st.held.clear();
+      st.held_bytes = 0;
       self->quit(caf::make_error(caf::sec::runtime_error, error));
     },
     [=](buffer_commit_atom, std::uint64_t through, std::uint64_t failed_from,
@@ -534,6 +541,7 @@ caf::behavior buffer_behavior(
         h.answer.deliver(make_sink_error(
           sink_errc::retry, "buffer " + st.endpoint + ": replaced by a reload"));
       st.held.clear();
+      st.held_bytes = 0;
       if (st.unanswered.empty())
         self->quit(caf::exit_reason::user_shutdown);
     },
