@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
@@ -24,8 +25,9 @@
 #include "core/values.hpp"
 #include "hub/auth.hpp"
 #include "stats/stats_render.hpp"
-#include "store/hub_store.hpp"
 #include "stats/stats_token.hpp"
+#include "store/disk_buffer.hpp"
+#include "store/hub_store.hpp"
 
 namespace po = boost::program_options;
 using namespace hubflow;
@@ -63,7 +65,9 @@ Usage:
   hubflowctl store DIR [--json]
       Print what the store in DIR (persistence.path, or its hubflow.db)
       holds: sessions, each session's queued and in-flight messages,
-      retained messages and the bytes on disk. Reads the files only: the
+      retained messages and the bytes on disk, and each endpoint buffer
+      (buffer: disk): records to forward, their bytes, dead letters.
+      Reads the files only: the
       broker may be stopped (or running: the store is opened read-only).
 
   hubflowctl import-baetyl DIR
@@ -297,16 +301,32 @@ int store_summary(const std::string& dir, bool as_json) {
     std::cerr << "hubflowctl: " << error << "\n";
     return exit_failed;
   }
+  // The endpoints' disk buffers beside it (buffer-<endpoint>.db).
+  std::vector<store::buffer_summary> buffers;
+  auto folder = std::filesystem::path{file}.parent_path().string();
+  if (!store::disk_buffer::summarize(folder.empty() ? "." : folder, buffers,
+                                     error)) {
+    std::cerr << "hubflowctl: " << error << "\n";
+    return exit_failed;
+  }
   if (as_json) {
     nlohmann::json queues = nlohmann::json::object();
     for (auto& [client, depth] : summary.queue_depths)
       queues[client] = depth;
+    nlohmann::json by_endpoint = nlohmann::json::object();
+    for (auto& b : buffers)
+      by_endpoint[b.endpoint] = {{"file", b.file},
+                                 {"records", b.records},
+                                 {"bytes", b.bytes},
+                                 {"dead_letters", b.dead_letters},
+                                 {"file_bytes", b.file_bytes}};
     std::cout << nlohmann::json{{"file", file},
                                 {"sessions", summary.sessions},
                                 {"messages", summary.messages},
                                 {"retained", summary.retained},
                                 {"bytes", summary.file_bytes},
-                                {"queues", queues}}
+                                {"queues", queues},
+                                {"buffers", by_endpoint}}
                    .dump()
               << "\n";
     return exit_ok;
@@ -321,6 +341,13 @@ int store_summary(const std::string& dir, bool as_json) {
     std::cout << "  messages per session:\n";
   for (auto& [client, depth] : summary.queue_depths)
     std::cout << "    " << client << "  " << depth << "\n";
+  if (!buffers.empty())
+    std::cout << "  endpoint buffers (records to forward, bytes, dead "
+                 "letters):\n";
+  for (auto& b : buffers)
+    std::cout << "    " << b.endpoint << "  " << b.records << "  " << b.bytes
+              << "  " << b.dead_letters << "  (" << b.file << ", "
+              << b.file_bytes << " bytes on disk)\n";
   return exit_ok;
 }
 

@@ -177,14 +177,15 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
   } else {
     spdlog::info("using the external hub at {}", cfg.hub.address);
   }
-  // Each endpoint's settings were parsed once, at load (cfg.endpoints[i].parsed).
+  // Each endpoint's settings were parsed once, at load (cfg.endpoints[i].parsed);
+  // one with `buffer: disk` is its buffer actor, which spawns the endpoint.
   for (auto& ep : cfg.endpoints) {
-    auto spawn_endpoint = [&sys, ep](std::string&) {
-      return endpoint_registry().at(ep.type).spawn(sys, ep);
+    auto start_endpoint = [&sys, ep](std::string&) {
+      return spawn_endpoint(sys, ep);
     };
-    auto endpoint = spawn_endpoint(error);
+    auto endpoint = start_endpoint(error);
     b.endpoints.emplace(ep.name, endpoint);
-    kept.push_back({"endpoint:" + ep.name, endpoint, spawn_endpoint, false});
+    kept.push_back({"endpoint:" + ep.name, endpoint, start_endpoint, false});
   }
   for (auto& fn : cfg.functions) {
     auto spawn_function = [&sys, fn, rt = rts.at(fn.name)](std::string&) {
@@ -374,7 +375,7 @@ std::string reload_flows(caf::actor_system& sys, broker& b, const config& next,
                     if (!ep)
                       return {};
                     return [&sys, ep = *ep](std::string&) {
-                      return endpoint_registry().at(ep.type).spawn(sys, ep);
+                      return spawn_endpoint(sys, ep);
                     };
                   });
   reload_children(sys, self, b, "function:", changed.functions, b.functions,

@@ -636,6 +636,20 @@ struct builder {
     return fn;
   }
 
+  /// An endpoint's `buffer:`: `disk`, or `{type: disk, max_bytes: ...}`
+  /// (the schema allows nothing else).
+  endpoint_buffer_config build_buffer(const json& j, const std::string& path) {
+    endpoint_buffer_config b;
+    if (j.is_null())
+      return b;
+    b.disk = true;
+    auto key = path + ".buffer.max_bytes";
+    b.max_bytes = size_at(at(j, "max_bytes"), key, b.max_bytes);
+    if (b.max_bytes == 0)
+      fail(key, "a buffer needs room for at least one record (above 0)");
+    return b;
+  }
+
   persistence_config build_persistence(const json& j) {
     persistence_config p;
     p.enabled = true;
@@ -662,9 +676,13 @@ struct builder {
     for (std::size_t i = 0; i < at(root, "endpoints").size(); ++i) {
       auto& e = at(root, "endpoints")[i];
       auto path = index_path("endpoints", i);
-      cfg.endpoints.push_back(endpoint_config{str(e, "name"), str(e, "type"),
-                                              doc.nodes.at(path),
-                                              doc.where(path), {}, {}});
+      endpoint_config ep;
+      ep.name = str(e, "name");
+      ep.type = str(e, "type");
+      ep.settings = doc.nodes.at(path);
+      ep.where = doc.where(path);
+      ep.buffer = build_buffer(at(e, "buffer"), path);
+      cfg.endpoints.push_back(std::move(ep));
     }
     for (std::size_t i = 0; i < at(root, "rules").size(); ++i)
       cfg.rules.push_back(build_rule(at(root, "rules")[i], i));
@@ -710,6 +728,17 @@ struct builder {
       if (!cfg.hub.embedded)
         fail("persistence", "persistence stores the embedded hub's sessions; "
                             "with an external hub (hub.address) there are none");
+    }
+    for (std::size_t i = 0; i < cfg.endpoints.size(); ++i) {
+      auto& ep = cfg.endpoints[i];
+      if (!ep.buffer.disk)
+        continue;
+      if (!cfg.persistence.enabled)
+        fail(index_path("endpoints", i) + ".buffer",
+             "buffer: disk keeps its records under persistence.path; add a "
+             "`persistence:` section with `path: <directory>`");
+      ep.buffer_path = cfg.persistence.path;
+      ep.buffer_sync = cfg.persistence.sync;
     }
     cfg.logger.level = str(at(root, "logger"), "level", cfg.logger.level);
     cfg.logger.path = str(at(root, "logger"), "path");

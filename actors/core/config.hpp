@@ -274,6 +274,23 @@ struct function_config {
   source_position where;
 };
 
+/// When a stored record counts as safe (`persistence.sync`).
+enum class persistence_sync {
+  batch,  // acknowledged after its commit; commits share one fsync
+  always, // acknowledged after its commit; one fsync per record
+  off,    // acknowledged at once; written behind, no fsync (as Mosquitto)
+};
+
+/// An endpoint's `buffer:` key, common to every type (docs/persistence.md):
+/// `disk` or `{type: disk, max_bytes: 1g}` puts a store-and-forward queue
+/// on disk (under persistence.path) in front of the endpoint.
+struct endpoint_buffer_config {
+  bool disk = false;
+  /// The records waiting in the buffer may take this many bytes (their
+  /// packed sizes); beyond, what rules send is held, then refused (RETRY).
+  std::size_t max_bytes = std::size_t{1} << 30;
+};
+
 /// An endpoint's entry: its type parses the YAML node against its option
 /// table once, at load, into `parsed`, which its actor receives.
 struct endpoint_config {
@@ -283,6 +300,11 @@ struct endpoint_config {
   source_position where;
   endpoint_usage usage;
   endpoint_settings_ptr parsed;
+  endpoint_buffer_config buffer;
+  /// persistence.path and .sync when `buffer.disk` (copied at load, so the
+  /// buffer actor needs nothing else of the config).
+  std::string buffer_path;
+  persistence_sync buffer_sync = persistence_sync::batch;
 };
 
 struct stats_config {
@@ -308,13 +330,6 @@ struct http_config {
   std::size_t max_connections = 1024;
   /// `http.certificate`: the API serves HTTPS only (docs/http-api.md).
   std::optional<tls_settings> certificate;
-};
-
-/// When a stored record counts as safe (`persistence.sync`).
-enum class persistence_sync {
-  batch,  // acknowledged after its commit; commits share one fsync
-  always, // acknowledged after its commit; one fsync per record
-  off,    // acknowledged at once; written behind, no fsync (as Mosquitto)
 };
 
 /// `persistence:` (docs/persistence.md). Absent: the hub keeps everything

@@ -335,6 +335,7 @@ nlohmann::json options_schema(const option_table& table,
   root["required"] = json::array({"name", "type"});
   root["properties"]["name"] = {{"type", "string"}};
   root["properties"]["type"] = {{"const", type_name}};
+  root["properties"]["buffer"] = {{"$ref", "#/definitions/endpointBuffer"}};
   std::map<std::string, json*> groups{{"", &root}};
   for (auto& spec : table) {
     json s;

@@ -76,8 +76,9 @@ struct option_context {
   std::string kind;     // `kafka endpoint`, for "unknown setting of a ..."
   std::vector<std::string>* errors = nullptr;
   std::vector<std::string>* warnings = nullptr;
-  /// Keys of the mapping that belong to the enclosing entry (name, type).
-  std::vector<std::string> entry_keys{"name", "type"};
+  /// Keys of the mapping that belong to the enclosing entry (name, type,
+  /// and an endpoint's buffer, which the config loader reads).
+  std::vector<std::string> entry_keys{"name", "type", "buffer"};
 };
 
 /// The values of one mapping read against a table: every option has its
@@ -147,7 +148,7 @@ private:
 std::string options_markdown(const option_table& table);
 
 /// The JSON schema of a mapping holding `table`'s options, the entry keys
-/// (`name`, `type` = `type_name`) included.
+/// (`name`, `type` = `type_name`, `buffer`) included.
 nlohmann::json options_schema(const option_table& table,
                               const std::string& type_name);
 

@@ -16,4 +16,9 @@ namespace hubflow {
 /// Endpoint types by their `type:` name. Tests may add fakes.
 endpoint_types& endpoint_registry();
 
+/// Spawns the endpoint `cfg` describes through its type in the registry,
+/// behind its disk buffer when it has `buffer: disk`
+/// (endpoints/disk_buffer_endpoint.hpp).
+caf::actor spawn_endpoint(caf::actor_system& sys, const endpoint_config& cfg);
+
 } // namespace hubflow

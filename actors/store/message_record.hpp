@@ -1,0 +1,22 @@
+// A message as the stores write it: one msgpack array of its fields in a
+// fixed order (topic, payload, qos, retain, receive time, origin, the MQTT 5
+// properties). The disk buffer (disk_buffer.hpp) writes and reads it through
+// these; hub_store.cpp still has its own copy of the same layout.
+#pragma once
+
+#include <msgpack.hpp>
+
+#include "core/message.hpp"
+
+namespace hubflow::store {
+
+using record_packer = msgpack::packer<msgpack::sbuffer>;
+
+/// Appends `m` as one array to `p`.
+void pack_message(record_packer& p, const message& m);
+
+/// The message packed by pack_message; throws std::runtime_error or
+/// msgpack::type_error on any other shape.
+message unpack_message(const msgpack::object& o);
+
+} // namespace hubflow::store
