@@ -10,6 +10,7 @@
 #include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/broker_exit.hpp"
 #include "core/type_ids.hpp"
 #include "hub/tls_layer.hpp"
 
@@ -395,6 +396,7 @@ caf::behavior http_api(http_broker* self, int listener,
                        http_api_limits limits,
                        std::optional<tls_settings> certificate,
                        tls_context_ptr tls) {
+  close_mailbox_on_exit(self);
   self->state.accepting = std::make_unique<acceptor>(
     "http", std::vector<int>{listener}, self->address());
   self->state.ctx = std::move(ctx);

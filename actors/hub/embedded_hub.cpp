@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/acceptor.hpp"
+#include "core/broker_exit.hpp"
 #include "core/probe.hpp"
 #include "core/reply.hpp"
 #include "core/sink_error.hpp"
@@ -246,6 +247,7 @@ void report_listener(const hub::listener& l, probe& stats,
 caf::behavior hub_broker(caf::io::broker* self,
                          std::shared_ptr<hub::hub_core> core,
                          std::vector<int> listeners, bool accept_now) {
+  close_mailbox_on_exit(self);
   auto accepting = std::make_shared<std::unique_ptr<acceptor>>();
   auto waiting_listeners = std::make_shared<std::vector<int>>();
   if (accept_now)

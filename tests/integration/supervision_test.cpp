@@ -236,6 +236,22 @@ TEST_F(supervision, a_killed_endpoint_is_replaced_and_loses_nothing) {
   EXPECT_EQ(counter("keeper", "endpoint:store", "restarts"), 1);
 }
 
+// CAF 0.17.6's brokers keep their mailbox open after they stopped
+// (core/broker_exit.hpp): a request to a replaced hub or HTTP API was never
+// answered, and messages for it stayed allocated.
+TEST_F(supervision, a_stopped_broker_refuses_requests_at_once) {
+  for (auto victim : {broker_.hub, broker_.http}) {
+    kill(victim);
+    caf::scoped_actor self{*sys_};
+    caf::error refused;
+    self->request(victim, std::chrono::seconds(5), get_atom::value,
+                  std::string{"stats"})
+      .receive([](caf::message&) {}, [&](caf::error& err) { refused = err; });
+    EXPECT_EQ(refused, caf::sec::request_receiver_down)
+      << sys_->render(refused);
+  }
+}
+
 TEST_F(supervision, the_http_api_and_stats_keep_their_ports) {
   kill(broker_.http);
   EXPECT_TRUE(wait_until([&] {
