@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/broker_exit.hpp"
+#include "core/registered_name.hpp"
 #include "core/type_ids.hpp"
 #include "hub/tls_layer.hpp"
 
@@ -404,9 +405,7 @@ caf::behavior http_api(http_broker* self, int listener,
   self->state.certificate = std::move(certificate);
   self->state.tls = std::move(tls);
   // SIGHUP finds the current API here, a replacement included.
-  self->home_system().registry().put(http_registry_name,
-                                     caf::actor_cast<caf::strong_actor_ptr>(
-                                       self));
+  register_as(self->home_system(), http_registry_name, self);
   touch_stats(self);
   return {
     [=](reload_atom) {

@@ -19,6 +19,7 @@
 #include "fixtures/fixtures.hpp"
 #include "fixtures/http_client.hpp"
 #include "fixtures/redis_fixture.hpp"
+#include "hub/embedded_hub.hpp"
 
 using namespace hubflow;
 using namespace hubflow::test;
@@ -249,6 +250,21 @@ TEST_F(supervision, a_stopped_broker_refuses_requests_at_once) {
       .receive([](caf::message&) {}, [&](caf::error& err) { refused = err; });
     EXPECT_EQ(refused, caf::sec::request_receiver_down)
       << sys_->render(refused);
+  }
+}
+
+// SIGHUP (main.cpp) and a reload's new functions and stores (broker.cpp)
+// reach the hub and the HTTP API through the registry.
+TEST_F(supervision, a_replacement_is_registered_in_place_of_the_killed_one) {
+  for (auto [child, key] : {std::pair{"hub", hub_registry_name},
+                            std::pair{"http_api", http_registry_name}}) {
+    kill(current(child));
+    ASSERT_TRUE(wait_until(
+      [&] { return counter("keeper", child, "restarts") == 1; }))
+      << child;
+    auto registered = sys_->registry().get(key);
+    EXPECT_EQ(registered, caf::actor_cast<caf::strong_actor_ptr>(current(child)))
+      << child;
   }
 }
 
