@@ -10,6 +10,8 @@
 #include <caf/io/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "core/broker_exit.hpp"
+#include "core/registered_name.hpp"
 #include "core/type_ids.hpp"
 #include "hub/tls_layer.hpp"
 
@@ -395,6 +397,7 @@ caf::behavior http_api(http_broker* self, int listener,
                        http_api_limits limits,
                        std::optional<tls_settings> certificate,
                        tls_context_ptr tls) {
+  close_mailbox_on_exit(self);
   self->state.accepting = std::make_unique<acceptor>(
     "http", std::vector<int>{listener}, self->address());
   self->state.ctx = std::move(ctx);
@@ -402,9 +405,7 @@ caf::behavior http_api(http_broker* self, int listener,
   self->state.certificate = std::move(certificate);
   self->state.tls = std::move(tls);
   // SIGHUP finds the current API here, a replacement included.
-  self->home_system().registry().put(http_registry_name,
-                                     caf::actor_cast<caf::strong_actor_ptr>(
-                                       self));
+  register_as(self->home_system(), http_registry_name, self);
   touch_stats(self);
   return {
     [=](reload_atom) {

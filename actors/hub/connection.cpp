@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/broker_exit.hpp"
 #include "core/sink_error.hpp"
 #include "core/type_ids.hpp"
 
@@ -990,6 +991,7 @@ void connection::schedule_tick(std::chrono::milliseconds after) {
 caf::behavior session_broker(caf::io::broker* self,
                              caf::io::connection_handle hdl,
                              std::shared_ptr<hub_core> core, listener* where) {
+  close_mailbox_on_exit(self);
   auto conn = std::make_shared<connection>(self, hdl, core, *where);
   conn->start();
   return {

@@ -13,7 +13,9 @@
 #include <spdlog/spdlog.h>
 
 #include "core/acceptor.hpp"
+#include "core/broker_exit.hpp"
 #include "core/probe.hpp"
+#include "core/registered_name.hpp"
 #include "core/reply.hpp"
 #include "core/sink_error.hpp"
 #include "core/tls_context.hpp"
@@ -246,6 +248,7 @@ void report_listener(const hub::listener& l, probe& stats,
 caf::behavior hub_broker(caf::io::broker* self,
                          std::shared_ptr<hub::hub_core> core,
                          std::vector<int> listeners, bool accept_now) {
+  close_mailbox_on_exit(self);
   auto accepting = std::make_shared<std::unique_ptr<acceptor>>();
   auto waiting_listeners = std::make_shared<std::vector<int>>();
   if (accept_now)
@@ -257,9 +260,7 @@ caf::behavior hub_broker(caf::io::broker* self,
   auto stored = std::make_shared<store_waits>();
   core->report_store_to(caf::actor_cast<caf::actor>(self));
   // SIGHUP finds the current control actor here, replacements included.
-  self->home_system().registry().put(hub_registry_name,
-                                     caf::actor_cast<caf::strong_actor_ptr>(
-                                       self));
+  register_as(self->home_system(), hub_registry_name, self);
   // A replacement control actor takes over the rules its predecessor
   // watched (for a first one there are none).
   for (auto& rule : core->rule_subscribers())

@@ -7,6 +7,7 @@
 
 #include "core/fwd.hpp"
 #include "core/probe.hpp"
+#include "core/registered_name.hpp"
 #include "stats/stats_render.hpp"
 #include "stats/sys_broker.hpp"
 
@@ -136,9 +137,7 @@ caf::actor spawn_stats(caf::actor_system& sys, const stats_config& cfg,
   // Before the stats actor exists: every probe reports on this interval.
   set_stats_interval(sys, cfg.report_interval);
   auto stats = sys.spawn(stats_actor, cfg, std::move(store));
-  // put() keeps an existing entry (CAF 0.17 emplaces), even a dead actor's.
-  sys.registry().erase(stats_registry_name);
-  sys.registry().put(stats_registry_name, stats);
+  register_as(sys, stats_registry_name, stats);
   return stats;
 }
 

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/acceptor.hpp"
+#include "core/broker_exit.hpp"
 #include "core/type_ids.hpp"
 #include "stats/stats_render.hpp"
 
@@ -140,6 +141,7 @@ void handle_line(stats_port_broker* self, caf::io::connection_handle hdl,
 
 caf::behavior stats_port(stats_port_broker* self, int listener,
                          std::shared_ptr<stats_port_context> ctx) {
+  close_mailbox_on_exit(self);
   self->state.accepting = std::make_unique<acceptor>(
     "stats port", std::vector<int>{listener}, self->address());
   self->state.ctx = std::move(ctx);

@@ -19,6 +19,7 @@
 #include "fixtures/fixtures.hpp"
 #include "fixtures/http_client.hpp"
 #include "fixtures/redis_fixture.hpp"
+#include "hub/embedded_hub.hpp"
 
 using namespace hubflow;
 using namespace hubflow::test;
@@ -234,6 +235,37 @@ TEST_F(supervision, a_killed_endpoint_is_replaced_and_loses_nothing) {
     return redis_.cli({"LRANGE", "kept", "0", "-1"}) == "a\nb";
   })) << redis_.cli({"LRANGE", "kept", "0", "-1"});
   EXPECT_EQ(counter("keeper", "endpoint:store", "restarts"), 1);
+}
+
+// CAF 0.17.6's brokers keep their mailbox open after they stopped
+// (core/broker_exit.hpp): a request to a replaced hub or HTTP API was never
+// answered, and messages for it stayed allocated.
+TEST_F(supervision, a_stopped_broker_refuses_requests_at_once) {
+  for (auto victim : {broker_.hub, broker_.http}) {
+    kill(victim);
+    caf::scoped_actor self{*sys_};
+    caf::error refused;
+    self->request(victim, std::chrono::seconds(5), get_atom::value,
+                  std::string{"stats"})
+      .receive([](caf::message&) {}, [&](caf::error& err) { refused = err; });
+    EXPECT_EQ(refused, caf::sec::request_receiver_down)
+      << sys_->render(refused);
+  }
+}
+
+// SIGHUP (main.cpp) and a reload's new functions and stores (broker.cpp)
+// reach the hub and the HTTP API through the registry.
+TEST_F(supervision, a_replacement_is_registered_in_place_of_the_killed_one) {
+  for (auto [child, key] : {std::pair{"hub", hub_registry_name},
+                            std::pair{"http_api", http_registry_name}}) {
+    kill(current(child));
+    ASSERT_TRUE(wait_until(
+      [&] { return counter("keeper", child, "restarts") == 1; }))
+      << child;
+    auto registered = sys_->registry().get(key);
+    EXPECT_EQ(registered, caf::actor_cast<caf::strong_actor_ptr>(current(child)))
+      << child;
+  }
 }
 
 TEST_F(supervision, the_http_api_and_stats_keep_their_ports) {
