@@ -64,17 +64,6 @@ std::int64_t now_ms() {
     .count();
 }
 
-std::uint64_t file_bytes(const std::string& file) {
-  std::uint64_t total = 0;
-  for (auto suffix : {"", "-wal"}) {
-    std::error_code ec;
-    auto n = fs::file_size(file + suffix, ec);
-    if (!ec)
-      total += n;
-  }
-  return total;
-}
-
 buffered_record unpack_buffered(std::uint64_t seq, const std::string& blob) {
   auto handle = msgpack::unpack(blob.data(), blob.size());
   auto& o = handle.get();
@@ -92,42 +81,24 @@ buffered_record unpack_buffered(std::uint64_t seq, const std::string& blob) {
 /// file (so hubflowctl store names it) when it is opened for writing.
 sqlite3* open_checked(const std::string& file, int flags,
                       const std::string& endpoint, std::string& error) {
-  sqlite3* db = nullptr;
-  auto fail = [&](const std::string& what) {
-    error = file + ": " + what;
-    sqlite3_close(db);
-    return nullptr;
-  };
-  if (sqlite3_open_v2(file.c_str(), &db, flags, nullptr) != SQLITE_OK)
-    return fail(db ? sqlite3_errmsg(db) : "cannot open");
-  sqlite3_busy_timeout(db, 2000);
-  try {
-    {
-      sqlite_statement check{db, "PRAGMA quick_check"};
-      if (!check.next() || check.text(0) != "ok")
-        return fail("damaged buffer (" + check.text(0)
-                    + "); move it aside to start without its records");
-    }
-    bool writing = (flags & SQLITE_OPEN_READWRITE) != 0;
-    if (writing) {
-      sqlite_exec(db, "PRAGMA journal_mode=WAL");
-      sqlite_exec(db, buffer_schema);
-    }
+  auto check = [&](sqlite3* db, bool writing) {
     sqlite_statement version{db, "SELECT value FROM meta WHERE key = 'format'"};
     if (version.next()) {
       if (version.text(0) != std::to_string(buffer_format))
-        return fail("a buffer of format version " + version.text(0)
-                    + "; this hubflow reads "
-                    + std::to_string(buffer_format));
+        throw std::runtime_error("a buffer of format version "
+                                 + version.text(0) + "; this hubflow reads "
+                                 + std::to_string(buffer_format));
     } else if (writing) {
       sqlite_statement set{db, "INSERT INTO meta (key, value) VALUES "
                                "('format', ?), ('endpoint', ?)"};
       set.bind(1, std::to_string(buffer_format)).bind(2, endpoint).run();
     }
-  } catch (const std::exception& e) {
-    return fail(e.what());
-  }
-  return db;
+  };
+  return open_sqlite_file(
+    file, flags,
+    {"buffer", "move it aside to start without its records", "",
+     buffer_schema, check},
+    error);
 }
 
 /// What `db` holds; throws on failure.
@@ -150,7 +121,7 @@ buffer_summary summary_of(sqlite3* db, const std::string& file,
   if (last_seq)
     *last_seq = static_cast<std::uint64_t>(
       std::max(records.integer(2), dead.integer(1)));
-  s.file_bytes = file_bytes(file);
+  s.file_bytes = sqlite_file_bytes(file);
   return s;
 }
 

@@ -12,6 +12,9 @@
 #include <spdlog/spdlog.h>
 #include <sqlite3.h>
 
+#include "store/message_record.hpp"
+#include "store/sqlite_statement.hpp"
+
 namespace hubflow::store {
 
 namespace fs = std::filesystem;
@@ -23,33 +26,8 @@ namespace {
 // Every record is an array whose first element is store_format, then its
 // fields in a fixed order; a reader refuses a record of another shape.
 
-using packer = msgpack::packer<msgpack::sbuffer>;
+using packer = record_packer;
 
-void pack_message(packer& p, const message& m) {
-  const auto& pr = m.properties;
-  p.pack_array(14);
-  p.pack(m.topic);
-  p.pack_bin(static_cast<std::uint32_t>(m.body.size()));
-  p.pack_bin_body(m.body.view().data(),
-                  static_cast<std::uint32_t>(m.body.size()));
-  p.pack(m.qos);
-  p.pack(m.retain);
-  p.pack(static_cast<std::int64_t>(m.received.time_since_epoch().count()));
-  p.pack(m.origin);
-  p.pack(pr.has_payload_format);
-  p.pack(pr.payload_format);
-  p.pack(pr.has_message_expiry);
-  p.pack(pr.message_expiry);
-  p.pack(pr.content_type);
-  p.pack(pr.response_topic);
-  p.pack(pr.correlation_data);
-  p.pack_array(static_cast<std::uint32_t>(pr.user_properties.size()));
-  for (auto& [k, v] : pr.user_properties) {
-    p.pack_array(2);
-    p.pack(k);
-    p.pack(v);
-  }
-}
 
 /// The fields of an array record; throws std::runtime_error on any other
 /// shape, which load() reports as a damaged store.
@@ -100,34 +78,6 @@ std::string packed(std::uint32_t count, Body body) {
   return std::string{buf.data(), buf.size()};
 }
 
-message unpack_message(const msgpack::object& o) {
-  fields f{o, 14};
-  message m;
-  m.topic = f.get<std::string>(0);
-  m.body = payload{f.bin(1)};
-  m.qos = f.get<std::uint8_t>(2);
-  m.retain = f.get<bool>(3);
-  m.received = message::clock::time_point{
-    message::clock::duration{f.get<std::int64_t>(4)}};
-  m.origin = f.get<std::string>(5);
-  auto& pr = m.properties;
-  pr.has_payload_format = f.get<bool>(6);
-  pr.payload_format = f.get<std::uint8_t>(7);
-  pr.has_message_expiry = f.get<bool>(8);
-  pr.message_expiry = f.get<std::uint32_t>(9);
-  pr.content_type = f.get<std::string>(10);
-  pr.response_topic = f.get<std::string>(11);
-  pr.correlation_data = f.bin(12);
-  auto& up = f[13];
-  if (up.type != msgpack::type::ARRAY)
-    throw std::runtime_error("user properties are not a list");
-  for (std::uint32_t i = 0; i < up.via.array.size; ++i) {
-    fields kv{up.via.array.ptr[i], 2};
-    pr.user_properties.emplace_back(kv.get<std::string>(0),
-                                    kv.get<std::string>(1));
-  }
-  return m;
-}
 
 std::string pack_session(const session_record& s) {
   return packed(7, [&](packer& p) {
@@ -222,77 +172,10 @@ CREATE TABLE IF NOT EXISTS retained (topic TEXT PRIMARY KEY,
                                      record BLOB NOT NULL);
 )";
 
-/// A prepared statement, finalized on scope exit.
-class statement {
-public:
-  statement(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &stmt_, nullptr) != SQLITE_OK)
-      throw std::runtime_error(sqlite3_errmsg(db));
-  }
-  ~statement() {
-    sqlite3_finalize(stmt_);
-  }
-  statement(const statement&) = delete;
-  statement& operator=(const statement&) = delete;
-
-  statement& bind(int i, const std::string& text) {
-    sqlite3_bind_text(stmt_, i, text.data(), static_cast<int>(text.size()),
-                      SQLITE_TRANSIENT);
-    return *this;
-  }
-  statement& bind_blob(int i, const std::string& bytes) {
-    sqlite3_bind_blob(stmt_, i, bytes.data(), static_cast<int>(bytes.size()),
-                      SQLITE_TRANSIENT);
-    return *this;
-  }
-  statement& bind(int i, std::int64_t v) {
-    sqlite3_bind_int64(stmt_, i, v);
-    return *this;
-  }
-  /// Runs a statement that returns no rows; throws on failure.
-  void run() {
-    auto rc = sqlite3_step(stmt_);
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-    if (rc != SQLITE_DONE)
-      throw std::runtime_error(sqlite3_errmsg(db_));
-  }
-  /// The next row; false at the end. Throws on failure.
-  bool next() {
-    auto rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW)
-      return true;
-    if (rc != SQLITE_DONE)
-      throw std::runtime_error(sqlite3_errmsg(db_));
-    return false;
-  }
-  std::string text(int col) const {
-    auto p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
-    return p ? std::string{p, static_cast<std::size_t>(
-                                sqlite3_column_bytes(stmt_, col))}
-             : std::string{};
-  }
-  std::int64_t integer(int col) const {
-    return sqlite3_column_int64(stmt_, col);
-  }
-  msgpack::object_handle record(int col) const {
-    auto p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
-    auto n = static_cast<std::size_t>(sqlite3_column_bytes(stmt_, col));
-    return msgpack::unpack(p ? p : "", n); // throws on a damaged record
-  }
-
-private:
-  sqlite3* db_;
-  sqlite3_stmt* stmt_ = nullptr;
-};
-
-void exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-    std::string what = err ? err : sqlite3_errmsg(db);
-    sqlite3_free(err);
-    throw std::runtime_error(what);
-  }
+/// The msgpack record in column `col` of the current row.
+msgpack::object_handle record_at(const sqlite_statement& row, int col) {
+  auto bytes = row.text(col);
+  return msgpack::unpack(bytes.data(), bytes.size()); // throws when damaged
 }
 
 std::int64_t now_ms() {
@@ -301,62 +184,32 @@ std::int64_t now_ms() {
     .count();
 }
 
-std::uint64_t file_bytes(const std::string& file) {
-  std::uint64_t total = 0;
-  for (auto suffix : {"", "-wal"}) {
-    std::error_code ec;
-    auto n = fs::file_size(file + suffix, ec);
-    if (!ec)
-      total += n;
-  }
-  return total;
-}
-
 /// Opens `file` and checks that it is a store of this format: the error
 /// names the file and says what is wrong.
 sqlite3* open_checked(const std::string& file, int flags, std::string& error) {
-  sqlite3* db = nullptr;
-  auto fail = [&](const std::string& what) {
-    error = file + ": " + what;
-    sqlite3_close(db);
-    return nullptr;
-  };
-  if (sqlite3_open_v2(file.c_str(), &db, flags, nullptr) != SQLITE_OK)
-    return fail(db ? sqlite3_errmsg(db) : "cannot open");
-  sqlite3_busy_timeout(db, 2000);
-  try {
-    // quick_check reads every page: a truncated or damaged file fails
-    // here, at start, instead of losing records later.
-    {
-      statement check{db, "PRAGMA quick_check"};
-      if (!check.next() || check.text(0) != "ok")
-        return fail("damaged store (" + check.text(0)
-                    + "); start with --store-recover to move it aside");
-    } // finalized: its read transaction ends before WAL mode is set
-    if (flags & SQLITE_OPEN_READWRITE) {
-      // 8 KiB pages hold a message record with a 1 KiB payload in its
-      // b-tree page; with 4 KiB ones it overflowed into a page of its own
-      // (4.7 KB on disk per record instead of 1.2 KB; bench/store_candidates).
-      // Only a new store takes it; an existing one keeps its page size.
-      exec(db, "PRAGMA page_size=8192");
-      exec(db, "PRAGMA journal_mode=WAL");
-      exec(db, schema_sql);
-    }
-    statement version{db, "SELECT value FROM meta WHERE key = 'format'"};
+  auto check = [](sqlite3* db, bool writing) {
+    sqlite_statement version{db, "SELECT value FROM meta WHERE key = 'format'"};
     if (version.next()) {
       if (version.integer(0) != store_format)
-        return fail("a store of format version "
-                    + std::to_string(version.integer(0)) + "; this hubflow reads "
-                    + std::to_string(store_format));
-    } else if (flags & SQLITE_OPEN_READWRITE) {
-      statement set{db, "INSERT INTO meta (key, value) VALUES ('format', ?)"};
+        throw std::runtime_error("a store of format version "
+                                 + std::to_string(version.integer(0))
+                                 + "; this hubflow reads "
+                                 + std::to_string(store_format));
+    } else if (writing) {
+      sqlite_statement set{db,
+                           "INSERT INTO meta (key, value) VALUES ('format', ?)"};
       set.bind(1, std::int64_t{store_format}).run();
     }
-  } catch (const std::exception& e) {
-    return fail(std::string{e.what()}
-                + "; start with --store-recover to move it aside");
-  }
-  return db;
+  };
+  // 8 KiB pages hold a message record with a 1 KiB payload in its b-tree
+  // page; with 4 KiB ones it overflowed into a page of its own (4.7 KB on
+  // disk per record instead of 1.2 KB; bench/store_candidates). Only a new
+  // store takes it; an existing one keeps its page size.
+  return open_sqlite_file(file, flags,
+                          {"store",
+                           "start with --store-recover to move it aside",
+                           "PRAGMA page_size=8192", schema_sql, check},
+                          error);
 }
 
 } // namespace
@@ -392,10 +245,10 @@ struct hub_store::statements {
                        "VALUES (?, ?)"},
       remove_retained{db, "DELETE FROM retained WHERE topic = ?"} {
   }
-  statement begin, commit;
-  statement put_session, remove_session, remove_queue;
-  statement put_message, remove_message;
-  statement put_retained, remove_retained;
+  sqlite_statement begin, commit;
+  sqlite_statement put_session, remove_session, remove_queue;
+  sqlite_statement put_message, remove_message;
+  sqlite_statement put_retained, remove_retained;
 };
 
 std::string hub_store::file_of(const persistence_config& cfg) {
@@ -419,8 +272,9 @@ std::unique_ptr<hub_store> hub_store::open(const persistence_config& cfg,
   std::unique_ptr<statements> prepared;
   try {
     // batch and always: a commit returns once the log is on disk.
-    exec(db, cfg.sync == persistence_sync::off ? "PRAGMA synchronous=OFF"
-                                                : "PRAGMA synchronous=FULL");
+    sqlite_exec(db, cfg.sync == persistence_sync::off
+                      ? "PRAGMA synchronous=OFF"
+                      : "PRAGMA synchronous=FULL");
     prepared = std::make_unique<statements>(db);
   } catch (const std::exception& e) {
     error = file + ": " + e.what();
@@ -634,7 +488,8 @@ bool hub_store::commit(std::vector<write_op>& ops) {
 void hub_store::check_size() {
   // A commit that succeeds after failures lifts the refusal, unless the
   // store is at its limit.
-  bool over = cfg_.max_size > 0 && file_bytes(file_of(cfg_)) >= cfg_.max_size;
+  bool over = cfg_.max_size > 0
+              && sqlite_file_bytes(file_of(cfg_)) >= cfg_.max_size;
   refusing_.store(over, std::memory_order_release);
 }
 
@@ -642,18 +497,19 @@ void hub_store::check_size() {
 
 store_contents hub_store::load() {
   store_contents c;
-  statement sessions{db_, "SELECT client_id, record FROM sessions"};
+  sqlite_statement sessions{db_, "SELECT client_id, record FROM sessions"};
   while (sessions.next())
     c.sessions.push_back(
-      unpack_session(sessions.text(0), sessions.record(1).get()));
-  statement messages{db_, "SELECT client_id, seq, record FROM messages "
-                          "ORDER BY client_id, seq"};
+      unpack_session(sessions.text(0), record_at(sessions, 1).get()));
+  sqlite_statement messages{db_, "SELECT client_id, seq, record FROM messages "
+                                 "ORDER BY client_id, seq"};
   while (messages.next())
-    c.queues[messages.text(0)].push_back(unpack_queued(
-      static_cast<std::uint64_t>(messages.integer(1)), messages.record(2).get()));
-  statement retained{db_, "SELECT record FROM retained"};
+    c.queues[messages.text(0)].push_back(
+      unpack_queued(static_cast<std::uint64_t>(messages.integer(1)),
+                    record_at(messages, 2).get()));
+  sqlite_statement retained{db_, "SELECT record FROM retained"};
   while (retained.next())
-    c.retained.push_back(unpack_retained(retained.record(0).get()));
+    c.retained.push_back(unpack_retained(record_at(retained, 0).get()));
   return c;
 }
 
@@ -668,17 +524,17 @@ bool hub_store::summarize(const std::string& file, store_summary& out,
   if (!db)
     return false;
   try {
-    statement sessions{db, "SELECT count(*) FROM sessions"};
+    sqlite_statement sessions{db, "SELECT count(*) FROM sessions"};
     sessions.next();
     out.sessions = static_cast<std::size_t>(sessions.integer(0));
-    statement depths{db, "SELECT client_id, count(*) FROM messages "
-                         "GROUP BY client_id ORDER BY client_id"};
+    sqlite_statement depths{db, "SELECT client_id, count(*) FROM messages "
+                                "GROUP BY client_id ORDER BY client_id"};
     while (depths.next()) {
       auto n = static_cast<std::size_t>(depths.integer(1));
       out.queue_depths[depths.text(0)] = n;
       out.messages += n;
     }
-    statement retained{db, "SELECT count(*) FROM retained"};
+    sqlite_statement retained{db, "SELECT count(*) FROM retained"};
     retained.next();
     out.retained = static_cast<std::size_t>(retained.integer(0));
   } catch (const std::exception& e) {
@@ -687,7 +543,7 @@ bool hub_store::summarize(const std::string& file, store_summary& out,
     return false;
   }
   sqlite3_close(db);
-  out.file_bytes = file_bytes(file);
+  out.file_bytes = sqlite_file_bytes(file);
   return true;
 }
 

@@ -1,7 +1,7 @@
 // A message as the stores write it: one msgpack array of its fields in a
 // fixed order (topic, payload, qos, retain, receive time, origin, the MQTT 5
-// properties). The disk buffer (disk_buffer.hpp) writes and reads it through
-// these; hub_store.cpp still has its own copy of the same layout.
+// properties). The hub's store and the disk buffers write and read it
+// through these.
 #pragma once
 
 #include <msgpack.hpp>

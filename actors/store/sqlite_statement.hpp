@@ -1,9 +1,10 @@
-// A prepared SQLite statement that throws std::runtime_error on failure and
-// is finalized on scope exit, for the stores' writer threads and readers
-// (disk_buffer.cpp; hub_store.cpp still has its own).
+// What the stores (the hub's store, the endpoints' disk buffers) share of
+// SQLite: a prepared statement that throws std::runtime_error on failure and
+// is finalized on scope exit, and how a store file is opened and checked.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -83,5 +84,28 @@ inline void sqlite_exec(sqlite3* db, const char* sql) {
     throw std::runtime_error(what);
   }
 }
+
+/// A store file and its write-ahead log, in bytes.
+std::uint64_t sqlite_file_bytes(const std::string& file);
+
+/// How a store opens its file.
+struct sqlite_file_kind {
+  const char* what;   // "store", "buffer": what a damaged file is called
+  const char* advice; // what to do about a file that does not open
+  /// Run when the file is opened for writing: before WAL mode is set (what
+  /// only a new file takes, e.g. its page size), then after (the schema).
+  const char* before_wal;
+  const char* schema;
+  /// Checks the opened file (its format version; writing: a new file gets
+  /// one); throws std::runtime_error saying what is wrong.
+  std::function<void(sqlite3* db, bool writing)> check;
+};
+
+/// Opens `file` with sqlite3_open_v2's `flags`, reads every page (PRAGMA
+/// quick_check: a truncated or damaged file fails here, at start, instead
+/// of losing records later), sets it up when writing and checks it. Null
+/// with `error` ("<file>: <what is wrong>; <advice>") when it cannot be used.
+sqlite3* open_sqlite_file(const std::string& file, int flags,
+                          const sqlite_file_kind& kind, std::string& error);
 
 } // namespace hubflow::store
