@@ -539,6 +539,9 @@ struct builder {
     limits.max_queued_bytes = size_at(at(j, "max_queued_bytes"),
                                       "hub.max_queued_bytes",
                                       limits.max_queued_bytes);
+    limits.max_queued_bytes_total = size_at(at(j, "max_queued_bytes_total"),
+                                            "hub.max_queued_bytes_total",
+                                            limits.max_queued_bytes_total);
     limits.persistent_client_expiration =
       duration_at(at(j, "persistent_client_expiration"),
                   "hub.persistent_client_expiration",

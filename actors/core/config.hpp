@@ -90,6 +90,8 @@ struct hub_limits {
   std::size_t max_subscriptions = 1000; // per session
   std::size_t max_user_properties = 64; // per packet (MQTT 5)
   std::size_t max_queued_bytes = 64 * 1024 * 1024; // per session, payloads
+  /// The same for all sessions together: the queues' shared memory budget.
+  std::size_t max_queued_bytes_total = 512 * 1024 * 1024;
   /// Mosquitto's max_keepalive, in seconds: MQTT 5 clients asking for more
   /// (or 0) are told this as Server Keep Alive; MQTT 3.1.1 clients asking
   /// for more (or 0) are refused. 0: clients choose (hubflow's default).

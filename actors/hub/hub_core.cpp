@@ -269,6 +269,7 @@ void hub_core::end_session(session_state& s) {
   for (auto& [filter, opts] : s.subscriptions)
     tree_.unsubscribe(filter, s.id);
   by_id_.erase(s.id);
+  all_queued_bytes_ -= s.queued_bytes;
   sessions_.erase(s.client_id); // destroys s
   counters.sessions = static_cast<std::int64_t>(sessions_.size());
 }
@@ -603,7 +604,8 @@ void hub_core::enqueue(session_state& s, outgoing_message out) {
   auto max_bytes = cfg_.limits.max_queued_bytes;
   auto full = [&] {
     return s.queue.size() >= max_messages
-           || s.queued_bytes + bytes > max_bytes;
+           || s.queued_bytes + bytes > max_bytes
+           || all_queued_bytes_ + bytes > cfg_.limits.max_queued_bytes_total;
   };
   if (full()) {
     switch (cfg_.queue_full) {
@@ -640,6 +642,7 @@ void hub_core::enqueue(session_state& s, outgoing_message out) {
 
 void hub_core::push_queued(session_state& s, outgoing_message out) {
   s.queued_bytes += queued_size(out);
+  all_queued_bytes_ += queued_size(out);
   s.queue.push_back(std::move(out));
 }
 
@@ -647,6 +650,7 @@ outgoing_message hub_core::pop_queued(session_state& s) {
   auto out = std::move(s.queue.front());
   s.queue.pop_front();
   s.queued_bytes -= queued_size(out);
+  all_queued_bytes_ -= queued_size(out);
   return out;
 }
 

@@ -406,6 +406,7 @@ private:
   std::vector<connection*> dirty_;
   std::vector<mqtt::match_result> matches_; // scratch
   std::vector<session_state*> over_bound_;   // see over_bound()
+  std::size_t all_queued_bytes_ = 0; // every session's queued_bytes
   mqtt::subscriber_id next_session_id_ = 1;
   mqtt::subscriber_id next_rule_id_ = (mqtt::subscriber_id{1} << 62);
   std::uint64_t next_client_number_ = 1;

@@ -1,6 +1,7 @@
 // The embedded hub's bounds on what one client may make it hold
-// (hub.max_subscriptions, max_queued_bytes, max_user_properties,
-// persistent_client_expiration), over real TCP connections.
+// (hub.max_subscriptions, max_queued_bytes, max_queued_bytes_total,
+// max_user_properties, persistent_client_expiration), over real TCP
+// connections.
 #include <gtest/gtest.h>
 
 #include "hub_test_env.hpp"
@@ -70,6 +71,42 @@ TEST(hub_limits, offline_queue_is_bounded_in_bytes) {
   ASSERT_EQ(sub.connect(env.port), 0);
   EXPECT_TRUE(sub.wait_messages(2));
   EXPECT_FALSE(sub.wait_messages(3, 500ms));
+}
+
+TEST(hub_limits, all_queues_share_one_byte_budget) {
+  // hub.max_queued_bytes_total: each session is well within its own
+  // bound, but together the two offline queues may hold 2200 bytes.
+  auto cfg = test_hub_config();
+  cfg.limits.max_queued_bytes_total = 2200;
+  hub_env env(cfg);
+  ASSERT_TRUE(env.hub) << env.error;
+  for (auto id : {"first", "second"}) {
+    mqtt_client sub(id, 4, false);
+    ASSERT_EQ(sub.connect(env.port), 0);
+    ASSERT_LT(sub.subscribe("q/t", 1), 0x80);
+    sub.disconnect();
+  }
+  mqtt_client pub("budget-filler");
+  ASSERT_EQ(pub.connect(env.port), 0);
+  std::string body(500, 'x');
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(pub.publish("q/t", body, 1));
+  // Each publish queues 2 x 503 bytes: two publishes fit in 2200, of the
+  // third neither copy does.
+  EXPECT_EQ(env.counter("dropped_queue_full"), 2);
+  {
+    mqtt_client first("first", 4, false); // its queue drains: room again
+    ASSERT_EQ(first.connect(env.port), 0);
+    EXPECT_TRUE(first.wait_messages(2));
+    EXPECT_FALSE(first.wait_messages(3, 300ms));
+    first.disconnect();
+  }
+  ASSERT_TRUE(pub.publish("q/t", body, 1));
+  EXPECT_EQ(env.counter("dropped_queue_full"), 2);
+  mqtt_client second("second", 4, false);
+  ASSERT_EQ(second.connect(env.port), 0);
+  EXPECT_TRUE(second.wait_messages(3));
+  EXPECT_FALSE(second.wait_messages(4, 300ms));
 }
 
 TEST(hub_limits, user_properties_per_packet_are_bounded) {
