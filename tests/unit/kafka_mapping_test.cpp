@@ -4,9 +4,11 @@
 #include <regex>
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include "endpoints/kafka/kafka_endpoint.hpp"
 #include "endpoints/kafka/kafka_mapping.hpp"
+#include "endpoints/kafka/kafka_settings.hpp"
 
 using namespace hubflow;
 using namespace hubflow::kafka;
@@ -14,10 +16,15 @@ using namespace std::chrono_literals;
 
 namespace {
 
+/// An endpoint with the option table's defaults and `strategy`.
 kafka_settings settings_with(partition_strategy strategy = partition_strategy::round_robin) {
-  kafka_settings s;
-  s.name = "kafka1";
-  s.host = "127.0.0.1:9092";
+  endpoint_config cfg;
+  cfg.name = "kafka1";
+  cfg.type = "kafka";
+  cfg.settings = YAML::Load("host: 127.0.0.1:9092");
+  std::vector<std::string> errors;
+  auto s = parse_kafka_settings(cfg, {false, true, {}}, "endpoints[0]", errors);
+  EXPECT_TRUE(errors.empty());
   s.partitioning = strategy;
   return s;
 }

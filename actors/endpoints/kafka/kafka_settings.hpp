@@ -22,33 +22,36 @@ enum class compression { none, gzip, snappy, lz4 };
 enum class partition_strategy { round_robin, fixed_instance, mqtt_topic, property };
 enum class cloud_events { propagate, create_or_remap };
 
+// Both structs take every value from kafka_options() through
+// parse_kafka_settings: the table is where the defaults live, so none is
+// repeated here.
 struct batching_settings {
-  bool enabled = true;
-  int latency_ms = 5;
-  int max_messages = 100000;
-  int max_bytes = 1000000;
+  bool enabled{};
+  int latency_ms{};
+  int max_messages{};
+  int max_bytes{};
 };
 
 struct kafka_settings : endpoint_settings {
   std::string name;                  // the endpoint's name
   std::string host;                  // bootstrap servers, host:port[,...]
-  bool tls = false;                  // tls.mode Enabled
+  bool tls{};                        // tls.mode Enabled
   std::string trusted_ca_file;       // tls.trustedCaCertificate (PEM file)
-  bool sasl = false;                 // authentication.method Sasl
+  bool sasl{};                       // authentication.method Sasl
   std::string sasl_mechanism;        // PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
   std::string username;              // read at load (core/values.hpp secrets)
   std::string password;
   std::string consumer_group_id;     // required for sources
-  compression codec = compression::none;
+  compression codec{};
   batching_settings batching;
-  partition_strategy partitioning = partition_strategy::round_robin;
+  partition_strategy partitioning{};
   std::string partition_key_property;
-  acknowledgement acks = acknowledgement::all;
-  bool copy_mqtt_properties = true;
-  cloud_events cloud_event_attributes = cloud_events::propagate;
+  acknowledgement acks{};
+  bool copy_mqtt_properties{};
+  cloud_events cloud_event_attributes{};
   /// hubflow extension: how long librdkafka retries one message before its
   /// delivery is reported as failed (librdkafka `message.timeout.ms`).
-  int delivery_timeout_ms = 60000;
+  int delivery_timeout_ms{};
   /// hubflow extension: the id Static partitioning derives the partition
   /// from; defaults to `<hostname>/<endpoint name>`, stable over restarts.
   std::string instance_id;
