@@ -18,18 +18,6 @@ using namespace hubflow::test;
 
 namespace {
 
-/// The embedded hub's counter `name` in `hubflowctl stats --json`; -1 when
-/// absent.
-long hub_counter(hubflow_server& server, const std::string& name) {
-  auto doc = nlohmann::json::parse(server.stats_json(), nullptr, false);
-  if (doc.is_discarded())
-    return -1;
-  for (auto& c : doc["components"])
-    if (c["kind"] == "hub" && c["counters"].contains(name))
-      return c["counters"][name].get<long>();
-  return -1;
-}
-
 /// hubflow started with `ulimit -n 64`, so that a few dozen clients exhaust
 /// its descriptors.
 std::unique_ptr<process> start_with_few_descriptors(const temp_dir& dir,

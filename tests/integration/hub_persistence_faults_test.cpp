@@ -77,12 +77,6 @@ private:
   std::string reason_;
 };
 
-/// The embedded hub's counter `name` (-1 when the snapshot lacks it).
-long hub_counter(hubflow_server& server, const std::string& name) {
-  auto counters = counters_of(server.stats_json(), "hub", "embedded");
-  return counters.contains(name) ? counters[name].get<long>() : -1;
-}
-
 /// MQTT 5's Quota exceeded: the store could not take the message.
 constexpr int quota_exceeded = 0x97;
 
