@@ -137,11 +137,16 @@ TEST(stats_port, token_file_in_the_config_and_on_the_command_line) {
   EXPECT_TRUE(contains(with_file.output, "\"components\""))
     << with_file.output;
   // Without it, hubflowctl looks at the default path and says what it needs.
-  auto without = run_command(ctl(broker.stats_port(), "--json"));
+  // That path is its own runtime directory's: the shared one may hold a
+  // token left by another broker killed with -9 on this (reused) port.
+  temp_dir runtime;
+  auto without = run_command("XDG_RUNTIME_DIR=" + runtime.path() + " "
+                             + ctl(broker.stats_port(), "--json"));
   EXPECT_EQ(without.exit_code, 1) << without.output;
-  EXPECT_TRUE(contains(without.output, "cannot read the stats token "
-                                         + default_token_path(
-                                           broker.stats_port())))
+  EXPECT_TRUE(contains(without.output,
+                       "cannot read the stats token " + runtime.path()
+                         + "/hubflow/stats-"
+                         + std::to_string(broker.stats_port()) + ".token"))
     << without.output;
   EXPECT_TRUE(contains(without.output, "--token-file")) << without.output;
   auto unreadable = run_command(ctl(broker.stats_port(),
