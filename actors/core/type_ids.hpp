@@ -40,7 +40,7 @@
 
 #include "core/component_stats.hpp"
 #include "core/message.hpp"
-#include "functions/function_result.hpp"
+#include "core/function_result.hpp"
 
 CAF_BEGIN_TYPE_ID_BLOCK(hubflow, caf::first_custom_type_id)
 

@@ -22,7 +22,7 @@
 #include <caf/all.hpp>
 
 #include "core/message.hpp"
-#include "functions/function_result.hpp"
+#include "core/function_result.hpp"
 #include "functions/runtime.hpp"
 
 namespace hubflow {

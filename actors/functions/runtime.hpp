@@ -11,7 +11,7 @@
 
 #include "core/config.hpp"
 #include "core/message.hpp"
-#include "functions/function_result.hpp"
+#include "core/function_result.hpp"
 
 namespace hubflow {
 

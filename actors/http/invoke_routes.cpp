@@ -4,7 +4,7 @@
 
 #include "core/type_ids.hpp"
 #include "core/state_store.hpp"
-#include "functions/function_result.hpp"
+#include "core/function_result.hpp"
 
 // Dapr's service invocation: a request to a function supervisor, its output
 // as the answer.
