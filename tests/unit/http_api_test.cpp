@@ -84,12 +84,8 @@ struct curl_result {
 class http_api_test : public ::testing::Test {
 protected:
   http_api_test() : sys_(init_cfg(cfg_)), self_(sys_) {
-    auto s = redis_settings{};
-    s.connection.port = redis_.port();
-    s.connection.backoff_min = 20ms;
-    s.connection.backoff_max = 200ms;
-    s.connection.command_timeout = 2s;
-    store_ = spawn_redis_endpoint(sys_, "statestore", s);
+    store_ = spawn_redis_endpoint(sys_, "statestore",
+                                  test::redis_settings_for(redis_));
     inbox_ = std::make_shared<hub_inbox>();
     hub_ = sys_.spawn(fake_hub, inbox_);
     function_ = sys_.spawn(fake_function);

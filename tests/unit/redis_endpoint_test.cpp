@@ -41,15 +41,6 @@ protected:
       caf::anon_send_exit(ep, caf::exit_reason::user_shutdown);
   }
 
-  redis_settings settings_for(const test::redis_server& server) {
-    redis_settings s;
-    s.connection.port = server.port();
-    s.connection.backoff_min = 20ms;
-    s.connection.backoff_max = 200ms;
-    s.connection.command_timeout = 2s;
-    return s;
-  }
-
   caf::actor spawn(redis_settings s, std::string name = "cache") {
     auto ep = spawn_redis_endpoint(sys_, std::move(name), std::move(s));
     endpoints_.push_back(ep);
@@ -139,7 +130,7 @@ protected:
 
 TEST_F(redis_endpoint_test, set_mode_with_key_template_and_ttl) {
   test::redis_server redis;
-  auto s = settings_for(redis);
+  auto s = test::redis_settings_for(redis);
   s.mode = redis_mode::set;
   s.key = redis_key_template("sensor:{topic.1}");
   s.ttl = 60s;
@@ -163,7 +154,7 @@ TEST_F(redis_endpoint_test, set_mode_with_key_template_and_ttl) {
 
 TEST_F(redis_endpoint_test, publish_mode_reaches_a_subscriber) {
   test::redis_server redis;
-  auto s = settings_for(redis);
+  auto s = test::redis_settings_for(redis);
   s.mode = redis_mode::publish;
   auto ep = spawn(s);
   test::process sub{{"redis-cli", "-p", std::to_string(redis.port()), "--raw",
@@ -180,7 +171,7 @@ TEST_F(redis_endpoint_test, publish_mode_reaches_a_subscriber) {
 
 TEST_F(redis_endpoint_test, xadd_mode_with_maxlen) {
   test::redis_server redis;
-  auto s = settings_for(redis);
+  auto s = test::redis_settings_for(redis);
   s.mode = redis_mode::xadd;
   s.key = redis_key_template("events");
   s.maxlen = 3;
@@ -198,7 +189,7 @@ TEST_F(redis_endpoint_test, xadd_mode_with_maxlen) {
 
 TEST_F(redis_endpoint_test, list_modes_push_and_trim) {
   test::redis_server redis;
-  auto s = settings_for(redis);
+  auto s = test::redis_settings_for(redis);
   s.mode = redis_mode::lpush;
   s.key = redis_key_template("recent");
   s.maxlen = 2;
@@ -217,7 +208,7 @@ TEST_F(redis_endpoint_test, list_modes_push_and_trim) {
 
 TEST_F(redis_endpoint_test, password_and_database_are_used) {
   test::redis_server redis{"requirepass s3cret"};
-  auto s = settings_for(redis);
+  auto s = test::redis_settings_for(redis);
   s.mode = redis_mode::set;
   s.connection.password = "s3cret";
   s.connection.db = 3;
@@ -241,7 +232,7 @@ TEST_F(redis_endpoint_test, password_and_database_are_used) {
 
 TEST_F(redis_endpoint_test, state_store_save_get_delete_with_etags) {
   test::redis_server redis;
-  auto ep = spawn(settings_for(redis), "statestore");
+  auto ep = spawn(test::redis_settings_for(redis), "statestore");
   ASSERT_TRUE(save(ep, {item("weapon", "\"Death Star\"")}).ok);
   ASSERT_TRUE(
     save(ep, {item("planets", R"({"name":"Tatooine","test":123})")}).ok);
@@ -303,7 +294,7 @@ TEST_F(redis_endpoint_test, state_store_save_get_delete_with_etags) {
 
 TEST_F(redis_endpoint_test, concurrent_writers_lose_no_update) {
   test::redis_server redis;
-  auto ep = spawn(settings_for(redis), "statestore");
+  auto ep = spawn(test::redis_settings_for(redis), "statestore");
   ASSERT_TRUE(save(ep, {item("counter", "0")}).ok);
   constexpr int writers = 6;
   constexpr int increments = 40;
@@ -343,11 +334,11 @@ TEST_F(redis_endpoint_test, concurrent_writers_lose_no_update) {
 
 TEST_F(redis_endpoint_test, redis_down_gives_clear_errors_and_recovers) {
   auto redis = std::make_unique<test::redis_server>();
-  auto s = settings_for(*redis);
+  auto s = test::redis_settings_for(*redis);
   s.mode = redis_mode::rpush;
   s.key = redis_key_template("acked");
   auto ep = spawn(s, "journal");
-  auto state_ep = spawn(settings_for(*redis), "statestore");
+  auto state_ep = spawn(test::redis_settings_for(*redis), "statestore");
   // Writers keep going while Redis is killed and started again.
   std::vector<std::string> acked;
   std::vector<std::string> failed_errors;
@@ -407,7 +398,7 @@ TEST_F(redis_endpoint_test, redis_down_gives_clear_errors_and_recovers) {
 TEST_F(redis_endpoint_test, a_command_redis_refuses_is_permanent_and_not_retried) {
   auto redis = std::make_unique<test::redis_server>();
   redis->cli({"SET", "journal", "not a list"});
-  auto s = settings_for(*redis);
+  auto s = test::redis_settings_for(*redis);
   s.mode = redis_mode::rpush;
   s.key = redis_key_template("journal");
   auto ep = spawn(s, "journal");

@@ -75,18 +75,20 @@ public:
   using clock = std::chrono::steady_clock;
   using milliseconds = std::chrono::milliseconds;
 
+  /// Filled from the endpoint's option table (redis_settings.cpp), which
+  /// holds the defaults; nothing here repeats them.
   struct options {
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 6379;
+    std::string host;
+    std::uint16_t port = 0;
     int db = 0;
     std::string username; // Redis 6 ACL user; empty: the default user
     std::string password; // empty: no AUTH
-    milliseconds connect_timeout{2000};
+    milliseconds connect_timeout{};
     /// A command without a reply for this long means the server hangs: the
     /// connection is dropped (failing what is in flight) and rebuilt.
-    milliseconds command_timeout{5000};
-    milliseconds backoff_min{100};
-    milliseconds backoff_max{5000};
+    milliseconds command_timeout{};
+    milliseconds backoff_min{};
+    milliseconds backoff_max{};
   };
 
   enum class link_state : std::uint8_t { connecting, up, down };

@@ -25,12 +25,14 @@ enum class redis_mode : std::uint8_t { set, publish, xadd, lpush, rpush };
 /// throws config_error when it is malformed. For settings built in code.
 topic_template_ptr redis_key_template(const std::string& text);
 
+/// Built by parse_redis_settings from redis_options(), which holds every
+/// default; nothing here repeats them.
 struct redis_settings : endpoint_settings {
   redis_client::options connection;
-  redis_mode mode = redis_mode::publish;
+  redis_mode mode{};
   /// Template of the key (set, lists, streams) or channel (publish). A rule's
   /// `to.topic`, when given, takes its place.
-  topic_template_ptr key = redis_key_template("${topic}");
+  topic_template_ptr key;
   std::optional<std::chrono::milliseconds> ttl; // set
   std::optional<std::int64_t> maxlen;           // xadd, lpush, rpush
   std::string key_prefix;                       // state store keys
