@@ -433,6 +433,10 @@ void stop_broker(broker& b) {
     exit(r);
   for (auto& l : b.hub_links)
     exit(l);
+  // Not kept (it holds nothing and finds the stats actor by name), so the
+  // keeper does not stop it; left running it held the exit for 3 s.
+  if (b.http_reach && b.http_reach->stats)
+    caf::anon_send_exit(b.http_reach->stats, caf::exit_reason::user_shutdown);
   if (b.keeper) {
     exit(b.keeper); // it stops what it keeps
   } else {

@@ -261,6 +261,43 @@ TEST(hubflow_cli, sigterm_stops_it_with_exit_0) {
     << broker.proc().output();
 }
 
+// With every kind of part running, nothing holds the exit: each stops on
+// the signal (an actor left running made every stop wait 3 s and end with
+// "some actors did not stop").
+TEST(hubflow_cli, sigterm_stops_every_part_without_waiting) {
+  temp_dir code;
+  code.write("echo.py", "def handle(msg, ctx):\n    return msg\n");
+  auto http_port = free_port();
+  hubflow_server broker(
+    "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(free_port())
+    + "]\nhttp:\n  listen: 127.0.0.1:" + std::to_string(http_port)
+    + "\nendpoints:\n  - name: cache\n    type: redis\n    port: "
+    + std::to_string(free_port()) // nothing listens: it keeps reconnecting
+    + "\nfunctions:\n  - name: echo\n    runtime: python\n"
+      "    handler: echo.handle\n    codedir: '" + code.path()
+    + "'\n    instance: {min: 1, max: 2}\n"
+      "  - name: filter\n    runtime: sql\n    handler: 'select * where id < 10'\n"
+      "rules:\n  - name: through-echo\n    from: {topic: in}\n"
+      "    function: {name: echo}\n    to: {topic: out}\n"
+      "  - name: to-cache\n    from: {topic: cached}\n"
+      "    to: {endpoint: cache, topic: cached}\n");
+  ASSERT_TRUE(broker.wait_ready()) << broker.proc().output();
+  ASSERT_TRUE(wait_for_port(http_port, 10s)) << broker.proc().output();
+  // The Python worker is running once it answered.
+  auto echoed = run_command("curl -s -S --max-time 20 -d '{\"id\":1}' "
+                            "http://127.0.0.1:" + std::to_string(http_port)
+                            + "/v1.0/invoke/echo/method/call");
+  ASSERT_TRUE(contains(echoed.output, "\"id\":1")) << echoed.output;
+  auto asked = std::chrono::steady_clock::now();
+  EXPECT_EQ(broker.proc().stop(SIGTERM, 10s), 0) << broker.proc().output();
+  auto took = std::chrono::steady_clock::now() - asked;
+  EXPECT_LT(took, 2s) << broker.proc().output();
+  EXPECT_TRUE(contains(broker.proc().output(), "info  stopped"))
+    << broker.proc().output();
+  EXPECT_FALSE(contains(broker.proc().output(), "did not stop"))
+    << broker.proc().output();
+}
+
 TEST(hubflowctl_cli, stats_against_a_port_with_nothing_exits_1) {
   auto port = std::to_string(free_port());
   auto res = run(hubflowctl_binary() + " stats --stats-port " + port);
