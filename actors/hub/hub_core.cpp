@@ -19,12 +19,6 @@ constexpr mqtt::subscriber_id rule_id_base = mqtt::subscriber_id{1} << 62;
 
 constexpr std::uint32_t never_expires = 0xFFFFFFFF;
 
-std::int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
-
 store::session_record to_record(const session_state& s) {
   store::session_record r;
   r.client_id = s.client_id;
@@ -33,7 +27,7 @@ store::session_record to_record(const session_state& s) {
     r.owner = s.owner->username;
   r.expiry_interval = s.expiry_interval;
   if (!s.conn)
-    r.offline_since_ms = wall_ms()
+    r.offline_since_ms = store::wall_clock_ms()
                          - std::chrono::duration_cast<std::chrono::milliseconds>(
                              steady_clock::now() - s.offline_since)
                              .count();
@@ -97,7 +91,7 @@ void hub_core::restore(std::shared_ptr<store::hub_store> store) {
   auto started = steady_clock::now();
   auto contents = store_->load();
   auto now = steady_clock::now();
-  auto now_wall = wall_ms();
+  auto now_wall = store::wall_clock_ms();
   std::size_t messages = 0;
   for (auto& r : contents.sessions) {
     const principal_config* owner = nullptr;

@@ -58,11 +58,6 @@ void release(const std::string& file) {
   claimed_files.erase(file);
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 buffered_record unpack_buffered(std::uint64_t seq, const std::string& blob) {
   auto handle = msgpack::unpack(blob.data(), blob.size());
@@ -176,11 +171,7 @@ disk_buffer::disk_buffer(const persistence_config& cfg, std::string endpoint,
 }
 
 void disk_buffer::close() {
-  {
-    std::lock_guard<std::mutex> guard{mutex_};
-    stopping_ = true;
-  }
-  wake_.notify_one();
+  queue_.stop();
   if (writer_.joinable())
     writer_.join();
 }
@@ -189,39 +180,21 @@ disk_buffer::~disk_buffer() {
   close();
 }
 
-namespace {
-
-template <class Op>
-void enqueue(std::mutex& mutex, std::condition_variable& wake,
-             std::vector<Op>& pending, Op op) {
-  bool was_empty;
-  {
-    std::lock_guard<std::mutex> guard{mutex};
-    was_empty = pending.empty();
-    pending.push_back(std::move(op));
-  }
-  if (was_empty)
-    wake.notify_one();
-}
-
-} // namespace
-
 void disk_buffer::append(std::uint64_t seq, std::string packed) {
-  enqueue(mutex_, wake_, pending_, op{op::append, seq, std::move(packed), 0, 0});
+  queue_.push(op{op::append, seq, std::move(packed), 0, 0});
 }
 
 void disk_buffer::remove(std::uint64_t seq) {
-  enqueue(mutex_, wake_, pending_, op{op::remove, seq, {}, 0, 0});
+  queue_.push(op{op::remove, seq, {}, 0, 0});
 }
 
 void disk_buffer::dead_letter(std::uint64_t seq, std::string reason) {
-  enqueue(mutex_, wake_, pending_,
-          op{op::dead_letter, seq, std::move(reason), 0, 0});
+  queue_.push(op{op::dead_letter, seq, std::move(reason), 0, 0});
 }
 
 void disk_buffer::read(std::uint64_t from, std::size_t limit,
                        std::uint64_t through) {
-  enqueue(mutex_, wake_, pending_, op{op::read, from, {}, limit, through});
+  queue_.push(op{op::read, from, {}, limit, through});
 }
 
 // -- the writer thread ------------------------------------------------------------
@@ -240,9 +213,7 @@ bool disk_buffer::open_file() {
         holder();
       asked = true;
     }
-    std::unique_lock<std::mutex> lock{mutex_};
-    if (wake_.wait_for(lock, std::chrono::milliseconds(50),
-                       [&] { return stopping_; }))
+    if (queue_.stopped_within(std::chrono::milliseconds(50)))
       return false;
   }
   std::string error;
@@ -277,15 +248,7 @@ void disk_buffer::run() {
   if (!open_file())
     return;
   std::vector<op> batch;
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock{mutex_};
-      wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty())
-        break; // stopping, and everything is applied
-      // Group commit: whatever came while the last commit ran.
-      batch.swap(pending_);
-    }
+  while (queue_.take(batch)) { // until closed and everything is applied
     apply(batch);
     batch.clear();
   }
@@ -341,7 +304,7 @@ void disk_buffer::commit(std::vector<op>& ops, std::size_t begin,
             .run();
           break;
         case op::dead_letter:
-          keep.bind(1, now_ms()).bind(2, o.bytes).bind(3, seq).run();
+          keep.bind(1, wall_clock_ms()).bind(2, o.bytes).bind(3, seq).run();
           remove.bind(1, seq).run();
           break;
         case op::remove:

@@ -12,17 +12,16 @@
 // run on the writer thread. Records are msgpack with a format version.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "core/config.hpp"
 #include "core/message.hpp"
+#include "store/write_queue.hpp"
 
 struct sqlite3;
 
@@ -134,10 +133,7 @@ private:
   listener events_;
   sqlite3* db_ = nullptr; // the writer thread's only
 
-  std::mutex mutex_; // guards pending_ and stopping_
-  std::condition_variable wake_;
-  std::vector<op> pending_;
-  bool stopping_ = false;
+  write_queue<op> queue_;
   std::thread writer_;
 };
 

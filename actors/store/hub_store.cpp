@@ -178,11 +178,6 @@ msgpack::object_handle record_at(const sqlite_statement& row, int col) {
   return msgpack::unpack(bytes.data(), bytes.size()); // throws when damaged
 }
 
-std::int64_t now_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-           std::chrono::system_clock::now().time_since_epoch())
-    .count();
-}
 
 /// Opens `file` and checks that it is a store of this format: the error
 /// names the file and says what is wrong.
@@ -290,7 +285,7 @@ std::string hub_store::move_aside(const persistence_config& cfg,
   std::error_code ec;
   if (!fs::exists(file, ec))
     return {};
-  auto aside = file + ".corrupt-" + std::to_string(now_ms());
+  auto aside = file + ".corrupt-" + std::to_string(wall_clock_ms());
   for (auto suffix : {"", "-wal", "-shm"}) {
     if (!fs::exists(file + suffix, ec))
       continue;
@@ -311,14 +306,11 @@ hub_store::hub_store(const persistence_config& cfg, sqlite3* db,
 }
 
 void hub_store::close() {
-  {
-    std::lock_guard<std::mutex> guard{mutex_};
-    stopping_ = true;
-  }
-  wake_.notify_one();
+  closed_ = true;
+  queue_.stop();
   if (writer_.joinable())
     writer_.join();
-  std::lock_guard<std::mutex> guard{mutex_};
+  std::lock_guard<std::mutex> guard{callback_mutex_};
   callback_ = nullptr;
   statements_.reset(); // finalized before the database closes
   if (db_)
@@ -330,24 +322,17 @@ hub_store::~hub_store() {
 }
 
 void hub_store::on_durable(durable_callback f) {
-  std::lock_guard<std::mutex> guard{mutex_};
+  std::lock_guard<std::mutex> guard{callback_mutex_};
   callback_ = std::move(f);
 }
 
 void hub_store::append(write_op op) {
-  if (stopping_) // only the hub's thread writes and closes
+  if (closed_)
     return;
   op.number = ++written_;
   if (!acks_wait())
     durable_.store(written_, std::memory_order_release);
-  bool was_empty;
-  {
-    std::lock_guard<std::mutex> guard{mutex_};
-    was_empty = pending_.empty();
-    pending_.push_back(std::move(op));
-  }
-  if (was_empty)
-    wake_.notify_one();
+  queue_.push(std::move(op));
 }
 
 void hub_store::put_session(session_record s) {
@@ -381,21 +366,9 @@ void hub_store::remove_retained(const std::string& topic) {
 
 void hub_store::run_writer() {
   std::vector<write_op> batch;
-  for (;;) {
-    {
-      std::unique_lock<std::mutex> lock{mutex_};
-      wake_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
-      if (pending_.empty())
-        return; // stopping, and everything is committed
-      if (cfg_.sync == persistence_sync::always) {
-        // One record per commit: each pays its own fsync.
-        batch.push_back(std::move(pending_.front()));
-        pending_.erase(pending_.begin());
-      } else {
-        // Group commit: whatever came while the last commit ran.
-        batch.swap(pending_);
-      }
-    }
+  // sync always: one record per commit, each paying its own fsync.
+  bool one_at_a_time = cfg_.sync == persistence_sync::always;
+  while (queue_.take(batch, one_at_a_time)) { // until closed and committed
     auto last = batch.back().number;
     bool ok = commit(batch);
     batch.clear();
@@ -407,7 +380,7 @@ void hub_store::run_writer() {
     }
     durable_callback callback;
     {
-      std::lock_guard<std::mutex> guard{mutex_};
+      std::lock_guard<std::mutex> guard{callback_mutex_};
       callback = callback_;
     }
     if (callback)

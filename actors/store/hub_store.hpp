@@ -11,7 +11,6 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -23,6 +22,7 @@
 
 #include "core/config.hpp"
 #include "core/message.hpp"
+#include "store/write_queue.hpp"
 
 struct sqlite3;
 
@@ -177,10 +177,9 @@ private:
   std::atomic<std::uint64_t> durable_{0};
   std::atomic<bool> refusing_{false};
 
-  std::mutex mutex_; // guards pending_, stopping_, callback_
-  std::condition_variable wake_;
-  std::vector<write_op> pending_;
-  bool stopping_ = false;
+  bool closed_ = false; // hub thread only: it writes and closes
+  write_queue<write_op> queue_;
+  std::mutex callback_mutex_; // guards callback_
   durable_callback callback_;
   std::thread writer_;
 };
