@@ -1,9 +1,11 @@
 // hubflowctl: the control tool. `stats` asks a running broker for its
 // counters on the stats port (one line with the token, the JSON back; see
-// stats/stats_port.hpp); `passwd` makes password hashes for hub.principals
-// (validating a config is `hubflow --check`); `store` reads a stopped
-// broker's persistence store; `import-baetyl` and `import-mosquitto` print
-// a Baetyl deployment or a mosquitto.conf as a hubflow config.
+// stats/stats_port.hpp); `reload` asks it to reload its config (SIGHUP to
+// the pid it reports); `passwd` makes password hashes for hub.principals
+// (validating a config is `hubflow --check`); `store` reads a persistence
+// store read-only, the broker stopped or running; `import-baetyl` and
+// `import-mosquitto` print a Baetyl deployment or a mosquitto.conf as a
+// hubflow config.
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/time.h>

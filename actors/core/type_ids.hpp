@@ -6,7 +6,7 @@
 // (reply_atom, ticket, answer) to the sender (core/reply.hpp says why).
 // Ok answers may also come as a burst, (reply_atom, std::vector<ticket>,
 // ok_atom) (core/reply.hpp's ok_answers): whoever sends tickets accepts both.
-// - Sink (embedded router, external hub link, Kafka producer, Redis writer):
+// - Sink (the embedded hub, external hub link, Kafka producer, Redis writer):
 //     (publish_atom, message[, target]) -> ok_atom once the message is as
 //     delivered as the destination promises (e.g. after the Kafka ack), or a
 //     caf::error that says RETRY or ERROR (core/sink_error.hpp: OK, RETRY,

@@ -6,7 +6,7 @@
  * makes it exit with status 1 after a line on stderr, which hubflow turns
  * into an error report (errorType WasmExit, errorMessage that line).
  *
- * Build (the hubflow build does this, into build/wasm/grayscale.wasm):
+ * Build (the hubflow build does this, into build/plugins/grayscale.wasm):
  *   clang --target=wasm32-wasi -O2 -I/usr/include/stb -o grayscale.wasm grayscale.c
  */
 #include <stdio.h>
