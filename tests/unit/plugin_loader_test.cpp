@@ -109,6 +109,19 @@ TEST(plugin_loader, so_without_entry_symbol_names_file_and_symbol) {
                        "hubflow_plugin_entry");
 }
 
+TEST(plugin_loader, an_entry_that_returns_null_is_refused_with_the_version) {
+  auto error = load_error("refuses_abi");
+  EXPECT_EQ(error, plugin_file("refuses_abi")
+                     + ": the plugin refused ABI version 1");
+}
+
+TEST(plugin_loader, a_descriptor_without_invoke_is_refused_at_load) {
+  auto error = load_error("incomplete");
+  EXPECT_EQ(error, plugin_file("incomplete")
+                     + ": incomplete plugin descriptor (create, invoke and "
+                       "destroy are required)");
+}
+
 TEST(plugin_loader, nonexistent_path) {
   auto error = load_error("/nonexistent/dir/sayhi.so");
   EXPECT_EQ(error, "plugin file '/nonexistent/dir/sayhi.so' does not exist");
