@@ -21,6 +21,7 @@
 #include "stats/stats.hpp"
 #include "stats/stats_port.hpp"
 #include "stats/stats_token.hpp"
+#include "store/disk_buffer.hpp"
 
 namespace hubflow {
 
@@ -157,6 +158,13 @@ std::string start_broker(caf::actor_system& sys, const config& cfg,
   auto error = start_stats(sys, cfg, b, kept);
   if (!error.empty())
     return error;
+  // A buffer file that will not open (damaged, another format, not
+  // writable) stops the start before anything listens, as the hub's store
+  // does: restarting its endpoint could not mend it.
+  for (auto& ep : cfg.endpoints)
+    if (ep.buffer.disk
+        && !store::disk_buffer::check(cfg.persistence, ep.name, error))
+      return "endpoint " + ep.name + ": " + error;
   // Rules and the HTTP API hold the handles of the hub, endpoints and
   // function supervisors: the keeper tells them of each replacement.
   if (cfg.hub.embedded) {

@@ -120,9 +120,51 @@ buffer_summary summary_of(sqlite3* db, const std::string& file,
   return s;
 }
 
+/// Opens the buffer file `file` of `endpoint` for writing (creating it and
+/// its directory when missing) and reads what it holds; null with `error`
+/// naming the file when it cannot be used.
+sqlite3* open_writable(const persistence_config& cfg, const std::string& file,
+                       const std::string& endpoint, buffer_summary& held,
+                       std::uint64_t& last_seq, std::string& error) {
+  std::error_code ec;
+  fs::create_directories(cfg.path, ec);
+  if (ec) {
+    error = cfg.path + ": " + ec.message();
+    return nullptr;
+  }
+  auto db = open_checked(file, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                         endpoint, error);
+  if (!db)
+    return nullptr;
+  try {
+    // batch and always: a commit returns once the log is on disk.
+    sqlite_exec(db, cfg.sync == persistence_sync::off
+                      ? "PRAGMA synchronous=OFF"
+                      : "PRAGMA synchronous=FULL");
+    held = summary_of(db, file, &last_seq);
+    return db;
+  } catch (const std::exception& e) {
+    error = file + ": " + e.what();
+    sqlite3_close(db);
+    return nullptr;
+  }
+}
+
 } // namespace
 
 // -- the owner's side -----------------------------------------------------------
+
+bool disk_buffer::check(const persistence_config& cfg,
+                        const std::string& endpoint, std::string& error) {
+  buffer_summary held;
+  std::uint64_t last_seq = 0;
+  auto db = open_writable(cfg, file_of(cfg, endpoint), endpoint, held,
+                          last_seq, error);
+  if (!db)
+    return false;
+  sqlite3_close(db);
+  return true;
+}
 
 struct disk_buffer::op {
   enum kind_t { append, remove, dead_letter, read } kind;
@@ -217,27 +259,12 @@ bool disk_buffer::open_file() {
       return false;
   }
   std::string error;
-  std::error_code ec;
-  fs::create_directories(cfg_.path, ec);
-  if (ec)
-    error = cfg_.path + ": " + ec.message();
-  else
-    db_ = open_checked(file_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
-                       endpoint_, error);
+  buffer_summary held;
+  std::uint64_t last_seq = 0;
+  db_ = open_writable(cfg_, file_, endpoint_, held, last_seq, error);
   if (db_) {
-    try {
-      // batch and always: a commit returns once the log is on disk.
-      sqlite_exec(db_, cfg_.sync == persistence_sync::off
-                         ? "PRAGMA synchronous=OFF"
-                         : "PRAGMA synchronous=FULL");
-      std::uint64_t last_seq = 0;
-      auto held = summary_of(db_, file_, &last_seq);
-      events_.opened(held, last_seq);
-      return true;
-    } catch (const std::exception& e) {
-      error = file_ + ": " + e.what();
-      sqlite3_close(std::exchange(db_, nullptr));
-    }
+    events_.opened(held, last_seq);
+    return true;
   }
   release(file_);
   events_.failed(error);

@@ -91,6 +91,11 @@ public:
   static std::unique_ptr<disk_buffer> start(const persistence_config& cfg,
                                             const std::string& endpoint,
                                             listener events);
+  /// Opens the buffer file of `endpoint` as start() would, and closes it
+  /// again: false with `error` naming the file when it cannot be used, so
+  /// that the broker refuses to start rather than retry it for ever.
+  static bool check(const persistence_config& cfg, const std::string& endpoint,
+                    std::string& error);
   /// Reads every buffer file in `dir` without opening it for writing
   /// (hubflowctl store). False with `error` when one cannot be read.
   static bool summarize(const std::string& dir,

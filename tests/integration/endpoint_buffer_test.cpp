@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -344,6 +345,34 @@ TEST(endpoint_buffer_config, errors_name_the_key) {
   refused(persistence + endpoint("memory"), "endpoints[0].buffer");
   auto fine = check(persistence + endpoint("{type: disk, max_bytes: 512m}"));
   EXPECT_EQ(fine.exit_code, 0) << fine.output;
+}
+
+// Restarting the endpoint cannot mend its file, so the broker does not
+// start (exit 3, the file named) and nothing listens; the records stay.
+TEST(endpoint_buffer_config, a_damaged_buffer_file_stops_the_start) {
+  temp_dir data;
+  std::filesystem::create_directories(data.path() + "/store");
+  auto file = data.write("store/buffer-redis1.db", "not a database at all");
+  auto port = free_port();
+  process broker({hubflow_binary(), "--config",
+                  data.write("hubflow.yaml",
+                             "hub:\n  listen: [tcp://127.0.0.1:"
+                               + std::to_string(port)
+                               + "]\npersistence:\n  path: " + data.path()
+                               + "/store\nendpoints:\n  - name: redis1\n"
+                                 "    type: redis\n    buffer: disk\n"),
+                  "--stats-port", std::to_string(free_port())});
+  auto code = broker.wait_exit(20s);
+  ASSERT_TRUE(code.has_value()) << broker.output();
+  EXPECT_EQ(*code, 3) << broker.output();
+  EXPECT_NE(broker.output().find("cannot start: endpoint redis1: " + file
+                                 + ": file is not a database; move it aside"),
+            std::string::npos)
+    << broker.output();
+  EXPECT_FALSE(wait_for_port(port, 100ms)) << "the hub listened";
+  std::ifstream kept{file};
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>{kept}, {}),
+            "not a database at all");
 }
 
 TEST(endpoint_buffer_redis, a_redis_restart_loses_and_reorders_nothing) {
