@@ -8,6 +8,8 @@
 # how much of a difference the machine's noise alone makes.
 #
 #   bench/before_after.sh BEFORE_BIN_DIR AFTER_BIN_DIR
+#   REPORT=f.jsonl bench/before_after.sh   # only the tables, of kept RESULTS
+#                                          # (several runs' files concatenated)
 #
 # Each BIN_DIR holds hubflow and kafka-bench, its ../plugins sayhi.so (what
 # `cmake --build build --target hubflow hubflow-bench kafka-bench sayhi`
@@ -21,27 +23,32 @@
 #   SCALE=0.5       compare.sh's message counts (RATE is passed on as well)
 #   KAFKA_MESSAGES=200000 KAFKA_INFLIGHT=1000   kafka-bench's --messages and
 #                   --inflight
-#   RESULTS=f.jsonl keep every raw result, tagged with build and round
+#   RESULTS=f.jsonl keep every raw result, tagged with the run, build and
+#                   round
 set -euo pipefail
 
-[[ $# == 2 ]] || { sed -n '10p' "$0" >&2; exit 2; }
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 python=/usr/bin/python3 # Debian's, as in compare.sh
+work=$(mktemp -d /tmp/hubflow-before-after.XXXXXX)
+results=$work/results.jsonl
+script=before_after.sh
+source "$(dirname "$0")/lib.sh"
+
+if [[ -n ${REPORT:-} ]]; then
+  cp "$REPORT" "$results"
+else
+[[ $# == 2 ]] || { sed -n '10,12p' "$0" >&2; exit 2; }
 rounds=${REPEAT:-3}
 scale=${SCALE:-0.5}
 kafka_messages=${KAFKA_MESSAGES:-200000}
 kafka_inflight=${KAFKA_INFLIGHT:-1000}
+run_id=$(date -u '+%Y-%m-%dT%H:%M:%SZ') # tells apart the rounds of concatenated runs
 declare -A bin_dir=([before]=$(cd "$1" && pwd) [after]=$(cd "$2" && pwd))
 for side in before after; do
   for file in "${bin_dir[$side]}"/{hubflow,kafka-bench,../plugins/sayhi.so}; do
     [[ -f $file ]] || { echo "before_after.sh: $file not built" >&2; exit 2; }
   done
 done
-
-work=$(mktemp -d /tmp/hubflow-before-after.XXXXXX)
-results=$work/results.jsonl
-script=before_after.sh
-source "$(dirname "$0")/lib.sh"
 
 # compare.sh finds hubflow, hubflow-bench and ../plugins/sayhi.so by one
 # directory: each build gets one here, with the shared load generator.
@@ -53,29 +60,33 @@ for side in before after; do
 done
 
 # tag tool side round: the JSON lines on standard input, with the tool, the
-# build and the round added, appended to $results.
+# run, the build and the round added, appended to $results.
 tag() {
   "$python" -c '
 import json, sys
 for line in sys.stdin:
     r = json.loads(line)
-    r.update(tool=sys.argv[1], side=sys.argv[2], round=int(sys.argv[3]))
-    print(json.dumps(r))' "$@" >>"$results"
+    r.update(tool=sys.argv[1], run=sys.argv[2], side=sys.argv[3], round=int(sys.argv[4]))
+    print(json.dumps(r))' "$1" "$run_id" "$2" "$3" >>"$results"
 }
 
 # kafka-bench's table as JSON lines: mode, msg/s, p50/p99/p99.9 us, and the
-# CPU time of the whole run (kafka-bench and the hubflow it starts).
-kafka_rows() { # cpu_seconds < table
+# CPU time of the whole run (kafka-bench and the hubflow it starts) and its
+# records (all modes).
+kafka_rows() { # cpu_seconds messages_per_mode < table
   "$python" -c '
 import json, sys
+rows = []
 for line in sys.stdin:
     f = line.split()
     if len(f) < 6 or f[0] in ("kafka-bench:", "mode"):
         continue
     mode, (rate, p50, p99, p999) = " ".join(f[:-5]), map(float, f[-5:-1])
-    print(json.dumps(dict(mode=mode, delivered_per_s=rate,
-                          latency_us=dict(p50=p50, p99=p99, p999=p999),
-                          run_cpu_s=float(sys.argv[1]))))' "$@"
+    rows.append(dict(mode=mode, delivered_per_s=rate,
+                     latency_us=dict(p50=p50, p99=p99, p999=p999)))
+for r in rows:
+    r.update(run_cpu_s=float(sys.argv[1]), run_records=int(sys.argv[2]) * len(rows))
+    print(json.dumps(r))' "$@"
 }
 
 run_compare() { # side round
@@ -95,7 +106,8 @@ run_kafka() { # side round
     --messages "$kafka_messages" --inflight "$kafka_inflight" \
     --hubflow "${bin_dir[$1]}/hubflow" >"$out" 2>"$out.err" ||
     { echo "before_after.sh: kafka-bench failed for $1:" >&2; tail -20 "$out.err" >&2; return 0; }
-  kafka_rows "$(awk '{ print $1 + $2 }' "$work/kafka.time")" <"$out" | tag kafka "$1" "$2"
+  kafka_rows "$(awk '{ print $1 + $2 }' "$work/kafka.time")" "$kafka_messages" \
+    <"$out" | tag kafka "$1" "$2"
 }
 
 echo "before_after.sh — $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -109,12 +121,13 @@ for ((round = 0; round < rounds; round++)); do
   for side in "${order[@]}"; do run_kafka "$side" "$round"; done
 done
 echo "  done $(date -u '+%H:%M UTC'); load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+fi
 
 # ---- the table
-render_report "$results" "$(getconf CLK_TCK)" "$kafka_messages" <<'EOF'
+render_report "$results" "$(getconf CLK_TCK)" <<'EOF'
 import json, sys
 from bench_report import exit_if_failed, fmt, median, ratio
-path, ticks_per_s, kafka_messages = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+path, ticks_per_s = sys.argv[1], int(sys.argv[2])
 rows = [json.loads(line) for line in open(path)]
 def runs(**match):
     return [r for r in rows if not r.get("error")
@@ -164,12 +177,25 @@ for s in in_order("scenario", compare):
                              spread(r["delivered_per_s"] for r in u),
                              sum(r["lost"] for r in u + p))
         print_block(s, broker, medians)
+    # hubflow/mosquitto msg/s within each compare.sh run, where both brokers
+    # took turns by scenario: what load that lasts a whole run does to both
+    # cancels out here.
+    paired = {}
+    for side in ("before", "after"):
+        per_run = []
+        for h in runs(tool="compare", scenario=s, broker="hubflow", side=side, mode="unpaced"):
+            m = runs(tool="compare", scenario=s, broker="mosquitto", side=side, mode="unpaced",
+                     run=h["run"], round=h["round"])
+            if m and m[0]["delivered_per_s"]:
+                per_run.append(h["delivered_per_s"] / m[0]["delivered_per_s"])
+        paired[side] = median(per_run)
+    print("%-22s %-20s %10s %s" % ("", "hubflow/mosquitto", "", "median per run: before %s, after %s, after/before %s" % (
+          ratio(paired["before"], 1), ratio(paired["after"], 1), ratio(paired["after"], paired["before"]))))
 print()
 print("kafka-bench: each build's own (its endpoint mode runs that build's endpoint code)")
 print(header)
 print("-" * len(header))
-kafka_modes = in_order("mode", runs(tool="kafka"))
-for m in kafka_modes:
+for m in in_order("mode", runs(tool="kafka")):
     medians = {}
     for side in ("before", "after"):
         k = runs(tool="kafka", mode=m, side=side)
@@ -178,7 +204,7 @@ for m in kafka_modes:
         medians[side] = (median(r["delivered_per_s"] for r in k),
                          median(r["latency_us"]["p50"] for r in k),
                          median(r["latency_us"]["p99"] for r in k),
-                         median(r["run_cpu_s"] * 1e6 / (kafka_messages * len(kafka_modes)) for r in k),
+                         median(r["run_cpu_s"] * 1e6 / r["run_records"] for r in k),
                          spread(r["delivered_per_s"] for r in k), "-")
     print_block(m[:22], "", medians)
 print()
