@@ -150,15 +150,10 @@ void option_values::read(const option_spec& spec, const YAML::Node& node,
                                             + " characters long");
       break;
     case option_type::integer: {
-      long long n = 0;
-      try {
-        std::size_t used = 0;
-        n = std::stoll(text, &used);
-        if (used != text.size())
-          throw std::invalid_argument("trailing text");
-      } catch (const std::exception&) {
+      auto parsed = parse_integer(text);
+      if (!parsed)
         return bad("must be an integer");
-      }
+      auto n = *parsed;
       if (n < spec.min || n > spec.max)
         return bad("must be between " + std::to_string(spec.min) + " and "
                    + std::to_string(spec.max) + " (got " + std::to_string(n)

@@ -2,52 +2,74 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
+#include <utility>
 
 namespace hubflow {
 
 using std::chrono::milliseconds;
 
+std::optional<std::int64_t> parse_integer(std::string_view text) {
+  std::int64_t n = 0;
+  auto end = text.data() + text.size();
+  auto [used, ec] = std::from_chars(text.data(), end, n);
+  if (text.empty() || ec != std::errc{} || used != end)
+    return std::nullopt;
+  return n;
+}
+
+namespace {
+
+/// The leading digits of `text` as a number and what follows them; nullopt
+/// without digits or beyond 64 bits.
+std::optional<std::pair<std::uint64_t, std::string_view>>
+number_and_unit(std::string_view text) {
+  std::uint64_t n = 0;
+  auto end = text.data() + text.size();
+  auto [used, ec] = std::from_chars(text.data(), end, n);
+  if (used == text.data() || ec != std::errc{})
+    return std::nullopt;
+  return std::pair{n, text.substr(used - text.data())};
+}
+
+} // namespace
+
 std::optional<milliseconds> parse_duration(const std::string& text) {
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+  auto parsed = number_and_unit(text);
+  if (!parsed)
     return std::nullopt;
-  std::size_t used = 0;
-  long long n = 0;
-  try {
-    n = std::stoll(text, &used);
-  } catch (...) {
-    return std::nullopt;
-  }
-  auto unit = text.substr(used);
-  if (unit == "ms")
-    return milliseconds{n};
-  if (unit == "s" || unit.empty())
-    return milliseconds{n * 1000};
-  if (unit == "m")
-    return milliseconds{n * 60 * 1000};
-  if (unit == "h")
-    return milliseconds{n * 3600 * 1000};
-  if (unit == "d") // Mosquitto's persistent_client_expiration takes d and w
-    return milliseconds{n * 24 * 3600 * 1000};
-  if (unit == "w")
-    return milliseconds{n * 7 * 24 * 3600 * 1000};
+  auto [n, unit] = *parsed;
+  static constexpr std::pair<std::string_view, std::int64_t> units[] = {
+    {"ms", 1},
+    {"s", 1000},
+    {"", 1000},
+    {"m", 60 * 1000},
+    {"h", 3600 * 1000},
+    // Mosquitto's persistent_client_expiration takes d and w.
+    {"d", 24 * 3600 * 1000},
+    {"w", 7 * 24 * 3600 * 1000},
+  };
+  for (auto [name, factor] : units)
+    if (unit == name) {
+      if (n > static_cast<std::uint64_t>(
+            std::numeric_limits<std::int64_t>::max() / factor))
+        return std::nullopt; // beyond what a duration can hold
+      return milliseconds{static_cast<std::int64_t>(n) * factor};
+    }
   return std::nullopt;
 }
 
 std::optional<std::size_t> parse_size(const std::string& text) {
-  if (text.empty() || !std::isdigit(static_cast<unsigned char>(text[0])))
+  auto parsed = number_and_unit(text);
+  if (!parsed)
     return std::nullopt;
-  std::size_t used = 0;
-  unsigned long long n = 0;
-  try {
-    n = std::stoull(text, &used);
-  } catch (...) {
-    return std::nullopt;
-  }
-  std::string unit = text.substr(used);
+  auto [n, suffix] = *parsed;
+  std::string unit{suffix};
   std::transform(unit.begin(), unit.end(), unit.begin(), ::tolower);
   if (unit.empty() || unit == "b")
     return n;
@@ -55,6 +77,8 @@ std::optional<std::size_t> parse_size(const std::string& text) {
   int shift = unit[0] == 'k' ? 10 : unit[0] == 'm' ? 20 : unit[0] == 'g' ? 30 : 0;
   if (shift == 0)
     return std::nullopt;
+  if (n > (std::numeric_limits<std::size_t>::max() >> shift))
+    return std::nullopt; // beyond what a size can hold
   auto rest = unit.substr(1);
   for (auto s : suffixes)
     if (rest == s)

@@ -15,12 +15,16 @@
 
 namespace hubflow {
 
+/// Parses a whole decimal integer (`-1`, `42`); nullopt for anything else,
+/// trailing text included (`12abc`), or beyond 64 bits.
+std::optional<std::int64_t> parse_integer(std::string_view text);
+
 /// Parses durations such as `30s`, `10m`, `500ms`, `1h`, `2d`, `1w`; a bare
-/// number is seconds. nullopt if invalid.
+/// number is seconds. nullopt if invalid or beyond what milliseconds hold.
 std::optional<std::chrono::milliseconds> parse_duration(const std::string& text);
 
 /// Parses sizes such as `512`, `64k`, `4m`, `1g` (also `64KiB`, `4MB`: the
-/// units are powers of 1024). nullopt if invalid.
+/// units are powers of 1024). nullopt if invalid or beyond 64 bits.
 std::optional<std::size_t> parse_size(const std::string& text);
 
 /// A host and a port, as written in `host:port`, `[v6addr]:port` or

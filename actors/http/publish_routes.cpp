@@ -1,7 +1,6 @@
 #include "http/http_exchange.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <functional>
 #include <set>
 #include <tuple>
@@ -11,6 +10,7 @@
 #include "core/base64.hpp"
 #include "core/type_ids.hpp"
 #include "core/state_store.hpp" // error_text
+#include "core/values.hpp"
 
 // Dapr's publish API: a request body into the hub as an MQTT message; bulk
 // publish: each entry of a JSON array so, one request to the hub each.
@@ -55,13 +55,12 @@ std::string apply_options(const option_lookup& option, message& msg) {
     return "retain must be true or false, not '" + retain + "'";
   msg.retain = retain == "true" || retain == "1";
   if (auto ttl = option("ttlInSeconds"); !ttl.empty()) {
-    std::uint32_t seconds = 0;
-    auto end = ttl.data() + ttl.size();
-    auto [used, ec] = std::from_chars(ttl.data(), end, seconds);
-    if (ec != std::errc{} || used != end)
+    // MQTT's Message Expiry Interval: 0 to 2^32 - 1 seconds.
+    auto seconds = parse_integer(ttl);
+    if (!seconds || *seconds < 0 || *seconds > 0xFFFFFFFF)
       return "metadata.ttlInSeconds must be a number of seconds, not '" + ttl
              + "'";
-    msg.properties.message_expiry = seconds;
+    msg.properties.message_expiry = static_cast<std::uint32_t>(*seconds);
     msg.properties.has_message_expiry = true;
   }
   if (auto topic = option("responseTopic"); !topic.empty()) {

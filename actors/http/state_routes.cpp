@@ -4,6 +4,7 @@
 
 #include "core/type_ids.hpp"
 #include "core/state_store.hpp"
+#include "core/values.hpp"
 
 // Dapr's state API over a state store actor (core/state_store.hpp).
 namespace hubflow::http {
@@ -106,12 +107,14 @@ std::string read_item(const json& x, const std::string& where,
   }
   if (auto meta = x.find("metadata"); meta != x.end() && meta->is_object()) {
     if (auto ttl = meta->find("ttlInSeconds"); ttl != meta->end()) {
-      try {
-        item.ttl_seconds = ttl->is_string() ? std::stoll(ttl->get<std::string>())
-                                            : ttl->get<std::int64_t>();
-      } catch (...) {
+      std::optional<std::int64_t> seconds;
+      if (ttl->is_string())
+        seconds = parse_integer(ttl->get<std::string>());
+      else if (ttl->is_number_integer())
+        seconds = ttl->get<std::int64_t>();
+      if (!seconds)
         return where + "metadata.ttlInSeconds must be an integer";
-      }
+      item.ttl_seconds = *seconds;
     }
   }
   return {};
@@ -182,14 +185,10 @@ void write_items(http_broker* self, const reply_to& to, const http_request& req,
   std::int64_t ttl = 0;
   if (auto text = param(req, "metadata.ttlInSeconds");
       error.empty() && !text.empty()) {
-    try {
-      std::size_t used = 0;
-      ttl = std::stoll(text, &used);
-      if (used != text.size())
-        throw std::invalid_argument{"ttl"};
-    } catch (const std::exception&) {
+    if (auto seconds = parse_integer(text))
+      ttl = *seconds;
+    else
       error = "metadata.ttlInSeconds must be an integer, not '" + text + "'";
-    }
   }
   std::vector<state_item> items;
   if (error.empty())

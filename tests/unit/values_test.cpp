@@ -37,6 +37,28 @@ TEST(values, sizes) {
   EXPECT_FALSE(parse_size("4x"));
   EXPECT_FALSE(parse_size("-1"));
   EXPECT_FALSE(parse_size("4kx"));
+  // Beyond 64 bits, before or after the unit: refused, never wrapped.
+  EXPECT_FALSE(parse_size("99999999999999999999"));
+  EXPECT_FALSE(parse_size("17179869184g"));
+  EXPECT_EQ(parse_size("17179869183g"), std::size_t{17179869183} << 30);
+}
+
+TEST(values, durations_beyond_what_milliseconds_hold_are_refused) {
+  EXPECT_FALSE(parse_duration("300000000000d"));
+  EXPECT_FALSE(parse_duration("99999999999999999999ms"));
+  EXPECT_EQ(parse_duration("9223372036854775807ms"),
+            std::chrono::milliseconds::max());
+  EXPECT_FALSE(parse_duration("9223372036854776s"));
+}
+
+TEST(values, integers_are_whole) {
+  EXPECT_EQ(parse_integer("42"), 42);
+  EXPECT_EQ(parse_integer("-1"), -1);
+  EXPECT_FALSE(parse_integer("12abc"));
+  EXPECT_FALSE(parse_integer(""));
+  EXPECT_FALSE(parse_integer(" 1"));
+  EXPECT_FALSE(parse_integer("1.5"));
+  EXPECT_FALSE(parse_integer("9223372036854775808"));
 }
 
 TEST(values, host_port) {
