@@ -4,7 +4,8 @@
 // endpoint as a source -> rule -> embedded hub subscriber; a QoS 1
 // publisher's PUBACK waits for the remote broker's; a remote outage loses
 // nothing behind `buffer: disk` and acknowledges nothing falsely without
-// it; config errors name file, line and key.
+// it; after the remote restarts, both directions work again (resubscribed);
+// mutual TLS with hub.address's keys; config errors name file, line and key.
 #include <signal.h>
 
 #include <memory>
@@ -13,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "fixtures/fixtures.hpp"
+#include "fixtures/test_pki.hpp"
 
 using namespace hubflow::test;
 
@@ -153,6 +155,30 @@ TEST_F(mqtt_endpoint, without_a_buffer_an_outage_acknowledges_nothing) {
   EXPECT_EQ(publisher.acknowledged(), 0u);
 }
 
+TEST_F(mqtt_endpoint, after_a_remote_restart_both_directions_work_again) {
+  start_hubflow();
+  ASSERT_TRUE(wait_connects(1)) << server->proc().output();
+  remote->stop(9);
+  remote->start();
+  ASSERT_TRUE(wait_connects(2, 20s)) << server->proc().output();
+  mqtt_client local;
+  ASSERT_EQ(local.connect(port), 0);
+  ASSERT_EQ(local.subscribe("local/#", 1), 1);
+  mqtt_client remote_publisher;
+  ASSERT_EQ(remote_publisher.connect(remote->port()), 0);
+  // The source's subscription was made again on the new connection.
+  ASSERT_TRUE(wait_until([&] {
+    remote_publisher.publish("cmd/fan", "on", 1);
+    return local.wait_messages(1, 300ms);
+  })) << server->proc().output();
+  auto subscriber = remote_subscriber("plant/#");
+  mqtt_client publisher;
+  ASSERT_EQ(publisher.connect(port), 0);
+  ASSERT_TRUE(publisher.publish("site/press-9/temp", "back", 1));
+  ASSERT_TRUE(subscriber->wait_messages(1)) << server->proc().output();
+  EXPECT_EQ(subscriber->messages()[0].topic, "plant/press-9/up");
+}
+
 TEST_F(mqtt_endpoint, behind_a_disk_buffer_an_outage_loses_nothing) {
   // The remote keeps its subscriber's session across its restart, so what
   // the endpoint forwards once it is back waits for that subscriber.
@@ -183,6 +209,41 @@ TEST_F(mqtt_endpoint, behind_a_disk_buffer_an_outage_loses_nothing) {
     ++seen.at(std::stoi(m.payload));
   for (int i = 0; i < count; ++i)
     EXPECT_GE(seen[i], 1) << "message " << i << " never arrived";
+}
+
+TEST(mqtt_endpoint_tls, the_endpoint_reaches_a_remote_that_wants_a_client_certificate) {
+  test_pki pki;
+  auto client = pki.client("hubflow-cloud");
+  // Mosquitto started as root reads its files as user mosquitto.
+  ASSERT_EQ(run_command("chmod -R a+rX " + pki.dir()).exit_code, 0);
+  auto tls_port = free_port();
+  mosquitto_server remote(
+    0, "listener " + std::to_string(tls_port) + " 127.0.0.1\n"
+         "cafile " + pki.ca() + "\ncertfile " + pki.server().cert
+         + "\nkeyfile " + pki.server().key + "\nrequire_certificate true\n");
+  auto port = free_port();
+  hubflow_server server(
+    "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n"
+    "endpoints:\n  - name: cloud\n    type: mqtt\n"
+    "    address: ssl://127.0.0.1:" + std::to_string(tls_port) + "\n"
+    "    ca: " + pki.ca() + "\n    cert: " + client.cert + "\n"
+    "    key: " + client.key + "\n    protocol: mqttv5\n"
+    "rules:\n  - from: {topic: 'site/#', qos: 1}\n"
+    "    to: {endpoint: cloud, topic: 'secure/${topic}', qos: 1}\n");
+  ASSERT_TRUE(server.wait_ready()) << server.proc().output();
+  ASSERT_TRUE(wait_until([&] {
+    auto c = counters_of(server.stats_json(), "endpoint", "cloud");
+    return c.is_object() && c.value("connects", 0) >= 1;
+  })) << server.proc().output();
+  mqtt_client subscriber; // on the remote's plain listener
+  ASSERT_EQ(subscriber.connect(remote.port()), 0);
+  ASSERT_EQ(subscriber.subscribe("secure/#", 1), 1);
+  mqtt_client publisher;
+  ASSERT_EQ(publisher.connect(port), 0);
+  ASSERT_TRUE(publisher.publish("site/door", "closed", 1));
+  ASSERT_TRUE(subscriber.wait_messages(1)) << server.proc().output();
+  EXPECT_EQ(subscriber.messages()[0].topic, "secure/site/door");
+  EXPECT_EQ(subscriber.messages()[0].payload, "closed");
 }
 
 TEST(mqtt_endpoint_config, errors_name_file_line_and_key) {
