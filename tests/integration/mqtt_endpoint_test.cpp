@@ -2,9 +2,10 @@
 // mosquitto on a free port as the remote broker: embedded hub -> rule ->
 // endpoint -> remote subscriber on the rendered topic; remote publisher ->
 // endpoint as a source -> rule -> embedded hub subscriber; a QoS 1
-// publisher's PUBACK waits for the remote broker's; a remote outage loses
-// nothing behind `buffer: disk` and acknowledges nothing falsely without
-// it; after the remote restarts, both directions work again (resubscribed);
+// publisher's PUBACK waits for the remote broker's and carries its refusal
+// (an MQTT 5 reason code); a remote outage loses nothing behind `buffer:
+// disk` and acknowledges nothing falsely without it; after the remote
+// restarts, both directions work again (resubscribed);
 // mutual TLS with hub.address's keys; config errors name file, line and key.
 #include <signal.h>
 
@@ -138,6 +139,28 @@ TEST_F(mqtt_endpoint, a_qos1_puback_waits_for_the_remote_brokers) {
   EXPECT_TRUE(wait_until([&] {
     return !subscriber->messages_on("plant/press-2/up").empty();
   })) << server->proc().output();
+}
+
+TEST_F(mqtt_endpoint, a_refusal_by_the_remote_reaches_the_mqtt5_publisher) {
+  // The remote lets anonymous clients publish under plant/ only, and says
+  // so in an MQTT 5 PUBACK's reason code.
+  auto acl = data.write("acl", "topic readwrite plant/#\n");
+  ASSERT_EQ(run_command("chmod -R a+rX " + data.path()).exit_code, 0);
+  remote = std::make_unique<mosquitto_server>(0, "acl_file " + acl + "\n");
+  server = std::make_unique<hubflow_server>(
+    "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n"
+    "endpoints:\n  - name: cloud\n    type: mqtt\n    protocol: mqttv5\n"
+    "    address: tcp://127.0.0.1:" + std::to_string(remote->port()) + "\n"
+    "rules:\n  - name: out\n    from: {topic: 'site/#', qos: 1}\n"
+    "    to: {endpoint: cloud, topic: '${topic}', qos: 1}\n");
+  ASSERT_TRUE(server->wait_ready()) << server->proc().output();
+  ASSERT_TRUE(wait_connects(1)) << server->proc().output();
+  mqtt_client publisher("", 5);
+  ASSERT_EQ(publisher.connect(port), 0);
+  // ERROR, not RETRY: answered at once with the remote's reason code.
+  EXPECT_EQ(publisher.publish_reason("site/press-1/temp", "denied", 1),
+            0x87)
+    << server->proc().output();
 }
 
 TEST_F(mqtt_endpoint, without_a_buffer_an_outage_acknowledges_nothing) {
