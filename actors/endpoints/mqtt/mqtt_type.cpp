@@ -1,6 +1,7 @@
 // The registry entry of `type: mqtt`: its option table, its parser and its
 // actor, which is hub/external_hub's link (endpoints/endpoint_registry.cpp
 // lists it).
+#include "endpoints/endpoint.hpp"
 #include "endpoints/mqtt/mqtt_settings.hpp"
 
 namespace hubflow {
@@ -14,11 +15,8 @@ endpoint_type mqtt_endpoint_type() {
       parse_mqtt_settings(values, cfg));
   };
   type.spawn = [](caf::actor_system& sys, const endpoint_config& cfg) {
-    auto settings = std::dynamic_pointer_cast<const mqtt_settings>(cfg.parsed);
-    if (!settings)
-      throw config_error(cfg.where, "endpoints." + cfg.name,
-                         "the mqtt endpoint's settings were not parsed");
-    return spawn_external_hub_link(sys, settings->link);
+    return spawn_external_hub_link(sys,
+                                   parsed_settings<mqtt_settings>(cfg)->link);
   };
   return type;
 }
