@@ -167,6 +167,10 @@ TEST_F(mqtt_endpoint, without_a_buffer_an_outage_acknowledges_nothing) {
   start_hubflow();
   ASSERT_TRUE(wait_connects(1)) << server->proc().output();
   remote->stop();
+  // The endpoint has seen the connection go (counted on stats.interval).
+  ASSERT_TRUE(wait_until(
+    [&] { return endpoint_counter(*server, "disconnects") >= 1; }))
+    << server->proc().output();
   mqtt_client publisher;
   ASSERT_EQ(publisher.connect(port), 0);
   ASSERT_TRUE(publisher.publish_async("site/press-3/temp", "lost?", 1));
