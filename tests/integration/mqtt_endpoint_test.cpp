@@ -5,8 +5,9 @@
 // publisher's PUBACK waits for the remote broker's and carries its refusal
 // (an MQTT 5 reason code); a remote outage loses nothing behind `buffer:
 // disk` and acknowledges nothing falsely without it; after the remote
-// restarts, both directions work again (resubscribed);
-// mutual TLS with hub.address's keys; config errors name file, line and key.
+// restarts, both directions work again (resubscribed); MQTT 5 user
+// properties and QoS 2 cross it; mutual TLS with hub.address's keys; config
+// errors name file, line and key.
 #include <signal.h>
 
 #include <memory>
@@ -161,6 +162,34 @@ TEST_F(mqtt_endpoint, a_refusal_by_the_remote_reaches_the_mqtt5_publisher) {
   EXPECT_EQ(publisher.publish_reason("site/press-1/temp", "denied", 1),
             0x87)
     << server->proc().output();
+}
+
+TEST_F(mqtt_endpoint, mqtt5_keeps_user_properties_and_qos_2_reaches_the_remote) {
+  server = std::make_unique<hubflow_server>(
+    "hub:\n  listen: [tcp://127.0.0.1:" + std::to_string(port) + "]\n"
+    "endpoints:\n  - name: cloud\n    type: mqtt\n    protocol: mqttv5\n"
+    "    address: tcp://127.0.0.1:" + std::to_string(remote->port()) + "\n"
+    "rules:\n  - name: v5\n    from: {topic: 'site/#', qos: 2}\n"
+    "    to: {endpoint: cloud, topic: 'plant/${property.site}/${topic.2}', qos: 2}\n");
+  ASSERT_TRUE(server->wait_ready()) << server->proc().output();
+  ASSERT_TRUE(wait_connects(1)) << server->proc().output();
+  mqtt_client subscriber("", 5);
+  ASSERT_EQ(subscriber.connect(remote->port()), 0);
+  ASSERT_EQ(subscriber.subscribe("plant/#", 2), 2);
+  // mosquitto_pub speaks MQTT 5 with a user property; it exits once its
+  // QoS 2 flow with the hub (so with the remote) is complete.
+  auto pub = run_command("mosquitto_pub -V 5 -p " + std::to_string(port)
+                         + " -q 2 -t site/press-5 -m with-props"
+                           " -D publish user-property site edge-7");
+  ASSERT_EQ(pub.exit_code, 0) << pub.output;
+  ASSERT_TRUE(subscriber.wait_messages(1)) << server->proc().output();
+  auto m = subscriber.messages()[0];
+  EXPECT_EQ(m.topic, "plant/edge-7/press-5");
+  EXPECT_EQ(m.payload, "with-props");
+  EXPECT_EQ(m.qos, 2);
+  EXPECT_EQ(m.user_properties,
+            (std::vector<std::pair<std::string, std::string>>{
+              {"site", "edge-7"}}));
 }
 
 TEST_F(mqtt_endpoint, without_a_buffer_an_outage_acknowledges_nothing) {
