@@ -52,6 +52,7 @@ std::int64_t now_ns() {
 struct options {
   std::string host = "127.0.0.1";
   int port = 1883;
+  int subscribe_port = 0; // 0: `port`; else the far side of a bridge
   int publishers = 1;
   int subscribers = 1;
   int qos = 0;
@@ -119,6 +120,8 @@ std::optional<options> parse_options(int argc, char** argv) {
     ("help,h", "show this help")
     ("host", po::value(&o.host)->default_value(o.host), "broker address")
     ("port,p", po::value(&o.port)->default_value(o.port), "broker MQTT port")
+    ("subscribe-port", po::value(&o.subscribe_port),
+     "subscribers connect to this port instead (the far side of a bridge)")
     ("publishers,n", po::value(&o.publishers)->default_value(o.publishers),
      "publishing clients (N); all publish to the same topic")
     ("subscribers,m", po::value(&o.subscribers)->default_value(o.subscribers),
@@ -395,24 +398,27 @@ private:
 
 public:
 
-  void connect(const options& o, clock_type::time_point deadline) {
+  void connect(const options& o, clock_type::time_point deadline,
+               int port = 0) {
+    if (port == 0)
+      port = o.port;
     int rc;
     if (keep_session_ && o.protocol == 5) {
       // MQTT 5 ends a session at disconnect unless it has an expiry.
       mosquitto_property* props = nullptr;
       mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, 3600);
-      rc = mosquitto_connect_bind_v5(mosq, o.host.c_str(), o.port, 60, nullptr, props);
+      rc = mosquitto_connect_bind_v5(mosq, o.host.c_str(), port, 60, nullptr, props);
       mosquitto_property_free_all(&props);
     } else {
-      rc = mosquitto_connect(mosq, o.host.c_str(), o.port, 60);
+      rc = mosquitto_connect(mosq, o.host.c_str(), port, 60);
     }
     if (rc != MOSQ_ERR_SUCCESS)
       throw std::runtime_error(name + ": cannot connect to " + o.host + ":"
-                               + std::to_string(o.port) + ": "
+                               + std::to_string(port) + ": "
                                + mosquitto_strerror(rc));
     if (!loop_until([&] { return connack >= 0; }, deadline))
       throw std::runtime_error(name + ": no CONNACK from " + o.host + ":"
-                               + std::to_string(o.port));
+                               + std::to_string(port));
     if (connack != 0)
       throw std::runtime_error(name + ": connection refused: "
                                + mosquitto_connack_string(connack));
@@ -681,7 +687,7 @@ results run(const options& o) {
     s->messages_per_publisher = o.messages;
     s->publishers = static_cast<std::uint32_t>(o.publishers);
     s->latencies_ns.reserve(o.shared ? slots / o.subscribers + 1024 : slots);
-    s->connect(o, setup_deadline);
+    s->connect(o, setup_deadline, o.subscribe_port);
     int rc = mosquitto_subscribe(s->mosq, nullptr, filter.c_str(), o.qos);
     if (rc != MOSQ_ERR_SUCCESS)
       throw std::runtime_error(s->name + ": subscribe: " + mosquitto_strerror(rc));
@@ -782,7 +788,8 @@ results run(const options& o) {
     subs.clear();
     for (auto& name : names) {
       client_base c{name, o};
-      c.connect(o, clock_type::now() + std::chrono::seconds(10));
+      c.connect(o, clock_type::now() + std::chrono::seconds(10),
+                o.subscribe_port);
     }
   }
   return r;

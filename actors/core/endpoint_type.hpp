@@ -36,6 +36,18 @@ struct endpoint_usage {
     auto i = targets.find(text);
     return i == targets.end() ? nullptr : i->second;
   }
+
+  /// Renders `target` for `msg` into `out`: its template compiled at load,
+  /// or one compiled in `dialect` for this call (a target no rule declared:
+  /// an error_topic, tests, tools). False with `error` set when it does not
+  /// compile or render.
+  bool render(const std::string& text, const message& msg, std::string& out,
+              std::string& error, template_dialect dialect = {}) const {
+    if (auto compiled = target(text))
+      return compiled->render(msg, out, error);
+    auto adhoc = topic_template::compile(text, error, dialect);
+    return adhoc && adhoc->render(msg, out, error);
+  }
 };
 
 /// The base of each endpoint type's parsed settings.

@@ -8,6 +8,8 @@
 // (core/endpoint_type.hpp says what a type provides).
 #pragma once
 
+#include <memory>
+
 #include "core/config.hpp"
 #include "core/endpoint_type.hpp"
 
@@ -20,5 +22,17 @@ endpoint_types& endpoint_registry();
 /// behind its disk buffer when it has `buffer: disk`
 /// (endpoints/disk_buffer_endpoint.hpp).
 caf::actor spawn_endpoint(caf::actor_system& sys, const endpoint_config& cfg);
+
+/// The settings `cfg.parsed` holds, as its type's own `Settings` (what a
+/// type's spawn hands its actor); throws config_error when the entry was
+/// not parsed by that type (built in code without the loader).
+template <class Settings>
+std::shared_ptr<const Settings> parsed_settings(const endpoint_config& cfg) {
+  auto settings = std::dynamic_pointer_cast<const Settings>(cfg.parsed);
+  if (!settings)
+    throw config_error(cfg.where, "endpoints." + cfg.name,
+                       "the " + cfg.type + " endpoint's settings were not parsed");
+  return settings;
+}
 
 } // namespace hubflow

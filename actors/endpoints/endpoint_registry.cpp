@@ -1,6 +1,7 @@
 #include "endpoints/endpoint.hpp"
 #include "endpoints/disk_buffer_endpoint.hpp"
 #include "endpoints/kafka/kafka_endpoint.hpp"
+#include "endpoints/mqtt/mqtt_settings.hpp"
 #include "endpoints/redis/redis_endpoint.hpp"
 
 namespace hubflow {
@@ -9,6 +10,7 @@ endpoint_types& endpoint_registry() {
   // Each endpoint type adds one line here.
   static endpoint_types registry = {
     {"kafka", kafka_endpoint_type()},
+    {"mqtt", mqtt_endpoint_type()},
     {"redis", redis_endpoint_type()},
   };
   return registry;

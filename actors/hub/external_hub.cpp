@@ -40,8 +40,7 @@ struct pending_publish {
 struct link_state {
   static inline const char* name = "hubflow.external_hub";
 
-  hub_config cfg;
-  std::string client_id;
+  mqtt_link_settings cfg;
   ::mosquitto* mosq = nullptr;
   std::unique_ptr<callback_target> target;
   bool connected = false;
@@ -178,7 +177,6 @@ void on_message(::mosquitto*, void* obj, const mosquitto_message* m,
   msg.qos = static_cast<std::uint8_t>(m->qos);
   msg.retain = m->retain;
   msg.properties = read_properties(props);
-  msg.origin = "external-hub";
   caf::anon_send(static_cast<callback_target*>(obj)->link,
                  deliver_atom::value, std::move(msg));
 }
@@ -188,7 +186,7 @@ void subscribe_now(link_actor* self, const subscription& sub) {
                                 sub.qos);
   if (rc != MOSQ_ERR_SUCCESS)
     spdlog::warn("hub link {}: cannot subscribe to '{}': {}",
-                 self->state.client_id, sub.filter, mosquitto_strerror(rc));
+                 self->state.cfg.client_id, sub.filter, mosquitto_strerror(rc));
 }
 
 constexpr std::uint64_t any_answer_ticket = 1;
@@ -228,21 +226,44 @@ sink_errc refusal_kind(int rc) {
   }
 }
 
-/// Publishes on the external hub; QoS 1/2 are answered on PUBACK/PUBCOMP.
-void publish(link_actor* self, const message& msg, reply answer) {
+/// Publishes on the external hub, to the topic `target` names (topic_of);
+/// QoS 1/2 are answered on PUBACK/PUBCOMP.
+void publish(link_actor* self, const message& msg, const std::string& target,
+             reply answer) {
   auto& st = self->state;
+  // libmosquitto would queue a QoS 1/2 publish until it reconnects, and the
+  // answer would wait for the ack timeout: RETRY now, the rule (or a disk
+  // buffer) resends.
+  if (!st.connected) {
+    st.stats->add("publish_failures");
+    answer.deliver(make_sink_error(sink_errc::retry,
+                                   "hub " + st.cfg.address
+                                     + " is not connected"));
+    return;
+  }
+  std::string rendered;
+  if (st.cfg.topic_of) {
+    std::string error;
+    if (!st.cfg.topic_of(target, msg, rendered, error)) {
+      st.stats->add("publish_failures");
+      answer.deliver(make_sink_error(sink_errc::topic_name_invalid,
+                                     "hub " + st.cfg.address + ": " + error));
+      return;
+    }
+  }
+  auto& topic = st.cfg.topic_of ? rendered : msg.topic;
   auto* props = st.cfg.protocol == 5 ? write_properties(msg.properties)
                                      : nullptr;
   int mid = 0;
   auto rc = mosquitto_publish_v5(
-    st.mosq, &mid, msg.topic.c_str(), static_cast<int>(msg.body.size()),
+    st.mosq, &mid, topic.c_str(), static_cast<int>(msg.body.size()),
     msg.body.view().data(), msg.qos, msg.retain, props);
   mosquitto_property_free_all(&props);
   if (rc != MOSQ_ERR_SUCCESS) {
     st.stats->add("publish_failures");
     answer.deliver(make_sink_error(publish_failure_kind(rc),
                                    "hub " + st.cfg.address
-                                     + ": cannot publish to '" + msg.topic
+                                     + ": cannot publish to '" + topic
                                      + "': " + mosquitto_strerror(rc)));
     return;
   }
@@ -277,27 +298,30 @@ void connect_failed(link_actor* self, const std::string& why) {
     return;
   st.last_error = why;
   spdlog::warn("hub link {}: cannot connect to {}: {} (retrying)",
-               st.client_id, st.cfg.address, why);
+               st.cfg.client_id, st.cfg.address, why);
 }
 
-caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
+caf::behavior link(link_actor* self, mqtt_link_settings cfg) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
-  st.client_id = std::move(client_id);
-  st.stats = std::make_unique<probe>("hub", st.client_id);
+  st.stats = std::make_unique<probe>(
+    st.cfg.stats_kind,
+    st.cfg.stats_name.empty() ? st.cfg.client_id : st.cfg.stats_name);
   st.stats->label("address", st.cfg.address);
   st.stats->label("state", "connecting");
   st.target = std::make_unique<callback_target>(callback_target{self});
-  st.mosq = mosquitto_new(st.client_id.c_str(), true, st.target.get());
+  st.mosq = mosquitto_new(st.cfg.client_id.c_str(), true, st.target.get());
   mosquitto_int_option(st.mosq, MOSQ_OPT_PROTOCOL_VERSION,
                        st.cfg.protocol == 5 ? MQTT_PROTOCOL_V5
                                             : MQTT_PROTOCOL_V311);
   if (!st.cfg.username.empty())
     mosquitto_username_pw_set(st.mosq, st.cfg.username.c_str(),
                               st.cfg.password.c_str());
+  mosquitto_max_inflight_messages_set(
+    st.mosq, static_cast<unsigned>(st.cfg.max_inflight));
   mosquitto_reconnect_delay_set(st.mosq, 1, 30, true);
-  if (st.cfg.address_tls)
-    use_tls(st.mosq, *st.cfg.address_tls);
+  if (st.cfg.tls)
+    use_tls(st.mosq, *st.cfg.tls);
   mosquitto_log_callback_set(st.mosq, on_log);
   mosquitto_connect_v5_callback_set(st.mosq, on_connect);
   mosquitto_disconnect_v5_callback_set(st.mosq, on_disconnect);
@@ -309,13 +333,13 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
   // connect that already failed (eclipse/mosquitto#1903).
   mosquitto_loop_start(st.mosq);
   // Checked by the config loader (hub_address_rules).
-  auto& at = st.cfg.address_parsed;
-  mosquitto_connect_async(st.mosq, at.host.c_str(), at.port, 60);
+  auto& at = st.cfg.at;
+  mosquitto_connect_async(st.mosq, at.host.c_str(), at.port,
+                          st.cfg.keepalive);
   self->send(self, tick_atom::value);
-  // The sink protocol's forms (the target is ignored: a message goes to its
-  // own topic), then the link's own.
-  auto write = [self](message& msg, const std::string&, reply answer) {
-    publish(self, msg, std::move(answer));
+  // The sink protocol's forms, then the link's own.
+  auto write = [self](message& msg, const std::string& target, reply answer) {
+    publish(self, msg, target, std::move(answer));
   };
   return sink_handlers(self, write).or_else(
     [=](subscribe_atom, const std::string& filter, std::uint8_t qos,
@@ -358,6 +382,7 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
     [=](deliver_atom, message& msg) {
       auto& st = self->state;
       st.stats->add("in");
+      msg.origin = st.cfg.origin;
       for (auto& sub : st.subscriptions) {
         bool matched = false;
         mosquitto_topic_matches_sub(sub.filter.c_str(), msg.topic.c_str(),
@@ -375,12 +400,12 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       auto& st = self->state;
       if (rc != 0) {
         spdlog::warn("hub link {}: {} refused the connection: {}",
-                     st.client_id, st.cfg.address,
+                     st.cfg.client_id, st.cfg.address,
                      mosquitto_connack_string(rc));
         st.stats->add("connect_refused");
         return;
       }
-      spdlog::info("hub link {}: connected to {}", st.client_id,
+      spdlog::info("hub link {}: connected to {}", st.cfg.client_id,
                    st.cfg.address);
       st.connected = true;
       st.last_error.clear();
@@ -400,7 +425,7 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
       st.connected = false;
       st.stats->add("disconnects");
       st.stats->label("state", "reconnecting");
-      spdlog::warn("hub link {}: lost {} ({}), reconnecting", st.client_id,
+      spdlog::warn("hub link {}: lost {} ({}), reconnecting", st.cfg.client_id,
                    st.cfg.address, mosquitto_strerror(rc));
     },
     [=](link_error_atom, const std::string& text) {
@@ -433,10 +458,28 @@ caf::behavior link(link_actor* self, hub_config cfg, std::string client_id) {
 
 } // namespace
 
+mqtt_link_settings link_settings_of(const hub_config& cfg,
+                                    std::string client_id) {
+  mqtt_link_settings s;
+  s.address = cfg.address;
+  s.at = cfg.address_parsed;
+  s.tls = cfg.address_tls;
+  s.client_id = std::move(client_id);
+  s.username = cfg.username;
+  s.password = cfg.password;
+  s.protocol = cfg.protocol;
+  return s;
+}
+
+caf::actor spawn_external_hub_link(caf::actor_system& sys,
+                                   mqtt_link_settings settings) {
+  return sys.spawn(link, std::move(settings));
+}
+
 caf::actor spawn_external_hub_link(caf::actor_system& sys,
                                    const hub_config& cfg,
                                    const std::string& client_id) {
-  return sys.spawn(link, cfg, client_id);
+  return spawn_external_hub_link(sys, link_settings_of(cfg, client_id));
 }
 
 } // namespace hubflow

@@ -1,7 +1,7 @@
 // Options declared once (core/options.hpp): the reader checks keys, types
 // and ranges against a table and fills defaults; the schema fragments in
-// schemas/hubflow.schema.json and the option tables of docs/kafka.md and
-// docs/redis.md are the ones the tables generate.
+// schemas/hubflow.schema.json and the option tables of docs/kafka.md,
+// docs/redis.md and docs/mqtt.md are the ones the tables generate.
 #include <fstream>
 #include <sstream>
 
@@ -11,6 +11,7 @@
 #include "core/config.hpp"
 #include "core/options.hpp"
 #include "endpoints/kafka/kafka_settings.hpp"
+#include "endpoints/mqtt/mqtt_settings.hpp"
 #include "endpoints/redis/redis_settings.hpp"
 
 using namespace hubflow;
@@ -101,12 +102,16 @@ TEST(options, the_schema_fragments_are_the_tables) {
   // What the file says of itself is not part of the table.
   defs["kafkaEndpoint"].erase("description");
   defs["redisEndpoint"].erase("description");
+  defs["mqttEndpoint"].erase("description");
   EXPECT_EQ(defs["kafkaEndpoint"], options_schema(kafka::kafka_options(), "kafka"))
     << "schemas/hubflow.schema.json definitions.kafkaEndpoint should be:\n"
     << options_schema(kafka::kafka_options(), "kafka").dump();
   EXPECT_EQ(defs["redisEndpoint"], options_schema(redis_options(), "redis"))
     << "schemas/hubflow.schema.json definitions.redisEndpoint should be:\n"
     << options_schema(redis_options(), "redis").dump();
+  EXPECT_EQ(defs["mqttEndpoint"], options_schema(mqtt_options(), "mqtt"))
+    << "schemas/hubflow.schema.json definitions.mqttEndpoint should be:\n"
+    << options_schema(mqtt_options(), "mqtt").dump();
 }
 
 TEST(options, the_docs_tables_are_the_tables) {
@@ -116,4 +121,7 @@ TEST(options, the_docs_tables_are_the_tables) {
   auto redis = options_markdown(redis_options());
   EXPECT_NE(read_source("docs/redis.md").find(redis), std::string::npos)
     << "docs/redis.md should hold this table:\n" << redis;
+  auto mqtt = options_markdown(mqtt_options());
+  EXPECT_NE(read_source("docs/mqtt.md").find(mqtt), std::string::npos)
+    << "docs/mqtt.md should hold this table:\n" << mqtt;
 }

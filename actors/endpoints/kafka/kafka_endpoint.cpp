@@ -84,11 +84,7 @@ endpoint_type kafka_endpoint_type() {
       kafka::parse_kafka_settings(values, config));
   };
   type.spawn = [](caf::actor_system& sys, const endpoint_config& config) {
-    auto settings
-      = std::dynamic_pointer_cast<const kafka::kafka_settings>(config.parsed);
-    if (!settings)
-      throw config_error(config.where, "endpoints." + config.name,
-                         "the kafka endpoint's settings were not parsed");
+    auto settings = parsed_settings<kafka::kafka_settings>(config);
     // Publishes go straight to the producer's handlers: no extra hop.
     return kafka::spawn_kafka_producer(
       sys, settings, config.usage.as_destination,

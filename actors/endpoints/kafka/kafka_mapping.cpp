@@ -127,16 +127,8 @@ bool add_cloud_event_headers(const kafka_settings& settings,
 
 bool expand_kafka_topic(const kafka_settings& settings, std::string& topic,
                         const message& msg, std::string& error) {
-  auto compiled = settings.usage.target(topic);
-  std::optional<topic_template> adhoc;
-  if (!compiled) {
-    // A target no rule declared (tests, tools): compiled for this call.
-    adhoc = topic_template::compile(topic, error);
-    if (!adhoc)
-      return false;
-  }
   std::string out;
-  if (!(compiled ? *compiled : *adhoc).render(msg, out, error))
+  if (!settings.usage.render(topic, msg, out, error))
     return false;
   topic = std::move(out);
   return true;

@@ -151,16 +151,11 @@ topic_template_ptr redis_key_template(const std::string& text) {
 std::optional<std::string> render_key(const redis_settings& s,
                                       const std::string& target,
                                       const message& msg, std::string& error) {
-  auto tmpl = target.empty() ? s.key : s.usage.target(target);
-  std::optional<topic_template> adhoc;
-  if (!tmpl) {
-    // A target no rule declared (compiled here, once per call).
-    adhoc = topic_template::compile(target, error, redis_dialect);
-    if (!adhoc)
-      return std::nullopt;
-  }
   std::string out;
-  if (!(tmpl ? *tmpl : *adhoc).render(msg, out, error))
+  bool rendered = target.empty() && s.key
+                    ? s.key->render(msg, out, error)
+                    : s.usage.render(target, msg, out, error, redis_dialect);
+  if (!rendered)
     return std::nullopt;
   return out;
 }

@@ -13,11 +13,8 @@ endpoint_type redis_endpoint_type() {
       parse_redis_settings(values, cfg));
   };
   type.spawn = [](caf::actor_system& sys, const endpoint_config& cfg) {
-    auto settings = std::dynamic_pointer_cast<const redis_settings>(cfg.parsed);
-    if (!settings)
-      throw config_error(cfg.where, "endpoints." + cfg.name,
-                         "the redis endpoint's settings were not parsed");
-    return spawn_redis_endpoint(sys, cfg.name, *settings);
+    return spawn_redis_endpoint(sys, cfg.name,
+                                *parsed_settings<redis_settings>(cfg));
   };
   return type;
 }
