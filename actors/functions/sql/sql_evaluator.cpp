@@ -4,8 +4,8 @@
 #include <limits>
 
 #include "core/json_text.hpp"
+#include "core/topic.hpp"
 #include "core/topic_template.hpp"
-#include "hub/topic_tree.hpp"
 
 namespace hubflow::sql {
 
