@@ -1,14 +1,15 @@
 // MQTT's rules for topic names and filters, as free functions over strings:
 // validity (wildcards, UTF-8, level and length bounds), matching a filter
 // against a name (`+`, `#`, and the rule that wildcards at the first level
-// do not match `$`-topics), splitting into levels and taking the
-// `$share/group/filter` form apart. The hub's subscription trie
-// (hub/topic_tree.hpp), its permits (hub/auth), and the SQL filter's FROM
-// clause all judge topics by these.
+// do not match `$`-topics), levels (all of them, or the n-th) and taking
+// the `$share/group/filter` form apart. The hub's subscription trie
+// (hub/topic_tree.hpp), its permits (hub/auth), the SQL filter and the
+// topic templates all judge topics by these.
 #pragma once
 
 #include <cstddef>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -54,5 +55,16 @@ std::optional<shared_filter> parse_shared_filter(std::string_view filter);
 /// Splits a topic or filter at '/' (empty levels kept) into `out` (cleared
 /// first).
 void split_levels(std::string_view topic, std::vector<std::string_view>& out);
+
+/// The `n`-th level (1-based) of an MQTT topic; nullopt when the topic has
+/// fewer levels. SQL's topic(n) and the templates' ${topic.N} share it.
+std::optional<std::string_view> topic_level(std::string_view topic,
+                                            std::size_t n);
+
+/// Why `topic` cannot be published to on MQTT (empty, longer than 65535
+/// bytes, a wildcard, U+0000), in words, or nullopt when it can: what the
+/// config loader says of a destination template's literal text.
+/// valid_topic_name() is the hub's whole check (UTF-8, the hub's limits).
+std::optional<std::string> check_mqtt_topic_name(std::string_view topic);
 
 } // namespace hubflow

@@ -5,7 +5,6 @@
 
 #include "core/json_text.hpp"
 #include "core/topic.hpp"
-#include "core/topic_template.hpp"
 
 namespace hubflow::sql {
 
