@@ -30,33 +30,6 @@ std::string escape_current(std::string_view literal) {
 
 } // namespace
 
-std::optional<std::string_view> topic_level(std::string_view topic,
-                                            std::size_t n) {
-  if (n == 0)
-    return std::nullopt;
-  std::size_t begin = 0;
-  for (std::size_t level = 1; level < n; ++level) {
-    begin = topic.find('/', begin);
-    if (begin == std::string_view::npos)
-      return std::nullopt;
-    ++begin;
-  }
-  auto end = topic.find('/', begin);
-  return topic.substr(begin, end == std::string_view::npos ? end : end - begin);
-}
-
-std::optional<std::string> check_mqtt_topic_name(std::string_view topic) {
-  if (topic.empty())
-    return "the topic is empty";
-  if (topic.size() > 65535)
-    return "the topic is longer than 65535 bytes";
-  if (topic.find_first_of("+#") != std::string_view::npos)
-    return "'" + std::string(topic) + "' holds a wildcard (+ or #)";
-  if (topic.find('\0') != std::string_view::npos)
-    return "the topic holds U+0000";
-  return std::nullopt;
-}
-
 std::optional<topic_template>
 topic_template::compile(std::string_view text, std::string& error,
                         template_dialect dialect) {

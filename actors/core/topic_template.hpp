@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/message.hpp"
+#include "core/topic.hpp"
 
 namespace hubflow {
 
@@ -87,14 +88,5 @@ private:
 };
 
 using topic_template_ptr = std::shared_ptr<const topic_template>;
-
-/// The `n`-th level (1-based) of an MQTT topic; nullopt when the topic has
-/// fewer levels. SQL's topic(n) and the templates' ${topic.N} share it.
-std::optional<std::string_view> topic_level(std::string_view topic,
-                                            std::size_t n);
-
-/// Why `topic` cannot be published to on MQTT (empty, a wildcard, U+0000),
-/// or nullopt when it can.
-std::optional<std::string> check_mqtt_topic_name(std::string_view topic);
 
 } // namespace hubflow

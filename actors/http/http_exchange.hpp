@@ -27,11 +27,11 @@
 #include <nlohmann/json.hpp>
 
 #include "core/acceptor.hpp"
+#include "core/http_parser.hpp"
 #include "core/json_text.hpp"
 #include "core/probe.hpp"
 #include "core/tls_context.hpp"
 #include "http/http_api.hpp"
-#include "http/http_parser.hpp"
 
 namespace hubflow::http {
 

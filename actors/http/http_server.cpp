@@ -12,19 +12,19 @@
 
 #include "core/broker_exit.hpp"
 #include "core/registered_name.hpp"
+#include "core/tls_layer.hpp"
 #include "core/type_ids.hpp"
-#include "hub/tls_layer.hpp"
 
 // The server side of the HTTP API: connections, pipelining, flow control and
 // deadlines; routes are handed complete requests (http_exchange.hpp).
 namespace hubflow::http {
 
 /// An HTTPS connection's TLS: OpenSSL on memory BIOs, as the hub's TLS
-/// listeners use it (hub/tls_layer.hpp). Its records are written like
+/// listeners use it (core/tls_layer.hpp). Its records are written like
 /// plain answers and counted in the connection's `unsent`, so flow control
 /// and deadlines see them; closing stays with the server, which sends
 /// close_notify first (session.close()).
-struct http_tls final : hub::transport {
+struct http_tls final : transport {
   http_tls(http_broker* self, caf::io::connection_handle hdl,
            std::uint64_t& unsent, ssl_ctx_st* ctx)
     : self(self), hdl(hdl), unsent(unsent), session(*this, ctx) {
@@ -57,7 +57,7 @@ struct http_tls final : hub::transport {
   http_broker* self;
   caf::io::connection_handle hdl;
   std::uint64_t& unsent; // the connection's
-  hub::tls_layer session;
+  tls_layer session;
 };
 
 http_connection::http_connection(http_limits limits) : parser(limits) {

@@ -1,7 +1,7 @@
 #include "hub/auth.hpp"
 
 #include "core/base64.hpp"
-#include "hub/topic_tree.hpp"
+#include "core/topic.hpp"
 
 #include <algorithm>
 #include <array>
@@ -381,7 +381,7 @@ bool authenticator::may_subscribe(client_identity who,
   if (pol.kind == policy::everything)
     return who.principal != nullptr || allow_anonymous_;
   // `$share/<group>/<filter>` subscribes to <filter>.
-  if (auto shared = mqtt::parse_shared_filter(filter)) {
+  if (auto shared = parse_shared_filter(filter)) {
     if (!shared->valid)
       return false;
     filter = shared->filter;

@@ -837,7 +837,7 @@ void connection::handle_subscribe(const mqtt::subscribe_packet& s) {
   std::vector<std::pair<const std::string*, mqtt::subscription_options>>
     retained;
   for (auto& [filter, opts] : s.filters) {
-    auto shared = mqtt::parse_shared_filter(filter);
+    auto shared = parse_shared_filter(filter);
     if (!valid_topic_filter(filter, core.topic_bounds())) {
       ack.reasons.push_back(v5 ? mqtt::rc::topic_filter_invalid
                                : mqtt::rc::unspecified_error);

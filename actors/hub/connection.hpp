@@ -17,11 +17,11 @@
 #include <caf/io/broker.hpp>
 
 #include "core/reply.hpp"
+#include "core/tls_layer.hpp"
+#include "core/transport.hpp"
 #include "hub/hub_core.hpp"
 #include "hub/listener.hpp"
 #include "hub/mqtt_codec.hpp"
-#include "hub/tls_layer.hpp"
-#include "hub/transport.hpp"
 #include "hub/ws_layer.hpp"
 
 namespace hubflow::hub {

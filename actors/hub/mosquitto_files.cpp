@@ -7,8 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "core/topic.hpp"
 #include "hub/auth.hpp"
-#include "hub/topic_tree.hpp"
 
 namespace hubflow {
 

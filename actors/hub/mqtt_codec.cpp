@@ -3,6 +3,8 @@
 #include <array>
 #include <cstring>
 
+#include "core/topic.hpp"
+
 namespace hubflow::mqtt {
 
 namespace {
@@ -142,7 +144,7 @@ public:
   }
   std::string str() {
     auto v = bin_view();
-    if (!valid_utf8(v))
+    if (!valid_mqtt_utf8(v))
       throw decode_failure{rc::malformed_packet, "invalid UTF-8 string"};
     return std::string{v};
   }
@@ -389,7 +391,7 @@ void read_publish(reader& r, std::uint8_t flags, const decode_options& o,
          "empty topic name");
   auto body = r.rest();
   if (p.msg.properties.has_payload_format && p.msg.properties.payload_format == 1
-      && !valid_utf8(body))
+      && !valid_mqtt_utf8(body))
     fail(rc::payload_format_invalid, "payload is not the UTF-8 it claims");
   p.msg.body = payload{std::string{body}};
 }
@@ -1054,48 +1056,6 @@ void encode_simple_ack(packet_type type, std::uint16_t packet_id,
   out.push_back(2);
   out.push_back(static_cast<char>(packet_id >> 8));
   out.push_back(static_cast<char>(packet_id & 0xFF));
-}
-
-bool valid_utf8(std::string_view s) noexcept {
-  auto p = reinterpret_cast<const std::uint8_t*>(s.data());
-  auto end = p + s.size();
-  while (p < end) {
-    auto c = *p;
-    if (c >= 0x01 && c < 0x80) {
-      ++p;
-      continue;
-    }
-    if (c == 0)
-      return false;
-    std::size_t n;
-    std::uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      n = 1;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      n = 2;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (static_cast<std::size_t>(end - p) <= n)
-      return false;
-    for (std::size_t i = 1; i <= n; ++i) {
-      if ((p[i] & 0xC0) != 0x80)
-        return false;
-      cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    // Overlong encodings, surrogates and values past U+10FFFF.
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800)
-        || (n == 3 && cp < 0x10000) || cp > 0x10FFFF
-        || (cp >= 0xD800 && cp <= 0xDFFF))
-      return false;
-    p += n + 1;
-  }
-  return true;
 }
 
 std::size_t varint_size(std::uint32_t v) noexcept {

@@ -346,10 +346,6 @@ void encode_simple_ack(packet_type type, std::uint16_t packet_id,
 
 // -- helpers ------------------------------------------------------------------
 
-/// Well-formed UTF-8 without U+0000 and without surrogates, as MQTT requires
-/// of every UTF-8 string.
-bool valid_utf8(std::string_view s) noexcept;
-
 /// Number of bytes of the variable byte integer encoding of `v`.
 std::size_t varint_size(std::uint32_t v) noexcept;
 

@@ -1,61 +1,24 @@
-// Topic names and filters: validation and matching (`+`, `#`, and the rule
-// that wildcards at the first level do not match `$`-topics), the
-// subscription trie the sessions consult on every publish (with per
+// The subscription trie the sessions consult on every publish (with per
 // subscription options and `$share/group/filter` groups served round
-// robin), and the retained message store.
+// robin), and the retained message store. What a valid topic or filter is
+// and how one matches the other are core/topic.hpp's.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "core/topic.hpp"
 #include "hub/mqtt_codec.hpp"
-
-namespace hubflow {
-
-/// True when `topic` (a topic name) matches `filter` (a topic filter).
-bool topic_matches(std::string_view filter, std::string_view topic);
-
-/// How deep and long a topic or filter may be (hub.max_topic_levels,
-/// hub.max_topic_length). MQTT bounds only the length (65535 bytes, i.e.
-/// up to 65536 levels); the level bound is Mosquitto's.
-struct topic_limits {
-  std::size_t max_levels = 200;
-  std::size_t max_length = 65535;
-};
-
-/// A non-empty filter whose `#` is only the whole last level and whose `+`
-/// only ever fills a whole level, in valid UTF-8 (`$share/g/f` passes too),
-/// within `limits` (a shared filter's own levels are counted, not the
-/// `$share/group/` prefix).
-bool valid_topic_filter(std::string_view filter, const topic_limits& limits = {});
-
-/// A non-empty topic name without wildcards, in valid UTF-8, within
-/// `limits`.
-bool valid_topic_name(std::string_view topic, const topic_limits& limits = {});
-
-} // namespace hubflow
 
 namespace hubflow::mqtt {
 
 /// Who subscribed: a session or an in-process (rule) subscriber, as the hub
 /// numbers them.
 using subscriber_id = std::uint64_t;
-
-/// `$share/group/filter` split up; nullopt for a plain filter. A malformed
-/// shared form (empty group, wildcard in the group, no filter) yields a
-/// result with `valid == false`; the filter itself is valid_topic_filter's
-/// to judge.
-struct shared_filter {
-  std::string_view group;
-  std::string_view filter;
-  bool valid = true;
-};
-std::optional<shared_filter> parse_shared_filter(std::string_view filter);
 
 /// One subscriber reached by one publish: the options of the (strongest)
 /// matching subscription and all subscription identifiers that matched.
@@ -157,8 +120,5 @@ private:
   std::unique_ptr<node> root_;
   std::size_t size_ = 0;
 };
-
-/// Splits a topic or filter at '/' (empty levels kept).
-void split_levels(std::string_view topic, std::vector<std::string_view>& out);
 
 } // namespace hubflow::mqtt

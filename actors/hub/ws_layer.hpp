@@ -9,8 +9,8 @@
 #include <string_view>
 #include <vector>
 
-#include "http/http_parser.hpp"
-#include "hub/transport.hpp"
+#include "core/http_parser.hpp"
+#include "core/transport.hpp"
 #include "hub/websocket_codec.hpp"
 
 namespace hubflow::hub {

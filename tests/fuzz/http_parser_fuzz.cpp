@@ -10,8 +10,8 @@
 #include <string>
 #include <string_view>
 
+#include "core/http_parser.hpp"
 #include "fuzz_input.hpp"
-#include "http/http_parser.hpp"
 
 using namespace hubflow;
 using hubflow::fuzz::check;

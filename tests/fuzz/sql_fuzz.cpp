@@ -14,10 +14,10 @@
 #include <string_view>
 
 #include "core/json_text.hpp"
+#include "core/topic.hpp"
 #include "functions/sql/sql_evaluator.hpp"
 #include "functions/sql/sql_parser.hpp"
 #include "fuzz_input.hpp"
-#include "hub/topic_tree.hpp"
 
 using namespace hubflow;
 using hubflow::fuzz::check;

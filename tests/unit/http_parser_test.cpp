@@ -3,8 +3,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/http_parser.hpp"
 #include "http/http_api.hpp"
-#include "http/http_parser.hpp"
 #include "http/prometheus.hpp"
 
 using namespace hubflow;

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "core/topic.hpp"
+
 using namespace hubflow;
 using namespace hubflow::mqtt;
 
@@ -331,13 +333,13 @@ TEST(mqtt_codec, random_garbage_never_crashes_and_ends_in_error_or_need_more) {
 }
 
 TEST(mqtt_codec, utf8_validation) {
-  EXPECT_TRUE(valid_utf8("plain/ascii"));
-  EXPECT_TRUE(valid_utf8("\xc3\xa9t\xc3\xa9"));             // été
-  EXPECT_TRUE(valid_utf8("\xf0\x9f\x98\x80"));              // emoji
-  EXPECT_FALSE(valid_utf8(std::string_view{"a\0b", 3}));    // U+0000
-  EXPECT_FALSE(valid_utf8("\xc0\xaf"));                     // overlong
-  EXPECT_FALSE(valid_utf8("\xed\xa0\x80"));                 // surrogate
-  EXPECT_FALSE(valid_utf8("\xe2\x82"));                     // truncated
+  EXPECT_TRUE(valid_mqtt_utf8("plain/ascii"));
+  EXPECT_TRUE(valid_mqtt_utf8("\xc3\xa9t\xc3\xa9"));          // été
+  EXPECT_TRUE(valid_mqtt_utf8("\xf0\x9f\x98\x80"));           // emoji
+  EXPECT_FALSE(valid_mqtt_utf8(std::string_view{"a\0b", 3})); // U+0000
+  EXPECT_FALSE(valid_mqtt_utf8("\xc0\xaf"));                  // overlong
+  EXPECT_FALSE(valid_mqtt_utf8("\xed\xa0\x80"));              // surrogate
+  EXPECT_FALSE(valid_mqtt_utf8("\xe2\x82"));                  // truncated
 }
 
 TEST(mqtt_codec, varint_sizes_follow_the_spec_boundaries) {

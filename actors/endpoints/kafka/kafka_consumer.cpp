@@ -11,6 +11,7 @@
 #include "core/fwd.hpp"
 #include "core/probe.hpp"
 #include "core/sink_error.hpp"
+#include "core/topic.hpp"
 #include "core/type_ids.hpp"
 #include "endpoints/kafka/kafka_client.hpp"
 #include "endpoints/kafka/kafka_mapping.hpp"
@@ -192,7 +193,7 @@ message kafka_consumer_state::to_message(const rd_kafka_message_t* m) {
   }
   if (m->key != nullptr) {
     std::string key(static_cast<const char*>(m->key), m->key_len);
-    if (key.size() <= max_property_size && is_mqtt_utf8(key))
+    if (key.size() <= max_property_size && valid_mqtt_utf8(key))
       msg.properties.user_properties.emplace_back(key_property, std::move(key));
     else
       ++counters.headers_dropped;

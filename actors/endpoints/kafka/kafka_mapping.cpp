@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/topic.hpp"
 #include "core/uuid.hpp"
 #include "endpoints/kafka/kafka_endpoint.hpp"
 
@@ -193,53 +194,12 @@ outgoing_record prepare_record(const kafka_settings& settings,
   return out;
 }
 
-bool is_mqtt_utf8(std::string_view text) {
-  auto s = reinterpret_cast<const unsigned char*>(text.data());
-  std::size_t n = text.size();
-  for (std::size_t i = 0; i < n;) {
-    unsigned char c = s[i];
-    if (c == 0)
-      return false;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    std::size_t len;
-    std::uint32_t cp;
-    if ((c & 0xE0) == 0xC0) {
-      len = 2;
-      cp = c & 0x1F;
-    } else if ((c & 0xF0) == 0xE0) {
-      len = 3;
-      cp = c & 0x0F;
-    } else if ((c & 0xF8) == 0xF0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + len > n)
-      return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((s[i + k] & 0xC0) != 0x80)
-        return false;
-      cp = (cp << 6) | (s[i + k] & 0x3F);
-    }
-    static constexpr std::uint32_t min_for_len[] = {0, 0, 0x80, 0x800, 0x10000};
-    if (cp < min_for_len[len] || cp > 0x10FFFF
-        || (cp >= 0xD800 && cp <= 0xDFFF))
-      return false; // overlong, out of range or a surrogate
-    i += len;
-  }
-  return true;
-}
-
 std::size_t add_header_properties(const header_list& headers,
                                   mqtt_properties& out) {
   std::size_t dropped = 0;
   for (auto& [name, value] : headers) {
     if (name.size() > max_property_size || value.size() > max_property_size
-        || !is_mqtt_utf8(name) || !is_mqtt_utf8(value)) {
+        || !valid_mqtt_utf8(name) || !valid_mqtt_utf8(value)) {
       ++dropped;
       continue;
     }

@@ -53,10 +53,6 @@ outgoing_record prepare_record(const kafka_settings& settings,
                                const std::string& kafka_topic,
                                message::clock::time_point now);
 
-/// True for text MQTT 5 accepts as a UTF-8 string: well-formed UTF-8, no
-/// surrogates, no U+0000.
-bool is_mqtt_utf8(std::string_view text);
-
 /// MQTT strings are at most 65535 bytes: headers of 64 KiB or more cannot
 /// become properties.
 inline constexpr std::size_t max_property_size = 65535;

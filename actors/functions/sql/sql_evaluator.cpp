@@ -4,8 +4,7 @@
 #include <limits>
 
 #include "core/json_text.hpp"
-#include "core/topic_template.hpp"
-#include "hub/topic_tree.hpp"
+#include "core/topic.hpp"
 
 namespace hubflow::sql {
 

@@ -12,7 +12,7 @@
 //   path      := name ('.' name | '[' ['-'] integer ']')*
 #include "functions/sql/sql_parser.hpp"
 
-#include "hub/topic_tree.hpp"
+#include "core/topic.hpp"
 
 #include <algorithm>
 #include <array>

@@ -1,4 +1,4 @@
-#include "hub/tls_layer.hpp"
+#include "core/tls_layer.hpp"
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -7,7 +7,7 @@
 
 #include "core/tls_context.hpp"
 
-namespace hubflow::hub {
+namespace hubflow {
 
 namespace {
 
@@ -157,4 +157,4 @@ std::string tls_layer::describe(int ssl_error) {
   return "SSL error " + std::to_string(ssl_error);
 }
 
-} // namespace hubflow::hub
+} // namespace hubflow

@@ -1,8 +1,10 @@
-// An incremental HTTP/1.1 request parser and response writer for the HTTP
-// API. Bytes are fed as they arrive; complete requests come out one at a
-// time (pipelining keeps its order). Limits are enforced before buffering:
-// oversized headers are refused with 431, bodies above max_body with 413
-// (before the body is read, so `Expect: 100-continue` clients send nothing).
+// An incremental HTTP/1.1 request parser and response writer: the HTTP
+// API's, and the request reader of the hub's WebSocket upgrade
+// (hub/ws_layer.hpp). Bytes are fed as they arrive; complete requests come
+// out one at a time (pipelining keeps its order). Limits are enforced
+// before buffering: oversized headers are refused with 431, bodies above
+// max_body with 413 (before the body is read, so `Expect: 100-continue`
+// clients send nothing).
 #pragma once
 
 #include <cstddef>

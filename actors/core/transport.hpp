@@ -3,7 +3,8 @@
 // loop per core without touching the protocol code. Today's implementation
 // writes with ::send() on the socket CAF accepted and leaves to CAF's write
 // buffer only what the socket does not take. TLS and WebSocket are layers
-// on top of it (hub/tls_layer.hpp, hub/ws_layer.hpp).
+// on top of it (core/tls_layer.hpp, hub/ws_layer.hpp); the HTTP API's
+// HTTPS connections use the TLS layer over a transport of their own.
 #pragma once
 
 #include <cstddef>
@@ -13,7 +14,7 @@
 
 #include <caf/io/broker.hpp>
 
-namespace hubflow::hub {
+namespace hubflow {
 
 class transport {
 public:
@@ -149,4 +150,4 @@ private:
   bool fin_pending_ = false; // the FIN waits for CAF's buffer to be written
 };
 
-} // namespace hubflow::hub
+} // namespace hubflow

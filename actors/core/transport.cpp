@@ -1,10 +1,10 @@
-#include "hub/transport.hpp"
+#include "core/transport.hpp"
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-namespace hubflow::hub {
+namespace hubflow {
 
 caf_transport::caf_transport(caf::io::broker* self,
                              caf::io::connection_handle hdl)
@@ -65,4 +65,4 @@ void caf_transport::close() {
   closed_ = true;
 }
 
-} // namespace hubflow::hub
+} // namespace hubflow

@@ -1,20 +1,21 @@
-// TLS between the socket and the layer above (MQTT, or WebSocket for
-// wss://), with OpenSSL on memory BIOs: the bytes CAF read go into OpenSSL,
-// what OpenSSL writes goes out through the transport below, so the
-// middleman's I/O thread never blocks on a handshake. A client that stalls
-// its handshake is dropped by the connection's CONNECT timeout.
+// TLS between the socket and the layer above (MQTT, WebSocket for wss://,
+// or the HTTP API's requests), with OpenSSL on memory BIOs: the bytes CAF
+// read go into OpenSSL, what OpenSSL writes goes out through the transport
+// below, so the middleman's I/O thread never blocks on a handshake. A
+// client that stalls its handshake is dropped by its connection's deadline
+// (the hub's CONNECT timeout, the HTTP API's deadlines).
 #pragma once
 
 #include <string>
 #include <string_view>
 
-#include "hub/transport.hpp"
+#include "core/transport.hpp"
 
 struct ssl_st;
 struct ssl_ctx_st;
 struct bio_st;
 
-namespace hubflow::hub {
+namespace hubflow {
 
 class tls_layer final : public layer {
 public:
@@ -61,4 +62,4 @@ private:
   bool closed_ = false; // close_notify sent or the connection failed
 };
 
-} // namespace hubflow::hub
+} // namespace hubflow
