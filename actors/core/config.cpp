@@ -428,10 +428,8 @@ struct builder {
   /// and `insecureSkipVerify` of Baetyl's function manager, checked now so
   /// --check reports what the link would hit when it connects.
   void build_address_tls(const json& j, hub_config& hub) {
-    bool secure = hub.address.starts_with("ssl://")
-                  || hub.address.starts_with("mqtts://");
-    if (!secure) {
-      for (auto key : {"ca", "cert", "key", "insecureSkipVerify"})
+    if (!is_tls_address(hub.address)) {
+      for (auto key : tls_address_keys)
         if (j.contains(key))
           fail(std::string{"hub."} + key,
                "'" + hub.address + "' is not a TLS address: write ssl://");

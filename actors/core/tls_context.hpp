@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "core/config.hpp"
 
@@ -39,6 +40,17 @@ std::string key_path_of(const std::string& block, const tls_problem& problem);
 /// nullptr with `problem` set on failure.
 tls_context_ptr make_server_tls_context(const tls_settings& tls,
                                         tls_problem& problem);
+
+/// Whether an MQTT address (`hub.address`, a `type: mqtt` endpoint's
+/// `address`) is reached over TLS: ssl:// or mqtts://.
+inline bool is_tls_address(std::string_view address) {
+  return address.starts_with("ssl://") || address.starts_with("mqtts://");
+}
+
+/// The inline TLS keys of such an address, as Baetyl's function manager
+/// writes them; refused beside a plain address.
+inline constexpr const char* tls_address_keys[] = {"ca", "cert", "key",
+                                                   "insecureSkipVerify"};
 
 /// Checks what the external hub's link hands libmosquitto (which reads
 /// the files itself when it connects): `ca` readable, PEM and within its

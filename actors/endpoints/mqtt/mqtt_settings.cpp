@@ -6,18 +6,14 @@ namespace hubflow {
 
 namespace {
 
-/// The TLS keys, named as `hub.address`'s are (Baetyl's function manager).
-constexpr const char* tls_keys[] = {"ca", "cert", "key", "insecureSkipVerify"};
-
 /// An ssl:// or mqtts:// address's TLS, checked now (the same checks as
 /// `hub.address`'s) so --check reports what the link would hit when it
 /// connects; keys written for a plain address are refused.
 std::optional<tls_client_settings> read_tls(option_values& in,
                                             const endpoint_config& cfg,
                                             const std::string& address) {
-  bool secure = address.starts_with("ssl://") || address.starts_with("mqtts://");
-  if (!secure) {
-    for (auto key : tls_keys)
+  if (!is_tls_address(address)) {
+    for (auto key : tls_address_keys)
       if (in.written(key))
         in.fail(key, "'" + address + "' is not a TLS address: write ssl://");
     return std::nullopt;
