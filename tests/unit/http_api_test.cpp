@@ -328,6 +328,14 @@ TEST_F(http_api_test, ttl_from_metadata) {
   EXPECT_NE(r.body.find("metadata.ttlInSeconds must be an integer"),
             std::string::npos)
     << r.body;
+  // An item's own ttl is read whole too: trailing text is not a number.
+  r = post_json("/v1.0/state/statestore",
+                R"([{"key":"partly","value":1,"metadata":{"ttlInSeconds":"12abc"}}])");
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("metadata.ttlInSeconds must be an integer"),
+            std::string::npos)
+    << r.body;
+  EXPECT_EQ(redis_.cli({"EXISTS", "partly"}), "0");
 }
 
 TEST_F(http_api_test, bad_requests_get_clear_4xx_answers) {
